@@ -84,7 +84,7 @@ def test_checkpoint_loads_with_weights_only(digits, tmp_path):
     trainer = build_trainer(validate_dict(EXP), digits)
     trainer.save(str(tmp_path))
     state = torch.load(tmp_path / "state.pt", weights_only=True)  # no pickled code
-    assert set(state) == {"model", "optimizer", "rng", "data_rng"}
+    assert set(state) == {"model", "optimizer", "rng", "data_rng", "hooks"}
 
 
 def test_divergence_is_an_error(digits):

@@ -44,6 +44,11 @@ class TrainerConfig(_Section):
     lr: float = Field(1e-3, gt=0, le=10)
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (sgd only)")
     weight_decay: float = Field(0.0, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="cosine: anneal per epoch from lr to lr_min over the epochs (DARTS)"
+    )
+    lr_min: float = Field(0.0, ge=0, description="the cosine schedule's final learning rate")
+    grad_clip: float | None = Field(None, gt=0, description="clip the weights' gradient norm to this (DARTS: 5)")
     eval_batch_size: int = Field(1024, ge=1)
     probe_size: int = Field(
         128, ge=1, description="held-out validation samples on which each growth event measures preservation"

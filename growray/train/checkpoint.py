@@ -3,7 +3,8 @@
 A checkpoint folder holds
   ``arch.json``  the model's ArchSpec (the model is rebuilt from it, never from the config:
                  PBT copies configs across trials, and growth changes the architecture);
-  ``state.pt``   model and optimizer state, RNG states (loaded with ``weights_only=True``);
+  ``state.pt``   model and optimizer state, RNG states, hooks' tensor state (loaded with
+                 ``weights_only=True``);
   ``meta.json``  step, epoch, growth events so far, hook states, MLflow run id, timings.
 """
 
@@ -31,6 +32,8 @@ class CheckpointData:
     rng_state: torch.Tensor
     data_rng_state: torch.Tensor
     meta: dict[str, Any] = field(default_factory=dict)
+    hook_tensors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per hook name, what ``Hook.tensor_state`` returned (masks, an architecture optimizer...)."""
 
     @property
     def step(self) -> int:
@@ -51,6 +54,7 @@ def save_checkpoint(directory: str | Path, data: CheckpointData) -> Path:
             "optimizer": data.optimizer_state,
             "rng": data.rng_state,
             "data_rng": data.data_rng_state,
+            "hooks": data.hook_tensors,
         },
         d / "state.pt",
     )
@@ -73,6 +77,7 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
         rng_state=state["rng"].cpu(),
         data_rng_state=state["data_rng"].cpu(),
         meta=meta,
+        hook_tensors=state.get("hooks", {}),
     )
 
 

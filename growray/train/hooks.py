@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import torch
+
     from .trainer import Trainer
 
 __all__ = ["Hook"]
@@ -17,6 +19,10 @@ class Hook:
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         """Called once before the first step (also after a restore)."""
+
+    def on_batch_start(self, trainer: "Trainer", xb: "torch.Tensor", yb: "torch.Tensor") -> None:
+        """Called before each training forward with the batch about to be used (a DARTS
+        architecture step, an ENAS architecture sample)."""
 
     def on_step_end(self, trainer: "Trainer", loss: float) -> None:
         """Called after every optimizer step."""
@@ -37,3 +43,12 @@ class Hook:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
+
+    def tensor_state(self) -> dict[str, Any]:
+        """Tensor state (masks, an architecture optimizer, a controller) saved in the checkpoint's
+        ``state.pt`` and loaded with ``weights_only=True``: tensors, numbers, strings, and
+        dicts/lists of those."""
+        return {}
+
+    def load_tensor_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``tensor_state`` returned."""

@@ -26,7 +26,7 @@ from growray.models import build_model
 from .checkpoint import CheckpointData, load_checkpoint, save_checkpoint
 from .hooks import Hook
 
-__all__ = ["Trainer", "TrainingDivergedError", "make_optimizer", "ReportFn"]
+__all__ = ["Trainer", "TrainingDivergedError", "make_optimizer", "scheduled_lr", "weight_parameters", "ReportFn"]
 
 #: ``report(metrics, checkpoint_dir)``; the checkpoint dir may be deleted after the call returns.
 ReportFn = Callable[[dict[str, Any], "str | None"], None]
@@ -36,8 +36,27 @@ class TrainingDivergedError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+def weight_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters the weight optimizer trains: ``model.weight_parameters()`` where the
+    model defines it (a DARTS supernet keeps its architecture α out), else all of them."""
+    params = model.weight_parameters() if hasattr(model, "weight_parameters") else model.parameters()
+    return [p for p in params if p.requires_grad]
+
+
+def scheduled_lr(cfg: TrainerConfig, epoch: int) -> float:
+    """The learning rate of ``epoch`` (0-based) under ``trainer.lr_schedule``.
+
+    ``cosine`` anneals from ``lr`` to ``lr_min`` over ``epochs`` (per epoch, as DARTS does). It
+    is a pure function of the epoch, so it survives growth (new parameter groups), restores and
+    PBT exploits without scheduler state.
+    """
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * epoch / cfg.epochs))
+
+
 def make_optimizer(model: nn.Module, cfg: TrainerConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = weight_parameters(model)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
@@ -148,6 +167,8 @@ class Trainer:
         for hook in self.hooks:
             if hook.name in hook_states:
                 hook.load_state_dict(hook_states[hook.name])
+            if hook.name in ckpt.hook_tensors:
+                hook.load_tensor_state(ckpt.hook_tensors[hook.name])
 
     def checkpoint_data(self) -> CheckpointData:
         meta = {
@@ -171,6 +192,7 @@ class Trainer:
             rng_state=torch.get_rng_state(),
             data_rng_state=self._data_gen.get_state(),
             meta=meta,
+            hook_tensors={h.name: state for h in self.hooks if (state := h.tensor_state())},
         )
 
     def save(self, directory: str) -> None:
@@ -215,6 +237,8 @@ class Trainer:
         self._latency_arch = arch
 
     def architecture_metrics(self) -> dict[str, float]:
+        if not self.model.sites():  # a supernet or a fixed cell network: no width sites
+            return {}
         widths = self.model.widths()
         out = {width_metric(site): float(w) for site, w in widths.items()}
         out["growth/depth"] = float(len(widths))
@@ -263,6 +287,8 @@ class Trainer:
         metrics: dict[str, float] = {}
         while self.epoch < self.cfg.epochs:
             self.model.train()
+            for group in self.optimizer.param_groups:
+                group["lr"] = scheduled_lr(self.cfg, self.epoch)
             t0 = time.perf_counter()
             perm = torch.randperm(n, generator=self._data_gen).to(x_train.device)
             loss_sum, correct, seen, window = 0.0, 0, 0, []
@@ -271,6 +297,8 @@ class Trainer:
                 xb, yb = x_train[idx], y_train[idx]
                 if len(idx) < 2 and n >= 2:
                     continue  # a single-sample batch breaks BatchNorm; dropped like drop_last
+                for hook in self.hooks:
+                    hook.on_batch_start(self, xb, yb)
                 logits = self.model(xb)
                 loss = F.cross_entropy(logits, yb)
                 if not torch.isfinite(loss):
@@ -280,6 +308,8 @@ class Trainer:
                     )
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if self.cfg.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(weight_parameters(self.model), self.cfg.grad_clip)
                 self.optimizer.step()
                 self.step += 1
                 self.compute.add_step(self.model, self.data.input_shape, len(idx))
