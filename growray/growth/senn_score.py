@@ -1,0 +1,181 @@
+"""SENN's natural expansion score (Mitchell et al., arXiv 2307.04526), pure torch.
+
+Notation for one dense consumer layer ``z = W a`` (``a`` its input with a bias column):
+
+- ``A = E[a a^T]`` over the layer inputs, ``S = E[g_hat g_hat^T]`` over the normalised
+  pre-activation gradients, ``dW = E[g a^T]``.
+- ``eta = Tr[S^-1 dW A^-1 dW^T]``: the natural-gradient length of the layer under the
+  Kronecker-factored Fisher ``S (x) A``.
+- A candidate new input ``a_p`` (a new unit of the layer below, zero fan-out) has the lower
+  bound ``d_eta' = Tr[S^-1 E[g_r a_p^T] A_p^-1 E[a_p g_r^T]]`` on its exact gain, where
+  ``g_r = g - dW A^-1 a`` is the gradient the existing inputs cannot explain. The exact gain
+  uses the Schur complement ``A_p - E[a_p a^T] A^-1 E[a a_p^T] <= A_p`` instead of ``A_p``,
+  hence the bound.
+
+**Scaling (documented choice).** ``g_n = dl_n/dz_n`` is the per-sample gradient of sample
+n's own loss (``N`` times the gradient of the batch-mean loss), so ``dW`` is the gradient of
+the mean loss. ``S`` is built from ``g_hat_n = g_n / ||dl_n/dy_n||`` (``y`` the logits): each
+sample's output gradient is normalised to unit length, as the reference code's Fisher under
+a Euclidean output metric does. ``eta`` and ``d_eta'`` then have the units of a squared
+output gradient and are compared with ``grad_sq = E_n ||dl_n/dy_n||^2`` (SENN's absolute
+test ``d_eta' / ||g_y||^2 > alpha``); their ratio ``d_eta' / eta`` is SENN's relative test.
+
+**Damping.** Tikhonov, relative to the matrix scale: ``M + tikhonov * mean(diag M) * I`` for
+``S``, ``A`` and ``A_p`` (a fixed fraction of the average eigenvalue, so it does not depend on
+the units of activations or gradients). The bound holds with this damping: with ``A`` and
+``A_p`` damped blockwise the damped Schur complement is still below the damped ``A_p``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "LayerStats",
+    "candidate_gain",
+    "damp",
+    "layer_stats",
+    "optimize_proposals",
+    "sample_winner",
+    "with_bias_column",
+]
+
+_TINY = 1e-30
+
+
+def damp(m: Tensor, tikhonov: float) -> Tensor:
+    """``m + tikhonov * mean(diag m) * I`` (a tiny floor keeps an all-zero ``m`` invertible)."""
+    n = m.shape[0]
+    lam = tikhonov * float(torch.diagonal(m).mean().clamp_min(0)) + _TINY
+    return m + lam * torch.eye(n, dtype=m.dtype, device=m.device)
+
+
+def with_bias_column(a: Tensor) -> Tensor:
+    """``(N, F)`` -> ``(N, F + 1)`` with a trailing column of ones."""
+    return torch.cat([a, torch.ones(a.shape[0], 1, dtype=a.dtype, device=a.device)], dim=1)
+
+
+@dataclass
+class LayerStats:
+    """What every candidate of one consumer layer reuses.
+
+    Attributes:
+        s_inv: ``(C, C)`` inverse of the damped ``S``.
+        residual: ``(N, C)`` residual gradients ``g_r``.
+        eta: the layer's natural expansion score ``eta_l``.
+        grad_sq: ``E_n ||dl_n/dy_n||^2``, the squared output-gradient norm of the absolute test.
+    """
+
+    s_inv: Tensor
+    residual: Tensor
+    eta: float
+    grad_sq: float
+
+
+def layer_stats(a: Tensor, g: Tensor, g_hat: Tensor, grad_sq: float, tikhonov: float = 0.1) -> LayerStats:
+    """K-FAC statistics of a dense layer.
+
+    Args:
+        a: ``(N, D)`` layer inputs, bias column included (``with_bias_column``).
+        g: ``(N, C)`` per-sample pre-activation gradients ``dl_n/dz_n``.
+        g_hat: ``(N, C)`` the same gradients with each sample's output gradient normalised
+            (see the module docstring); ``S = E[g_hat g_hat^T]``.
+        grad_sq: ``E_n ||dl_n/dy_n||^2``.
+        tikhonov: relative damping (>= 0).
+    """
+    a, g, g_hat = a.double(), g.double(), g_hat.double()
+    n = a.shape[0]
+    a_mat = damp(a.t() @ a / n, tikhonov)
+    s_inv = torch.linalg.inv(damp(g_hat.t() @ g_hat / n, tikhonov))
+    dw = g.t() @ a / n  # (C, D)
+    coef = torch.linalg.solve(a_mat, dw.t())  # A^-1 dW^T, (D, C)
+    eta = float(torch.sum((s_inv @ dw) * coef.t()))
+    residual = g - a @ coef
+    return LayerStats(s_inv=s_inv, residual=residual, eta=eta, grad_sq=float(grad_sq))
+
+
+def candidate_gain(a_p: Tensor, stats: LayerStats, tikhonov: float = 0.1) -> Tensor:
+    """Lower bound ``d_eta'`` for each single-unit candidate.
+
+    Args:
+        a_p: ``(P, N)`` candidate activations, one row per proposal.
+        stats: from ``layer_stats`` on the same N samples.
+        tikhonov: relative damping of the scalar ``A_p = E[a_p^2]``.
+
+    Returns:
+        ``(P,)`` gains (differentiable with respect to ``a_p``).
+    """
+    r = stats.residual.to(a_p.dtype)
+    n = a_p.shape[1]
+    m = a_p @ r / n  # (P, C): E[a_p g_r^T]
+    a_sq = (a_p * a_p).mean(dim=1) * (1.0 + tikhonov) + _TINY
+    quad = ((m @ stats.s_inv.to(a_p.dtype)) * m).sum(dim=1)
+    return quad / a_sq
+
+
+def optimize_proposals(
+    features: Tensor,
+    activation: Callable[[Tensor], Tensor],
+    stats: LayerStats,
+    *,
+    n_proposals: int = 100,
+    n_steps: int = 10,
+    step_size: float = 0.3,
+    tikhonov: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Random fan-ins improved by a few steps of gradient ascent on ``d_eta'``.
+
+    A proposal is a fan-in ``u`` over ``features`` (``(N, F)``, bias column included); its
+    activations are ``activation(features @ u)``. Starts: ``N(0, 1/F)`` entries. Each step moves
+    every proposal by ``step * ||u||`` along its normalised gradient (a scale-free step); a step
+    that does not raise that proposal's gain is undone and its step divided by 3 (per proposal;
+    starts at ``step_size``).
+
+    Returns:
+        ``(fan_ins (P, F), gains (P,))``, both detached, in float64.
+    """
+    feats = features.detach().double()
+    f = feats.shape[1]
+    u = torch.randn(n_proposals, f, generator=generator, dtype=torch.float64) / math.sqrt(f)
+    u = u.to(feats.device)
+    step = torch.full((n_proposals,), float(step_size), dtype=torch.float64, device=feats.device)
+
+    def gains_of(v: Tensor) -> Tensor:
+        return candidate_gain(activation(v @ feats.t()), stats, tikhonov)
+
+    with torch.enable_grad():
+        for _ in range(n_steps):
+            v = u.clone().requires_grad_(True)
+            score = gains_of(v)
+            (grad,) = torch.autograd.grad(score.sum(), v)
+            with torch.no_grad():
+                direction = grad / grad.norm(dim=1, keepdim=True).clamp_min(_TINY)
+                trial = u + (step * u.norm(dim=1))[:, None] * direction
+                better = gains_of(trial) > score.detach()
+                u = torch.where(better[:, None], trial, u)
+                step = torch.where(better, step, step / 3.0)
+    with torch.no_grad():
+        final = gains_of(u)
+    return u.detach(), final.detach()
+
+
+def sample_winner(gains: Tensor, temperature: float, generator: torch.Generator | None = None) -> int:
+    """Index drawn from ``softmax(temperature * gains / max(gains))``.
+
+    Our reading of the reference's "softmax with temperature 10": the gains are first divided
+    by the best one (they carry the units of a squared gradient), then multiplied by
+    ``temperature``: a proposal at 90% of the best is ``e^-1`` times as likely with 10.
+    ``temperature = inf`` picks the argmax.
+    """
+    g = gains.detach().double().clamp_min(0)
+    best = float(g.max())
+    if best <= 0 or math.isinf(temperature):
+        return int(torch.argmax(g))
+    probs = torch.softmax(temperature * g / best, dim=0)
+    return int(torch.multinomial(probs.cpu(), 1, generator=generator))

@@ -1,0 +1,138 @@
+"""SENN: the natural expansion score, its lower bound, the trigger and the initializer."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from growray.growth import INITIALIZERS, TRIGGERS, TriggerContext, widen
+from growray.growth.senn import SENNInitializer, SENNTrigger, measure_site
+from growray.growth.senn_score import candidate_gain, damp, layer_stats, optimize_proposals, with_bias_column
+from growray.models import GrowableMLP, make_activation
+from growray.testing.initializers import InitializerConformance
+from growray.testing.triggers import TriggerConformance
+
+torch.set_num_threads(1)
+
+
+# --- the score --------------------------------------------------------------------------
+
+
+def _exact_gain(a_c, a_p, g, g_hat, tik):
+    """eta with the candidate as an extra input minus eta without it, computed directly from
+    the full (damped) A: the Schur complement is implicit in inv(A_full)."""
+    n = a_c.shape[0]
+    s_inv = torch.linalg.inv(damp(g_hat.t() @ g_hat / n, tik))
+
+    def eta(a, lams):
+        a_mat = a.t() @ a / n + torch.diag(lams)
+        dw = g.t() @ a / n
+        return torch.trace(s_inv @ dw @ torch.linalg.inv(a_mat) @ dw.t())
+
+    a_cc = a_c.t() @ a_c / n
+    lam_c = tik * torch.diagonal(a_cc).mean() + 1e-30
+    lam_p = tik * (a_p**2).mean() + 1e-30
+    full = torch.cat([a_c, a_p[:, None]], 1)
+    lams_c = torch.full((a_c.shape[1],), float(lam_c), dtype=torch.float64)
+    return float(eta(full, torch.cat([lams_c, lam_p.reshape(1)])) - eta(a_c, lams_c))
+
+
+@pytest.mark.parametrize("tik", [0.0, 0.1])
+def test_lower_bound_below_exact_gain(tik):
+    torch.manual_seed(0)
+    n, d, c = 64, 5, 3
+    for draw in range(8):
+        a_c = with_bias_column(torch.randn(n, d, dtype=torch.float64))
+        g = torch.randn(n, c, dtype=torch.float64)
+        g_hat = g / g.norm(dim=1, keepdim=True)
+        # candidates correlated with the existing inputs, so the Schur complement matters
+        a_p = a_c @ torch.randn(d + 1, dtype=torch.float64) + 0.5 * torch.randn(n, dtype=torch.float64)
+        stats = layer_stats(a_c, g, g_hat, 1.0, tik)
+        bound = float(candidate_gain(a_p[None], stats, tik)[0])
+        exact = _exact_gain(a_c, a_p, g, g_hat, tik)
+        assert 0.0 < bound <= exact + 1e-10, (draw, bound, exact)
+        assert bound < 0.99 * exact  # strictly loose when a_p is correlated with a_c
+
+
+def test_bound_is_tight_for_an_input_orthogonal_to_the_existing_ones():
+    torch.manual_seed(1)
+    n = 48
+    a_c = with_bias_column(torch.randn(n, 3, dtype=torch.float64))
+    g = torch.randn(n, 2, dtype=torch.float64)
+    a_p = torch.randn(n, dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.cat([a_c, a_p[:, None]], 1))
+    a_p = q[:, -1] * n**0.5  # E[a_c a_p] = 0
+    stats = layer_stats(a_c, g, g, 1.0, 0.0)
+    bound = float(candidate_gain(a_p[None], stats, 0.0)[0])
+    assert bound == pytest.approx(_exact_gain(a_c, a_p, g, g, 0.0), rel=1e-8)
+
+
+def test_eta_is_the_natural_gradient_length():
+    """Without damping and with S = I, eta = ||dW A^-1/2||^2, computed by least squares."""
+    torch.manual_seed(2)
+    n = 40
+    a = with_bias_column(torch.randn(n, 4, dtype=torch.float64))
+    g = torch.randn(n, 3, dtype=torch.float64)
+    g_hat = torch.linalg.qr(torch.randn(n, 3, dtype=torch.float64))[0] * n**0.5  # E[g_hat g_hat^T] = I
+    stats = layer_stats(a, g, g_hat, 1.0, 0.0)
+    dw = g.t() @ a / n
+    expected = torch.trace(dw @ torch.linalg.inv(a.t() @ a / n) @ dw.t())
+    assert stats.eta == pytest.approx(float(expected), rel=1e-9)
+    # the residual gradients are orthogonal to every existing input
+    assert (stats.residual.t() @ a).abs().max() < 1e-9
+
+
+def test_proposal_optimisation_raises_the_gain():
+    torch.manual_seed(3)
+    n = 64
+    x = with_bias_column(torch.randn(n, 4, dtype=torch.float64))
+    a_c = with_bias_column(torch.randn(n, 2, dtype=torch.float64))
+    g = torch.tanh(x[:, :2] @ torch.randn(2, 3, dtype=torch.float64)) + 0.1 * torch.randn(n, 3, dtype=torch.float64)
+    stats = layer_stats(a_c, g, g, 1.0, 0.1)
+    gen0, gen1 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    _, start = optimize_proposals(x, torch.tanh, stats, n_proposals=20, n_steps=0, generator=gen0)
+    _, after = optimize_proposals(x, torch.tanh, stats, n_proposals=20, n_steps=10, generator=gen1)
+    assert (after >= start - 1e-12).all() and after.mean() > 1.2 * start.mean()
+
+
+# --- the rational activation ---------------------------------------------------------------
+
+
+def test_rational_is_exactly_the_identity_at_init_and_learns():
+    act = make_activation("rational")
+    x = torch.randn(500) * 5
+    assert torch.equal(act(x), x)
+    (act(x) * torch.randn(500)).sum().backward()
+    assert act.v.grad.abs() > 0 and act.c.grad.abs() > 0
+    with torch.no_grad():
+        act.v.fill_(0.5)
+    assert not torch.allclose(act(x), x)
+
+
+# --- the trigger on a teacher task ---------------------------------------------------------
+
+
+def _teacher_data(n=512, seed=0):
+    """Labels sampled from a width-6 tanh teacher's softmax (a well-specified model)."""
+    torch.manual_seed(seed)
+    teacher = GrowableMLP((4,), 3, hidden=[6], activation="tanh")
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.mul_(3.0)
+        x = torch.randn(n, 4)
+        y = torch.multinomial(torch.softmax(teacher(x), 1), 1).squeeze(1)
+    return teacher, x, y
+
+
+def _fit(model, x, y, steps, lr=0.03):
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model
+
+
+def _ctx(model, x, y, step=1):
+    return TriggerContext(step, 0, "step", model.widths(), model=model, batch=(x, y))
