@@ -4,7 +4,9 @@ Importing this package registers the ``cell_network`` and ``darts_supernet`` mod
 ``growray.models.MODELS`` and the candidate ops in ``OPS``.
 """
 
+from growray.nas.architect import DartsArchitect, arch_gradient
 from growray.nas.bn import recalibrate_batchnorm
+from growray.nas.darts import DartsSupernet, MixedOp, SearchCell
 from growray.nas.genotype import (
     Genotype,
     alpha_entropy,
@@ -22,8 +24,13 @@ __all__ = [
     "OPS",
     "PARAMETER_FREE_OPS",
     "CellNetwork",
+    "DartsArchitect",
+    "DartsSupernet",
     "Genotype",
+    "MixedOp",
+    "SearchCell",
     "alpha_entropy",
+    "arch_gradient",
     "count_op",
     "discretize",
     "make_op",

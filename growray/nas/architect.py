@@ -1,0 +1,241 @@
+"""The DARTS architecture step: first order, or second order (unrolled) with a finite-difference HVP.
+
+Second order (Liu et al., 2019, eq. 7-8): the gradient of ``L_val(w', alpha)`` at the
+one-step-unrolled weights ``w' = w - xi * (grad_w L_train(w, alpha) + mu * m + wd * w)``
+(``m`` the weight optimizer's momentum buffer, as DARTS' code unrolls it) is
+
+    grad_alpha L_val(w', alpha) - xi * [grad_alpha L_train(w+) - grad_alpha L_train(w-)] / (2 eps)
+
+with ``w+- = w +- eps * grad_w' L_val(w', alpha)`` and ``eps = 0.01 / ||grad_w' L_val||``.
+First order drops the unrolling (``xi = 0``). The weights are restored exactly afterwards
+(their ``.grad`` is never touched); in second order so are all buffers (BatchNorm running
+statistics), since the extra forwards run at weights the model never holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["DartsArchitect", "arch_gradient"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``d loss / d params``; zeros for parameters the loss does not reach."""
+    gs = torch.autograd.grad(loss, list(params), allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)]
+
+
+def _check_order(order: object) -> int:
+    if order not in (1, 2) or isinstance(order, bool):
+        raise ValueError(f"order must be 1 (first-order DARTS) or 2 (unrolled, second order); got {order!r}")
+    return order  # type: ignore[return-value]
+
+
+def _arch_gradient(
+    model: nn.Module,
+    train_batch: Batch,
+    val_batch: Batch,
+    xi: float,
+    order: int,
+    loss_fn: LossFn,
+    momentum: float,
+    weight_decay: float,
+    momentum_buffers: Sequence[torch.Tensor | None] | None,
+) -> tuple[list[torch.Tensor], float]:
+    arch = list(model.arch_parameters())
+    x_val, y_val = val_batch
+    if order == 1:
+        loss = loss_fn(model(x_val), y_val)
+        return _grads(loss, arch), float(loss.detach())
+
+    weights = [p for p in model.weight_parameters() if p.requires_grad]
+    if momentum_buffers is not None and len(momentum_buffers) != len(weights):
+        raise ValueError(
+            f"momentum_buffers must have one entry (or None) per weight parameter ({len(weights)}); "
+            f"got {len(momentum_buffers)}"
+        )
+    x_train, y_train = train_batch
+    saved_w = [p.detach().clone() for p in weights]
+    saved_buffers = [b.detach().clone() for b in model.buffers()]
+    try:
+        # w' = w - xi * (grad + momentum * buffer + wd * w)
+        g_train = _grads(loss_fn(model(x_train), y_train), weights)
+        with torch.no_grad():
+            for i, (p, g) in enumerate(zip(weights, g_train)):
+                step = g + weight_decay * p
+                buf = momentum_buffers[i] if momentum_buffers is not None else None
+                if buf is not None and momentum:
+                    step = step + momentum * buf
+                p.sub_(xi * step)
+        loss = loss_fn(model(x_val), y_val)
+        g_all = _grads(loss, arch + weights)
+        d_alpha, d_w = g_all[: len(arch)], g_all[len(arch) :]
+        norm = torch.sqrt(sum((g.detach().double() ** 2).sum() for g in d_w))
+        if xi == 0.0 or float(norm) == 0.0:
+            return [g.detach() for g in d_alpha], float(loss.detach())
+        eps = 0.01 / float(norm)
+        with torch.no_grad():
+            for p, w0, v in zip(weights, saved_w, d_w):
+                p.copy_(w0).add_(v, alpha=eps)
+        g_plus = _grads(loss_fn(model(x_train), y_train), arch)
+        with torch.no_grad():
+            for p, w0, v in zip(weights, saved_w, d_w):
+                p.copy_(w0).add_(v, alpha=-eps)
+        g_minus = _grads(loss_fn(model(x_train), y_train), arch)
+        out = [(da - xi * (gp - gm) / (2 * eps)).detach() for da, gp, gm in zip(d_alpha, g_plus, g_minus)]
+        return out, float(loss.detach())
+    finally:
+        with torch.no_grad():
+            for p, w0 in zip(weights, saved_w):
+                p.copy_(w0)
+            for b, b0 in zip(model.buffers(), saved_buffers):
+                b.copy_(b0)
+
+
+def arch_gradient(
+    model: nn.Module,
+    train_batch: Batch,
+    val_batch: Batch,
+    xi: float,
+    order: int,
+    *,
+    loss_fn: LossFn = F.cross_entropy,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    momentum_buffers: Sequence[torch.Tensor | None] | None = None,
+) -> list[torch.Tensor]:
+    """The DARTS architecture gradient, one tensor per ``model.arch_parameters()``.
+
+    Args:
+        model: a supernet with ``arch_parameters()`` and ``weight_parameters()``.
+        train_batch: ``(inputs, targets)`` from the weight half of the data.
+        val_batch: ``(inputs, targets)`` from the architecture half.
+        xi: the unrolling step (DARTS: the weight optimizer's current lr); unused in order 1.
+        order: 1 (``grad_alpha L_val(w)``) or 2 (unrolled, finite-difference HVP).
+        loss_fn: ``loss_fn(logits, targets)``.
+        momentum: momentum factor of the weight optimizer (order 2).
+        weight_decay: its L2 weight decay (order 2).
+        momentum_buffers: its momentum buffer per ``weight_parameters()`` entry that
+            requires grad (None entries: no buffer yet).
+    """
+    grads, _ = _arch_gradient(
+        model, train_batch, val_batch, float(xi), _check_order(order), loss_fn, momentum, weight_decay, momentum_buffers
+    )
+    return grads
+
+
+class DartsArchitect:
+    """Updates a supernet's architecture weights with Adam on the DARTS gradient.
+
+    ``step(train_batch, val_batch, w_optimizer)`` does one update. For ``order=2`` the
+    unrolling reads ``xi`` (lr), momentum and weight decay from the weight optimizer:
+    exactly for ``torch.optim.SGD`` (momentum buffers from its state; all parameter groups
+    holding model weights must agree on lr, momentum and weight decay); for any other
+    optimizer (e.g. Adam) the unrolled step degrades to ``w - xi * grad`` with ``xi`` its lr.
+    Nesterov SGD is unrolled as plain momentum.
+
+    Args:
+        model: a supernet with ``arch_parameters()`` and ``weight_parameters()``.
+        lr: Adam learning rate for the alphas (DARTS: 3e-4).
+        betas: Adam betas (DARTS: (0.5, 0.999)).
+        weight_decay: Adam (L2) weight decay of the alphas (DARTS: 1e-3).
+        order: 1 or 2.
+        grad_clip: clip the alphas' gradient norm to this value; None: no clipping.
+        loss_fn: ``loss_fn(logits, targets)``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        lr: float = 3e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        weight_decay: float = 1e-3,
+        order: int = 1,
+        grad_clip: float | None = None,
+        loss_fn: LossFn = F.cross_entropy,
+    ):
+        if not callable(getattr(model, "arch_parameters", None)) or not callable(
+            getattr(model, "weight_parameters", None)
+        ):
+            raise TypeError(
+                f"DartsArchitect needs a supernet with arch_parameters() and weight_parameters() "
+                f"(e.g. darts_supernet); got {type(model).__name__}"
+            )
+        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
+            raise ValueError(f"lr (architecture learning rate) must be > 0; got {lr!r}")
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1); got {betas!r}")
+        if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0; got {weight_decay!r}")
+        if grad_clip is not None and (not isinstance(grad_clip, (int, float)) or grad_clip <= 0):
+            raise ValueError(f"grad_clip must be > 0, or None for no clipping; got {grad_clip!r}")
+        self.model = model
+        self.order = _check_order(order)
+        self.grad_clip = grad_clip
+        self.loss_fn = loss_fn
+        self.optimizer = torch.optim.Adam(
+            model.arch_parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay
+        )
+
+    def _unroll_settings(
+        self, w_optimizer: torch.optim.Optimizer
+    ) -> tuple[float, float, float, list[torch.Tensor | None] | None]:
+        weights = [p for p in self.model.weight_parameters() if p.requires_grad]
+        if not isinstance(w_optimizer, torch.optim.SGD):
+            return float(w_optimizer.param_groups[0]["lr"]), 0.0, 0.0, None
+        ids = {id(p) for p in weights}
+        groups = [g for g in w_optimizer.param_groups if any(id(p) in ids for p in g["params"])]
+        if not groups:
+            raise ValueError("the weight optimizer holds none of the model's weight_parameters()")
+        settings = {(float(g["lr"]), float(g.get("momentum", 0.0)), float(g.get("weight_decay", 0.0))) for g in groups}
+        if len(settings) > 1:
+            raise ValueError(
+                f"second-order DARTS unrolls one SGD step: the weight optimizer's parameter groups must share "
+                f"lr, momentum and weight_decay; got {sorted(settings)}"
+            )
+        xi, momentum, wd = settings.pop()
+        buffers = [w_optimizer.state.get(p, {}).get("momentum_buffer") for p in weights] if momentum else None
+        return xi, momentum, wd, buffers
+
+    def step(self, train_batch: Batch, val_batch: Batch, w_optimizer: torch.optim.Optimizer) -> dict[str, float]:
+        """One architecture update; returns ``{"nas/arch_loss", "nas/arch_grad_norm"}``.
+
+        ``nas/arch_loss`` is the validation loss the gradient was taken at (at ``w`` in
+        first order, at the unrolled ``w'`` in second order); the grad norm is before clipping.
+        """
+        if self.order == 2:
+            xi, momentum, wd, buffers = self._unroll_settings(w_optimizer)
+        else:
+            xi, momentum, wd, buffers = 0.0, 0.0, 0.0, None
+        grads, loss = _arch_gradient(
+            self.model, train_batch, val_batch, xi, self.order, self.loss_fn, momentum, wd, buffers
+        )
+        arch = list(self.model.arch_parameters())
+        for p, g in zip(arch, grads):
+            p.grad = g.to(p.dtype)
+        if self.grad_clip is not None:
+            norm = float(torch.nn.utils.clip_grad_norm_(arch, self.grad_clip))
+        else:
+            norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads)))
+        self.optimizer.step()
+        for p in arch:
+            p.grad = None  # a later weight-loss backward must not see a stale architecture gradient
+        return {"nas/arch_loss": loss, "nas/arch_grad_norm": norm}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The Adam state of the alphas (tensors) and the order."""
+        return {"optimizer": self.optimizer.state_dict(), "order": self.order}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("order", self.order) != self.order:
+            raise ValueError(f"architect state is for order {state['order']}; this architect has order {self.order}")
+        self.optimizer.load_state_dict(state["optimizer"])

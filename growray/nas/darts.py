@@ -1,0 +1,294 @@
+"""The DARTS supernet: mixed ops on every edge, architecture weights shared by all cells.
+
+Layout as in DARTS' search network: stem (3x3 conv, BatchNorm), ``layers`` search cells
+(reductions at ``layers // 3`` and ``2 * layers // 3``), global average pooling, Linear.
+A search cell has ``nodes`` intermediate nodes; node ``i`` sums a mixed op on every
+earlier state (the two preprocessed cell inputs and nodes ``0..i-1``); the cell outputs
+the concatenation of its last ``multiplier`` nodes. A mixed op is
+``sum_o softmax(alpha_edge)_o * o(x)``, its ops built with non-affine BatchNorm and a
+BatchNorm after pooling.
+
+``alpha_normal`` and ``alpha_reduce`` (``[n_edges, n_ops]``, initialised ``1e-3 * N(0, 1)``)
+are ``nn.Parameter`` s, so they live in ``state_dict`` and checkpoints; keep them out of
+the weight optimizer with ``weight_parameters()`` and update them with ``DartsArchitect``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from growray.models.spec import MODELS, ArchSpec
+from growray.nas.genotype import Genotype, discretize, n_edges
+from growray.nas.network import (
+    CellNetwork,
+    check_image_shape,
+    check_positive,
+    reduction_layers,
+)
+from growray.nas.ops import DARTS_OPS, OPS, FactorizedReduce, ReLUConvBN, make_op
+
+__all__ = ["DartsSupernet", "MixedOp", "SearchCell"]
+
+
+class MixedOp(nn.Module):
+    """All candidate ops of one edge; ``forward(x, weights)`` is their weighted sum.
+
+    The ``none`` op contributes exactly zero, so it is skipped in the sum (its weight still
+    matters through the softmax normalisation).
+    """
+
+    def __init__(self, C: int, stride: int, op_names: Sequence[str]):
+        super().__init__()
+        self.op_names = list(op_names)
+        self.ops = nn.ModuleList(make_op(name, C, stride, affine=False, pool_bn=True) for name in self.op_names)
+        self._active = [j for j, name in enumerate(self.op_names) if name != "none"]
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        out = None
+        for j in self._active:
+            term = weights[j] * self.ops[j](x)
+            out = term if out is None else out + term
+        return out  # type: ignore[return-value]  # the supernet rejects op sets without a non-none op
+
+
+class SearchCell(nn.Module):
+    """A DARTS search cell: every node sums the mixed ops on all earlier states."""
+
+    def __init__(
+        self,
+        nodes: int,
+        multiplier: int,
+        c_prev_prev: int,
+        c_prev: int,
+        C: int,
+        reduction: bool,
+        reduction_prev: bool,
+        op_names: Sequence[str],
+    ):
+        super().__init__()
+        self.reduction = reduction
+        self.nodes = nodes
+        self.multiplier = multiplier
+        if reduction_prev:
+            self.preprocess0: nn.Module = FactorizedReduce(c_prev_prev, C, affine=False)
+        else:
+            self.preprocess0 = ReLUConvBN(c_prev_prev, C, 1, 1, 0, affine=False)
+        self.preprocess1 = ReLUConvBN(c_prev, C, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList(
+            MixedOp(C, 2 if reduction and inp < 2 else 1, op_names) for node in range(nodes) for inp in range(node + 2)
+        )
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        offset = 0
+        for _ in range(self.nodes):
+            s = None
+            for j, h in enumerate(states):
+                term = self.edges[offset + j](h, weights[offset + j])
+                s = term if s is None else s + term
+            offset += len(states)
+            states.append(s)
+        return torch.cat(states[-self.multiplier :], dim=1)
+
+
+def _check_ops(ops: object) -> list[str]:
+    if isinstance(ops, (str, bytes)) or not isinstance(ops, Sequence) or len(ops) == 0:
+        raise ValueError(f"ops must be a non-empty list of op names (registered: {', '.join(OPS.names())}); got {ops!r}")
+    names = list(ops)
+    for name in names:
+        OPS.get(name)  # the registry's error lists the valid names and the closest match
+    if len(set(names)) != len(names):
+        raise ValueError(f"ops must not repeat a name; got {names}")
+    if all(name == "none" for name in names):
+        raise ValueError(f"ops needs at least one op other than 'none' (a cell must compute something); got {names}")
+    return names
+
+
+@MODELS.register("darts_supernet")
+class DartsSupernet(nn.Module):
+    """DARTS' continuous relaxation of a cell network (architecture weights are parameters).
+
+    Args:
+        input_shape: ``(C, H, W)`` of one sample; supplied by growray.
+        n_classes: number of logits; supplied by growray.
+        channels: channels of the first cells (doubled by each reduction cell).
+        layers: number of cells (DARTS search: 8).
+        nodes: intermediate nodes per cell (DARTS: 4).
+        multiplier: the cell output concatenates the last ``multiplier`` nodes (1..nodes).
+        stem_multiplier: the stem outputs ``stem_multiplier * channels`` channels.
+        ops: the candidate op set, names registered in ``growray.nas.OPS`` (default: DARTS' 8).
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        n_classes: int,
+        channels: int = 16,
+        layers: int = 8,
+        nodes: int = 4,
+        multiplier: int = 4,
+        stem_multiplier: int = 3,
+        ops: list[str] = list(DARTS_OPS),  # noqa: B006 - never mutated; the config schema needs a default
+    ):
+        super().__init__()
+        c_in, h, w = check_image_shape(input_shape, "darts_supernet")
+        check_positive("n_classes", n_classes)
+        check_positive("channels", channels)
+        check_positive("layers", layers)
+        check_positive("nodes", nodes)
+        check_positive("multiplier", multiplier)
+        check_positive("stem_multiplier", stem_multiplier)
+        if multiplier > nodes:
+            raise ValueError(
+                f"multiplier (nodes concatenated into the cell output) must be <= nodes={nodes}; got {multiplier}"
+            )
+        self.op_names = _check_ops(ops)
+        self.input_shape = (c_in, h, w)
+        self.n_classes = n_classes
+        self.channels = channels
+        self.layers = layers
+        self.nodes = nodes
+        self.multiplier = multiplier
+        self.stem_multiplier = stem_multiplier
+
+        shape = (n_edges(nodes), len(self.op_names))
+        self.alpha_normal = nn.Parameter(1e-3 * torch.randn(shape))
+        self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(shape))
+
+        c_curr = stem_multiplier * channels
+        self.stem = nn.Sequential(nn.Conv2d(c_in, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
+        c_pp, c_p, c_curr = c_curr, c_curr, channels
+        reductions = reduction_layers(layers)
+        cells = []
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in reductions
+            if reduction:
+                c_curr *= 2
+            cells.append(SearchCell(nodes, multiplier, c_pp, c_p, c_curr, reduction, reduction_prev, self.op_names))
+            reduction_prev = reduction
+            c_pp, c_p = c_p, multiplier * c_curr
+        self.cells = nn.ModuleList(cells)
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_p, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w_normal = torch.softmax(self.alpha_normal, dim=-1)
+        w_reduce = torch.softmax(self.alpha_reduce, dim=-1)
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
+        return self.classifier(self.global_pooling(s1).flatten(1))
+
+    # -- parameters ------------------------------------------------------------------
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """``[alpha_normal, alpha_reduce]``: what the architect updates."""
+        return [self.alpha_normal, self.alpha_reduce]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every parameter except the architecture weights: what the weight optimizer updates."""
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def alphas(self) -> dict[str, torch.Tensor]:
+        """Softmax weights per edge and op, detached: ``{"normal": [n_edges, n_ops], "reduce": ...}``."""
+        return {
+            "normal": torch.softmax(self.alpha_normal.detach(), dim=-1),
+            "reduce": torch.softmax(self.alpha_reduce.detach(), dim=-1),
+        }
+
+    def edges(self) -> list[tuple[int, int]]:
+        """``(node, input)`` of every edge, in the row order of the alphas."""
+        return [(node, inp) for node in range(self.nodes) for inp in range(node + 2)]
+
+    # -- architecture ------------------------------------------------------------------
+    def concat(self) -> tuple[int, ...]:
+        """States concatenated into a cell's output (the last ``multiplier`` nodes)."""
+        return tuple(range(2 + self.nodes - self.multiplier, 2 + self.nodes))
+
+    def genotype(self) -> Genotype:
+        """The DARTS discretization of the current alphas (top-2 edges, strongest non-none op)."""
+        concat = list(self.concat())
+        return Genotype(
+            normal=discretize(self.alpha_normal, self.op_names, self.nodes),
+            normal_concat=concat,
+            reduce=discretize(self.alpha_reduce, self.op_names, self.nodes),
+            reduce_concat=concat,
+        )
+
+    def discretized(self, genotype: Genotype | dict[str, Any] | None = None) -> CellNetwork:
+        """The discrete network of ``genotype`` (default: ``self.genotype()``) with inherited weights.
+
+        A ``CellNetwork`` with ``affine=False`` and ``pool_bn=True`` (the search-time ops),
+        the same channels, layers and stem; the stem, the cells' preprocessing, every kept
+        ``(edge, op)`` and the classifier are copies of the supernet's (including BatchNorm
+        running statistics: recalibrate them with ``recalibrate_batchnorm`` before
+        evaluating, since they describe the mixture). Returned on the supernet's device and
+        dtype, in its train/eval mode.
+        """
+        geno = self.genotype() if genotype is None else Genotype.from_dict(genotype)
+        if geno.n_nodes != self.nodes:
+            raise ValueError(f"genotype has {geno.n_nodes} nodes per cell; this supernet has nodes={self.nodes}")
+        for cell in ("normal", "reduce"):
+            pairs, concat = geno.cell(cell)
+            if len(concat) != self.multiplier:
+                raise ValueError(
+                    f"genotype.{cell}_concat has {len(concat)} nodes; this supernet concatenates multiplier="
+                    f"{self.multiplier} (the inherited weights need the same cell output width)"
+                )
+            unknown = sorted({op for op, _ in pairs} - set(self.op_names))
+            if unknown:
+                raise ValueError(
+                    f"genotype.{cell} uses op(s) {unknown} that this supernet does not have; its ops: {self.op_names}"
+                )
+        ref = self.alpha_normal
+        net = CellNetwork(
+            list(self.input_shape),
+            self.n_classes,
+            geno.to_dict(),
+            channels=self.channels,
+            layers=self.layers,
+            stem_multiplier=self.stem_multiplier,
+            affine=False,
+            drop_path=0.0,
+            pool_bn=True,
+        ).to(device=ref.device, dtype=ref.dtype)
+        net.stem.load_state_dict(self.stem.state_dict())
+        net.classifier.load_state_dict(self.classifier.state_dict())
+        starts = [node * (node + 3) // 2 for node in range(self.nodes)]  # first edge of each node
+        for src, dst in zip(self.cells, net.cells):
+            dst.preprocess0.load_state_dict(src.preprocess0.state_dict())
+            dst.preprocess1.load_state_dict(src.preprocess1.state_dict())
+            for j, (op, inp) in enumerate(zip(dst.op_names, dst.indices)):
+                edge = src.edges[starts[j // 2] + inp]
+                dst.ops[j].load_state_dict(edge.ops[self.op_names.index(op)].state_dict())
+        net.train(self.training)
+        return net
+
+    # -- the model protocol ------------------------------------------------------------
+    def sites(self) -> list[str]:
+        """No width sites: a supernet does not grow."""
+        return []
+
+    def widths(self) -> dict[str, int]:
+        return {}
+
+    def spec(self) -> ArchSpec:
+        """Every constructor argument, JSON types only (the alphas are in ``state_dict``)."""
+        return ArchSpec(
+            kind="darts_supernet",
+            params={
+                "input_shape": list(self.input_shape),
+                "n_classes": self.n_classes,
+                "channels": self.channels,
+                "layers": self.layers,
+                "nodes": self.nodes,
+                "multiplier": self.multiplier,
+                "stem_multiplier": self.stem_multiplier,
+                "ops": list(self.op_names),
+            },
+        )
