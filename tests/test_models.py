@@ -14,7 +14,10 @@ def test_registries():
     assert "mlp" in MODELS
     assert ACTIVATIONS.names() == ["gelu", "leaky_relu", "relu", "silu", "tanh"]
     assert isinstance(make_activation("gelu"), nn.GELU)
-    assert set(MODELS.user_parameters("mlp")) == {"hidden", "activation", "batch_norm"}
+    assert set(MODELS.user_parameters("mlp")) == {
+        "hidden", "activation", "batch_norm",
+        "hidden_ids", "hidden_activations", "hidden_dropin",  # per-block options written by grown specs
+    }
 
 
 @pytest.mark.parametrize("batch_norm", [False, True])

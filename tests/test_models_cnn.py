@@ -22,7 +22,11 @@ def _fill_running_stats(model: nn.Module, x: torch.Tensor) -> None:
 def test_registered_with_typed_defaults():
     assert "cnn" in MODELS
     params = MODELS.user_parameters("cnn")
-    assert set(params) == {"channels", "pool_after", "kernel_size", "hidden", "activation", "batch_norm"}
+    assert set(params) == {
+        "channels", "pool_after", "kernel_size", "hidden", "activation", "batch_norm",
+        # per-block options written by grown specs (stable site ids, inserted layers' activations, DropIn gates)
+        "conv_ids", "conv_activations", "conv_dropin", "hidden_ids", "hidden_activations", "hidden_dropin",
+    }
     assert params["channels"].default == [16, 32] and params["pool_after"].default is None
     m = MODELS.build("cnn", input_shape=(3, 32, 32), n_classes=10)
     assert isinstance(m, GrowableCNN) and isinstance(m, GrowableModel)

@@ -1,4 +1,5 @@
-"""A VGG-style convolutional network whose channel counts and head widths can grow."""
+"""A VGG-style convolutional network whose channel counts and head widths can grow and into
+which conv or Linear blocks can be inserted."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ import torch
 from torch import nn
 
 from growray.models.activations import make_activation
-from growray.models.mlp import _HiddenBlock
+from growray.models.mlp import (
+    DropInGate,
+    _check_block_options,
+    _check_gate_widths,
+    _HiddenBlock,
+    _locked,
+    _new_block_like,
+    _next_id,
+    _stack_spec,
+)
 from growray.models.sites import SiteModules
 from growray.models.spec import MODELS, ArchSpec
 from growray.registry import UnknownNameError
@@ -17,21 +27,37 @@ __all__ = ["GrowableCNN"]
 
 
 class _ConvBlock(nn.Module):
-    """Conv2d (same padding) -> (BatchNorm2d) -> activation -> (MaxPool2d(2)); one width site."""
+    """Conv2d (same padding) -> (BatchNorm2d) -> activation (-> DropIn gate) -> (MaxPool2d(2));
+    one width site. ``activation`` and ``site_id`` (the ``conv.<id>`` name) live on the block."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, activation: str, batch_norm: bool, pool: bool):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int,
+        activation: str,
+        batch_norm: bool,
+        pool: bool,
+        dropin: bool = False,
+        site_id: int = 0,
+    ):
         super().__init__()
         self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2)
         self.norm = nn.BatchNorm2d(out_ch) if batch_norm else None
         self.act = make_activation(activation)
+        self.gate = DropInGate() if dropin else None
         self.pool = nn.MaxPool2d(2) if pool else None
+        self.activation = activation
+        self.site_id = site_id
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
+        z = self.conv(x)
         if self.norm is not None:
-            x = self.norm(x)
-        x = self.act(x)
-        return x if self.pool is None else self.pool(x)
+            z = self.norm(z)
+        z = self.act(z)
+        if self.gate is not None:
+            z = self.gate(x, z)
+        return z if self.pool is None else self.pool(z)
 
 
 def _is_int(v: object) -> bool:
@@ -67,25 +93,33 @@ def _check_pool_after(pool_after: object, n_convs: int) -> list[int]:
 
 @MODELS.register("cnn")
 class GrowableCNN(nn.Module):
-    """VGG-style stages, then a fully connected head; every conv and hidden Linear can widen.
+    """VGG-style stages, then a fully connected head; every conv and hidden Linear can widen,
+    and conv or Linear blocks can be inserted (``insert_block``).
 
     Each conv block is Conv2d(kernel_size, padding=kernel_size // 2) -> (BatchNorm2d) ->
     activation -> (MaxPool2d(2) when its index is in ``pool_after``). The head flattens
     (channel-major: channel c owns columns ``c*H*W .. (c+1)*H*W - 1``), then per hidden
     layer Linear -> (BatchNorm1d) -> activation, then Linear(n_classes).
 
-    Sites, in forward order: ``conv.0``, ``conv.1``, ..., then ``fc.0``, ``fc.1``, ...
+    Sites, in forward order: ``conv.<id>`` ..., then ``fc.<id>`` ... Constructor blocks have
+    ids 0, 1, ...; an inserted block gets the next unused id of its kind, so names stay
+    stable during a run but are not in forward order after an insertion (``sites()`` is).
     The last conv site feeds the head through the flatten (``SiteModules.spatial`` = H*W).
 
     Args:
         input_shape: ``(C, H, W)`` of one sample; supplied by growray.
         n_classes: number of logits; supplied by growray.
         channels: output channels of each conv, one conv per entry (at least one), each >= 1.
-        pool_after: indices of the convs followed by a 2x2 max-pool; null pools after every conv.
+        pool_after: indices (forward positions) of the convs followed by a 2x2 max-pool;
+            null pools after every conv.
         kernel_size: odd kernel size >= 1 of every conv ("same" padding keeps H and W).
         hidden: widths of the head's hidden Linear layers (may be empty).
         activation: a name registered in ``ACTIVATIONS``.
         batch_norm: BatchNorm2d after each conv and BatchNorm1d after each hidden Linear.
+        conv_ids, hidden_ids: site ids of the conv / hidden Linear blocks (null: 0, 1, ...).
+        conv_activations, hidden_activations: per-block activation names (null: ``activation``).
+        conv_dropin, hidden_dropin: per block, whether a DropIn gate mixes it in (null: none);
+            a gated block needs equal input and output widths.
     """
 
     def __init__(
@@ -98,6 +132,12 @@ class GrowableCNN(nn.Module):
         hidden: list[int] = [],  # noqa: B006
         activation: str = "relu",
         batch_norm: bool = True,
+        conv_ids: list[int] | None = None,
+        conv_activations: list[str] | None = None,
+        conv_dropin: list[bool] | None = None,
+        hidden_ids: list[int] | None = None,
+        hidden_activations: list[str] | None = None,
+        hidden_dropin: list[bool] | None = None,
     ):
         super().__init__()
         if (
@@ -119,6 +159,12 @@ class GrowableCNN(nn.Module):
         if not isinstance(batch_norm, bool):
             raise ValueError(f"batch_norm must be true or false; got {batch_norm!r}")
         make_activation(activation)  # fail early, with "did you mean", on an unknown name
+        c_ids, c_acts, c_gates = _check_block_options(
+            "conv", len(channels), conv_ids, conv_activations, conv_dropin, activation
+        )
+        h_ids, h_acts, h_gates = _check_block_options(
+            "hidden", len(hidden), hidden_ids, hidden_activations, hidden_dropin, activation
+        )
         c, h, w = input_shape
         fh, fw = h >> len(pools), w >> len(pools)
         if fh < 1 or fw < 1:
@@ -128,23 +174,28 @@ class GrowableCNN(nn.Module):
             )
         self.input_shape = (c, h, w)
         self.n_classes = n_classes
-        self.pool_after = pools
         self.kernel_size = kernel_size
         self.activation = activation
         self.batch_norm = batch_norm
         self.feature_hw = (fh, fw)
-        blocks = []
-        for i, out_ch in enumerate(channels):
-            blocks.append(_ConvBlock(c, out_ch, kernel_size, activation, batch_norm, i in pools))
-            c = out_ch
-        self.convs = nn.ModuleList(blocks)
-        n_in = c * fh * fw
-        fcs = []
-        for width in hidden:
-            fcs.append(_HiddenBlock(n_in, width, activation, batch_norm))
-            n_in = width
-        self.hidden = nn.ModuleList(fcs)
-        self.head = nn.Linear(n_in, n_classes)
+        c_ins = [c, *channels[:-1]]
+        _check_gate_widths("conv", list(zip(c_ins, channels)), c_gates)
+        self.convs = nn.ModuleList(
+            _ConvBlock(i, o, kernel_size, a, batch_norm, k in pools, g, sid)
+            for k, (i, o, a, g, sid) in enumerate(zip(c_ins, channels, c_acts, c_gates, c_ids))
+        )
+        n_in = channels[-1] * fh * fw
+        h_ins = [n_in, *hidden[:-1]]
+        _check_gate_widths("hidden", list(zip(h_ins, hidden)), h_gates)
+        self.hidden = nn.ModuleList(
+            _HiddenBlock(i, o, a, batch_norm, g, sid) for i, o, a, g, sid in zip(h_ins, hidden, h_acts, h_gates, h_ids)
+        )
+        self.head = nn.Linear(hidden[-1] if hidden else n_in, n_classes)
+
+    @property
+    def pool_after(self) -> list[int]:
+        """Forward positions of the convs followed by a max-pool."""
+        return [i for i, b in enumerate(self.convs) if b.pool is not None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.convs:
@@ -155,13 +206,26 @@ class GrowableCNN(nn.Module):
         return self.head(x)
 
     def sites(self) -> list[str]:
-        """Width sites, in forward order: ``conv.0``, ..., then ``fc.0``, ..."""
-        return [f"conv.{i}" for i in range(len(self.convs))] + [f"fc.{i}" for i in range(len(self.hidden))]
+        """Width sites, in forward order: ``conv.<id>`` ..., then ``fc.<id>`` ..."""
+        return [f"conv.{b.site_id}" for b in self.convs] + [f"fc.{b.site_id}" for b in self.hidden]
 
     def widths(self) -> dict[str, int]:
-        out = {f"conv.{i}": b.conv.out_channels for i, b in enumerate(self.convs)}
-        out.update({f"fc.{i}": b.linear.out_features for i, b in enumerate(self.hidden)})
+        out = {f"conv.{b.site_id}": b.conv.out_channels for b in self.convs}
+        out.update({f"fc.{b.site_id}": b.linear.out_features for b in self.hidden})
         return out
+
+    def _locate(self, site: str) -> tuple[nn.ModuleList, int]:
+        """The block list holding ``site`` and the site's position in it."""
+        sites = self.sites()
+        if site not in sites:
+            raise UnknownNameError("site", site, sites)
+        i = sites.index(site)
+        return (self.convs, i) if i < len(self.convs) else (self.hidden, i - len(self.convs))
+
+    def block(self, site: str) -> nn.Module:
+        """The block of ``site``: ``.conv``/``.linear``, ``.norm`` (or None), ``.act``, ``.gate``."""
+        blocks, i = self._locate(site)
+        return blocks[i]
 
     def site_modules(self, site: str) -> SiteModules:
         """Producer, optional BatchNorm, consumer, activation and ``spatial`` of ``site``.
@@ -169,34 +233,67 @@ class GrowableCNN(nn.Module):
         The last conv's consumer is the first head Linear, reached through the flatten:
         ``spatial`` is then H*W of the final feature map (1 for every other site).
         """
-        sites = self.sites()
-        if site not in sites:
-            raise UnknownNameError("site", site, sites)
+        blocks, i = self._locate(site)
         first_fc = self.hidden[0].linear if len(self.hidden) else self.head
-        kind, idx = site.split(".")
-        i = int(idx)
-        if kind == "conv":
-            block = self.convs[i]
+        block = blocks[i]
+        if blocks is self.convs:
             if i + 1 < len(self.convs):
                 return SiteModules(block.conv, block.norm, self.convs[i + 1].conv, block.act)
             fh, fw = self.feature_hw
             return SiteModules(block.conv, block.norm, first_fc, block.act, spatial=fh * fw)
-        block = self.hidden[i]
         consumer = self.hidden[i + 1].linear if i + 1 < len(self.hidden) else self.head
         return SiteModules(block.linear, block.norm, consumer, block.act)
 
+    def insert_block(self, site: str, activation: str | None = None, dropin: bool = False) -> str:
+        """Insert a new block right after ``site``, of the same width; returns its site name.
+
+        After a conv site: Conv2d(c, c, ``kernel_size``, stride 1, same padding) ->
+        (BatchNorm2d) -> activation, placed *before* that site's max-pool (the pool moves to
+        the new block), so every shape downstream is unchanged. After an ``fc`` site:
+        Linear(w, w) -> (BatchNorm1d) -> activation. Torch's default random init (a depth
+        operator sets the weights); ``dropin`` adds a ``DropInGate``; ``activation``
+        defaults to the activation of ``site``'s block.
+        """
+        blocks, i = self._locate(site)
+        prev = blocks[i]
+        act = prev.activation if activation is None else activation
+        sid = _next_id(blocks)
+        if blocks is self.convs:
+            c = prev.conv.out_channels
+            new = _ConvBlock(c, c, self.kernel_size, act, self.batch_norm, prev.pool is not None, dropin, sid)
+            prev.pool = None
+            blocks.insert(i + 1, _new_block_like(new, prev.conv.weight))
+            return f"conv.{sid}"
+        w = prev.linear.out_features
+        new = _HiddenBlock(w, w, act, self.batch_norm, dropin, sid)
+        blocks.insert(i + 1, _new_block_like(new, prev.linear.weight))
+        return f"fc.{sid}"
+
+    def remove_dropin(self, site: str) -> None:
+        """Drop the DropIn gate of ``site``'s block (exact once the gate is open)."""
+        self.block(site).gate = None
+
+    def locked_sites(self) -> dict[str, str]:
+        """Sites whose width must not change now, with the reason (a ramping DropIn block
+        ties its width to its input's)."""
+        sites = self.sites()
+        n = len(self.convs)
+        return {**_locked(sites[:n], self.convs), **_locked(sites[n:], self.hidden)}
+
     def spec(self) -> ArchSpec:
-        """The current (possibly grown) architecture."""
+        """The current (possibly grown or deepened) architecture."""
         return ArchSpec(
             kind="cnn",
             params={
                 "input_shape": list(self.input_shape),
                 "n_classes": self.n_classes,
                 "channels": [b.conv.out_channels for b in self.convs],
-                "pool_after": list(self.pool_after),
+                "pool_after": self.pool_after,
                 "kernel_size": self.kernel_size,
                 "hidden": [b.linear.out_features for b in self.hidden],
                 "activation": self.activation,
                 "batch_norm": self.batch_norm,
+                **_stack_spec("conv", self.convs, self.activation),
+                **_stack_spec("hidden", self.hidden, self.activation),
             },
         )

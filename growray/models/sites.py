@@ -1,4 +1,4 @@
-"""What model surgery needs to know about a width site."""
+"""What model surgery needs to know about a width site, and what a model offers for depth growth."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from torch import nn
 
-__all__ = ["SiteModules", "GrowableModel"]
+__all__ = ["DeepenableModel", "GrowableModel", "SiteModules"]
 
 
 @dataclass(frozen=True)
@@ -41,3 +41,23 @@ class GrowableModel(Protocol):
     def widths(self) -> dict[str, int]: ...
 
     def site_modules(self, site: str) -> SiteModules: ...
+
+
+@runtime_checkable
+class DeepenableModel(GrowableModel, Protocol):
+    """A growable model into which blocks can be inserted (``growray.growth.deepen``).
+
+    ``block(site)`` returns the site's block, with attributes ``linear`` or ``conv`` (the
+    producer), ``norm`` (BatchNorm or None), ``act``, ``activation`` (its registered name)
+    and ``gate`` (a ``DropInGate`` or None). ``insert_block`` adds a block of the same width
+    right after ``site`` and returns its (new, stable) site name; ``remove_dropin`` drops a
+    block's gate; ``locked_sites`` names the sites whose width must not change now.
+    """
+
+    def block(self, site: str) -> nn.Module: ...
+
+    def insert_block(self, site: str, activation: str | None = None, dropin: bool = False) -> str: ...
+
+    def remove_dropin(self, site: str) -> None: ...
+
+    def locked_sites(self) -> dict[str, str]: ...
