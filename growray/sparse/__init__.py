@@ -1,0 +1,78 @@
+"""Pure-torch sparsity: unit masks, structured pruning, IMP with rewinding, and the Grow arm
+of the structural-plasticity protocol (ALGORITHMS.md §7, §12)."""
+
+from growray.sparse.imp import (
+    RewindSnapshot,
+    apply_prune,
+    clear_optimizer_state,
+    imp_prune_step,
+    select_prune,
+)
+from growray.sparse.masks import (
+    UnitMasks,
+    UnitSlice,
+    count_weights,
+    raw_activations,
+    site_slices,
+)
+from growray.sparse.plasticity import (
+    GROW_SELECTIONS,
+    INSERTIONS,
+    MOMENT_POLICIES,
+    GrowResult,
+    cohort_parity,
+    gradmax_scores,
+    grow_step,
+    log_ratio,
+    match_sources,
+    migrate_moments,
+    net2wider_insert,
+    selection_scores,
+)
+from growray.sparse.prune import (
+    UNIT_SCORERS,
+    ActivityScorer,
+    MagnitudeScorer,
+    UnitScorer,
+    edit_count,
+    select_highest,
+    select_lowest,
+    unit_activity,
+    unit_targets,
+    weight_budget_targets,
+)
+
+__all__ = [
+    "GROW_SELECTIONS",
+    "INSERTIONS",
+    "MOMENT_POLICIES",
+    "UNIT_SCORERS",
+    "ActivityScorer",
+    "GrowResult",
+    "MagnitudeScorer",
+    "RewindSnapshot",
+    "UnitMasks",
+    "UnitScorer",
+    "UnitSlice",
+    "apply_prune",
+    "clear_optimizer_state",
+    "cohort_parity",
+    "count_weights",
+    "edit_count",
+    "gradmax_scores",
+    "grow_step",
+    "imp_prune_step",
+    "log_ratio",
+    "match_sources",
+    "migrate_moments",
+    "net2wider_insert",
+    "raw_activations",
+    "select_highest",
+    "select_lowest",
+    "select_prune",
+    "selection_scores",
+    "site_slices",
+    "unit_activity",
+    "unit_targets",
+    "weight_budget_targets",
+]

@@ -1,0 +1,270 @@
+"""The Grow arm of the structural-plasticity protocol (ALGORITHMS.md §7), and its interventions.
+
+A growing network here is a fixed-shape model whose units are switched on by a
+:class:`~growray.sparse.masks.UnitMasks`: it starts with a fraction of each site active,
+and at each cycle boundary the top-n inactive ("dormant") units are activated, n from
+``edit_count`` so both arms reach the same final budget over the same cycles. No rewind.
+
+Selection (which dormant units are born):
+
+``activity``
+    act(j) = fraction of inputs on which the dormant unit's unmasked post-activation
+    exceeds ``tau`` (upstream masks applied), as in the study.
+``gradmax``
+    the learning signal the unit would receive if it were active: the norm of the
+    gradient its fan-out column would get, ||sum_n delta_n h_j(x_n)|| / N, with delta the
+    loss gradient at the consumer's output of the current (masked) network and h_j the
+    unit's unmasked post-activation. This is GradMax's criterion (the gradient norm of the
+    new weights) applied to choosing among existing dormant units rather than to
+    initialising new ones; it needs a Linear consumer (dense sites, as the study's
+    editable MLP and ConvNet head).
+
+Insertion (how newborns start): ``keep`` leaves the dormant weights as they are (their
+initialisation); ``net2wider`` copies an active incumbent's fan-in, bias and BatchNorm
+entries into each newborn and splits the incumbent's fan-out between them (divided by the
+number of copies), so the function is unchanged without noise; ``noise`` (relative to
+each copied row's std) breaks the symmetry between copies, which would otherwise get
+identical gradients forever.
+
+Optimizer state of newborn slices: ``zero`` (every moment set to zero) or ``transplant``
+(the study's moment transplant: copy the moments of a matched incumbent, the net2wider
+source or else the active unit of most similar fan-in/fan-out direction).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from growray.growth.capture import capture_site, units_matrix
+from growray.growth.optim_state import match_incumbents
+from growray.sparse.masks import UnitMasks, raw_activations, site_slices
+from growray.sparse.prune import edit_count, select_highest, unit_activity
+
+__all__ = [
+    "GROW_SELECTIONS",
+    "INSERTIONS",
+    "MOMENT_POLICIES",
+    "GrowResult",
+    "cohort_parity",
+    "gradmax_scores",
+    "grow_step",
+    "log_ratio",
+    "match_sources",
+    "migrate_moments",
+    "net2wider_insert",
+    "selection_scores",
+]
+
+GROW_SELECTIONS: tuple[str, ...] = ("activity", "gradmax")
+INSERTIONS: tuple[str, ...] = ("keep", "net2wider")
+MOMENT_POLICIES: tuple[str, ...] = ("zero", "transplant")
+_EPS = 1e-12
+
+
+def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {list(valid)}; got {value!r}")
+
+
+def gradmax_scores(model: nn.Module, masks: UnitMasks, site: str, x: Tensor, y: Tensor) -> Tensor:
+    """Per unit of ``site``: the norm of the fan-out gradient it would receive if active
+    (module docstring), on the batch ``(x, y)`` in eval mode.
+
+    Raises:
+        NotImplementedError: the site's consumer is not a Linear reading one column per unit.
+    """
+    mods = model.site_modules(site)
+    if not isinstance(mods.consumer, nn.Linear) or int(getattr(mods, "spatial", 1)) != 1:
+        raise NotImplementedError(
+            f"gradmax selection needs a Linear consumer with one column per unit; site {site!r} has a "
+            f"{type(mods.consumer).__name__} consumer (spatial={getattr(mods, 'spatial', 1)}): use selection 'activity'"
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        with masks.recording() as raw:
+            cap = capture_site(model, site, x, y, with_grad=True)
+        h = raw[site].flatten(1)  # (N, W) unmasked post-activations
+    finally:
+        model.train(was_training)
+    delta = cap.out_grad.flatten(1)  # (N, out): dL/d(consumer output) of the mean loss
+    return (delta.t() @ h).norm(dim=0).cpu()  # the mean loss already carries the 1/N
+
+
+def selection_scores(
+    model: nn.Module, masks: UnitMasks, site: str, batch: tuple[Tensor, Tensor], selection: str, tau: float
+) -> Tensor:
+    """Scores of every unit of ``site`` under ``selection`` (``GROW_SELECTIONS``); higher is born first."""
+    _check_choice("selection", selection, GROW_SELECTIONS)
+    if selection == "activity":
+        return unit_activity(raw_activations(model, masks, batch[0])[site], tau)
+    return gradmax_scores(model, masks, site, batch[0], batch[1])
+
+
+def match_sources(model: nn.Module, site: str, incumbents: Tensor, newborns: Tensor) -> Tensor:
+    """For each newborn, the incumbent (a unit index) whose fan-in and fan-out are most
+    similar in direction (``growth.optim_state.match_incumbents``)."""
+    mods = model.site_modules(site)
+    if int(getattr(mods, "spatial", 1)) != 1:
+        fan_out = mods.consumer.weight.detach().reshape(mods.consumer.weight.shape[0], -1, mods.spatial)
+        fan_out = fan_out.transpose(0, 1).flatten(1)
+    else:
+        fan_out = mods.consumer.weight.detach().transpose(0, 1).flatten(1)
+    rows = torch.cat([mods.producer.weight.detach().flatten(1), fan_out], dim=1).cpu()
+    incumbents = torch.as_tensor(incumbents, dtype=torch.long).cpu()
+    pick = match_incumbents(rows[incumbents], rows[torch.as_tensor(newborns, dtype=torch.long).cpu()])
+    return incumbents[pick.cpu()]
+
+
+@torch.no_grad()
+def net2wider_insert(
+    model: nn.Module, site: str, newborns: Tensor, sources: Tensor, noise: float = 0.0
+) -> None:
+    """Newborn ``newborns[i]`` copies the fan-in, bias and BatchNorm entries (running
+    statistics included) of ``sources[i]``; each source's fan-out column is divided by
+    its number of copies + 1 and shared by all of them. Exact without noise."""
+    if not (isinstance(noise, (int, float)) and not isinstance(noise, bool) and math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite number >= 0; got {noise!r}")
+    newborns = torch.as_tensor(newborns, dtype=torch.long).cpu()
+    sources = torch.as_tensor(sources, dtype=torch.long).cpu()
+    if len(newborns) != len(sources):
+        raise ValueError(f"{len(newborns)} newborns but {len(sources)} sources")
+    if len(newborns) == 0:
+        return
+    mods = model.site_modules(site)
+    for sl in site_slices(model, site):
+        if sl.name == "consumer.weight":
+            continue
+        values = sl.get(sources)
+        if sl.name == "producer.weight" and noise > 0:
+            flat = values.reshape(len(values), -1)
+            flat = flat + noise * flat.std(dim=1, unbiased=False, keepdim=True) * torch.randn_like(flat)
+            values = flat.reshape(values.shape)
+        sl.set_(newborns, values)
+    if mods.norm is not None:
+        for key in ("running_mean", "running_var"):
+            buf = getattr(mods.norm, key, None)
+            if buf is not None:
+                buf[newborns.to(buf.device)] = buf[sources.to(buf.device)]
+    consumer = next(sl for sl in site_slices(model, site) if sl.name == "consumer.weight")
+    uniq, counts = torch.unique(sources, return_counts=True)
+    shares = {int(u): int(c) + 1 for u, c in zip(uniq, counts)}
+    for src in uniq.tolist():
+        group = torch.tensor([src] + newborns[sources == src].tolist())
+        col = consumer.get(torch.tensor([src])) / shares[src]
+        consumer.set_(group, torch.cat([col] * len(group), dim=consumer.dim))
+
+
+@torch.no_grad()
+def migrate_moments(
+    optimizer: torch.optim.Optimizer,
+    model: nn.Module,
+    site: str,
+    newborns: Tensor,
+    policy: str,
+    sources: Tensor | None = None,
+) -> None:
+    """Set the optimizer slots of ``newborns``' slices: ``zero`` or ``transplant`` (copy the
+    slots of ``sources[i]`` into ``newborns[i]``). Every per-parameter state tensor shaped
+    like its parameter (momentum buffers, Adam's ``exp_avg``, ``exp_avg_sq``,
+    ``max_exp_avg_sq``) is edited in place; scalars such as Adam's ``step`` are shared and kept."""
+    _check_choice("optimizer_state", policy, MOMENT_POLICIES)
+    if policy == "transplant" and (sources is None or len(sources) != len(newborns)):
+        raise ValueError("the 'transplant' policy needs one source incumbent per newborn")
+    newborns = torch.as_tensor(newborns, dtype=torch.long)
+    for sl in site_slices(model, site):
+        state = optimizer.state.get(sl.tensor)
+        if not state:
+            continue
+        idx = sl.index(newborns)
+        for value in state.values():
+            if not isinstance(value, Tensor) or value.shape != sl.tensor.shape:
+                continue
+            if policy == "zero":
+                value.index_fill_(sl.dim, idx, 0.0)
+            else:
+                value.index_copy_(sl.dim, idx, value.index_select(sl.dim, sl.index(torch.as_tensor(sources))))
+
+
+@dataclass
+class GrowResult:
+    """What one growth edit did at one site."""
+
+    newborns: Tensor
+    incumbents: Tensor
+    sources: Tensor | None
+
+
+def grow_step(
+    model: nn.Module,
+    masks: UnitMasks,
+    targets: Mapping[str, int],
+    cycle: int,
+    n_cycles: int,
+    batch: tuple[Tensor, Tensor],
+    *,
+    selection: str = "activity",
+    insertion: str = "keep",
+    optimizer_state: str = "zero",
+    optimizer: torch.optim.Optimizer | None = None,
+    tau: float = 0.05,
+    noise: float = 0.0,
+) -> dict[str, GrowResult]:
+    """One growth edit at the boundary after ``cycle``: per site, activate the ``edit_count``
+    best dormant units by ``selection``, insert them (``insertion``) and set their optimizer
+    slots (``optimizer_state``); the masks' snapshot of dormant slices is refreshed."""
+    _check_choice("selection", selection, GROW_SELECTIONS)
+    _check_choice("insertion", insertion, INSERTIONS)
+    _check_choice("optimizer_state", optimizer_state, MOMENT_POLICIES)
+    plan: dict[str, GrowResult] = {}
+    for site, target in targets.items():  # all scores on the network as it was
+        active, dormant = masks.active(site), masks.inactive(site)
+        n = edit_count(max(0, int(target) - len(active)), cycle, n_cycles, len(dormant))
+        if n == 0:
+            plan[site] = GrowResult(torch.zeros(0, dtype=torch.long), active, None)
+            continue
+        scores = selection_scores(model, masks, site, batch, selection, tau)
+        plan[site] = GrowResult(select_highest(scores, dormant, n), active, None)
+    for site, res in plan.items():
+        if len(res.newborns) == 0:
+            continue
+        if insertion == "net2wider":
+            res.sources = res.incumbents[torch.randint(0, len(res.incumbents), (len(res.newborns),))]
+            net2wider_insert(model, site, res.newborns, res.sources, noise)
+        elif optimizer_state == "transplant":
+            res.sources = match_sources(model, site, res.incumbents, res.newborns)
+        if optimizer is not None:
+            migrate_moments(optimizer, model, site, res.newborns, optimizer_state, res.sources)
+        masks.set_units(site, res.newborns, True)
+    masks.snapshot_inactive()
+    return plan
+
+
+def log_ratio(per_unit: Tensor, new: Tensor, old: Tensor) -> float:
+    """log(mean over ``new`` + eps) - log(mean over ``old`` + eps) of a per-unit statistic."""
+    a = float(per_unit[new].mean()) if len(new) else 0.0
+    b = float(per_unit[old].mean()) if len(old) else 0.0
+    return math.log(a + _EPS) - math.log(b + _EPS)
+
+
+def cohort_parity(
+    model: nn.Module, site: str, new: Tensor, old: Tensor, batch: tuple[Tensor, Tensor], tau: float = 0.05
+) -> tuple[float, float]:
+    """(activation, gradient) log-parity of units ``new`` against units ``old`` of ``site``,
+    as ``growth.diagnostics`` defines them (act: fraction of post-activations above
+    ``tau``; grad: mean |dL/dz_j|), on ``batch`` in eval mode with the masks as attached."""
+    was_training = model.training
+    model.eval()
+    try:
+        cap = capture_site(model, site, batch[0], batch[1], with_grad=True)
+    finally:
+        model.train(was_training)
+    act = (units_matrix(cap.post) > tau).float().mean(dim=1).cpu()
+    grad = units_matrix(cap.pre_grad).abs().mean(dim=1).cpu()  # type: ignore[arg-type]
+    new, old = torch.as_tensor(new, dtype=torch.long).cpu(), torch.as_tensor(old, dtype=torch.long).cpu()
+    return log_ratio(act, new, old), log_ratio(grad, new, old)
