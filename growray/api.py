@@ -41,12 +41,17 @@ def run(
     address: str | None = None,
     tracking_uri: str | None = None,
     verbose: bool = False,
+    shared_storage: bool = False,
 ) -> Any:
-    """Validate (if given a path), then run the sweep; returns a ``growray.tune.SweepResult``."""
+    """Validate (if given a path), then run the sweep; returns a ``growray.tune.SweepResult``.
+
+    On a multi-node cluster ``output_dir`` must be reachable from every node: a ``file:///``
+    folder on a shared mount, an object-store URI, or a plain folder with ``shared_storage=True``.
+    """
     exp = experiment if isinstance(experiment, Experiment) else load(experiment, overrides)
     if overrides and isinstance(experiment, Experiment):
         exp = exp.with_overrides(overrides)
     prepare_ray_env(address)
     from growray.tune.orchestrate import run_sweep  # imports Ray only now
 
-    return run_sweep(exp, address=address, tracking_uri=tracking_uri, verbose=verbose)
+    return run_sweep(exp, address=address, tracking_uri=tracking_uri, verbose=verbose, shared_storage=shared_storage)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -60,7 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"growray: running {exp.name!r}: {exp.search.num_samples} trials, "
           f"{exp.search.max_concurrent} at a time, {exp.resources.cpu:g} CPU / {exp.resources.gpu:g} GPU each")
     try:
-        result = run_sweep(exp, address=args.address, tracking_uri=args.tracking_uri, verbose=args.verbose)
+        result = run_sweep(exp, address=args.address, tracking_uri=args.tracking_uri, verbose=args.verbose,
+                           shared_storage=args.shared_storage)
     except (SetupError, DatasetNotFoundError) as exc:  # found before any trial started
         print(f"growray: nothing was started: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -98,7 +100,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     prepare_ray_env(args.address)
     from growray.config import validate_dict
-    from growray.tune.orchestrate import find_sweep, resume_sweep
+    from growray.tune.orchestrate import SetupError, find_sweep, resume_sweep
 
     try:
         meta = find_sweep(args.target)
@@ -106,7 +108,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print(f"growray resume: {exc}", file=sys.stderr)
         return EXIT_INVALID
     print(f"growray: resuming sweep {meta['sweep']} (MLflow parent run {meta['parent_run_id']})")
-    result = resume_sweep(args.target, address=args.address, verbose=args.verbose)
+    try:
+        result = resume_sweep(args.target, address=args.address, verbose=args.verbose, shared_storage=args.shared_storage)
+    except SetupError as exc:
+        print(f"growray resume: nothing was started: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     return _report(result, validate_dict(meta["experiment"], check_space=False), resume_hint=args.target)
 
 
@@ -181,8 +187,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     if args.what == "plugins":
-        from growray.config._load import _registries
         from growray.config import plugin_schema
+        from growray.config._load import _registries
 
         for path, (registry, _) in _registries().items():
             print(f"{path}:")
@@ -223,12 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: start Ray locally)")
     sp.add_argument("--tracking-uri", help="MLflow tracking URI (overrides tracking.uri), e.g. http://127.0.0.1:5000")
     sp.add_argument("--verbose", action="store_true", help="forward the trials' own logs to this terminal")
+    sp.add_argument("--shared-storage", action="store_true",
+                    help="output_dir is a folder mounted at the same path on every node (NFS...); without it, "
+                         "a plain folder is refused on a multi-node cluster (or give output_dir as file:///... or s3://...)")
     sp.set_defaults(fn=cmd_run)
 
     sp = sub.add_parser("resume", help="continue an interrupted or killed sweep from its checkpoints (same MLflow and Optuna records)")
     sp.add_argument("target", help="the experiment file, or its output folder (runs/<name>)")
     sp.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT")
     sp.add_argument("--verbose", action="store_true")
+    sp.add_argument("--shared-storage", action="store_true",
+                    help="output_dir is a folder mounted at the same path on every node (NFS...); without it, "
+                         "a plain folder is refused on a multi-node cluster (or give output_dir as file:///... or s3://...)")
     sp.set_defaults(fn=cmd_resume)
 
     sp = sub.add_parser("ls", help="list past sweeps recorded in MLflow")

@@ -6,6 +6,7 @@ prints one line ``RESULT {json}`` for the test to assert on::
 
     python tests/_cluster_scripts.py two_nodes <work_dir>
     python tests/_cluster_scripts.py fractional_gpus <work_dir>
+    python tests/_cluster_scripts.py local_output_refused <work_dir>
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # conftest.tiny_experi
 
 RESULT_PREFIX = "RESULT "
 
-__all__ = ["RESULT_PREFIX", "fractional_gpus", "two_nodes"]
+__all__ = ["RESULT_PREFIX", "fractional_gpus", "local_output_refused", "two_nodes"]
 
 
 def _children(result: Any) -> list[Any]:
@@ -58,6 +59,8 @@ def two_nodes(work: Path) -> dict[str, Any]:
         exp = tiny_experiment(
             work,
             name="two_nodes",
+            # a file URI states the folder is shared (here both nodes are this machine); a plain one is refused
+            output_dir=(work / "runs").resolve().as_uri(),
             trainer={"epochs": 2},
             search={"num_samples": 4, "max_concurrent": 2},
             resources={"cpu": 1},
@@ -71,6 +74,7 @@ def two_nodes(work: Path) -> dict[str, Any]:
             "trials": _trials(result),
             "run_node_ids": sorted(r.data.tags.get("growray.node_id", "") for r in runs),
             "run_statuses": sorted(r.info.status for r in runs),
+            "storage_path": result.storage_path,
             "seconds_start": round(started, 2),
             "seconds_sweep": round(result.seconds, 2),
         }
@@ -137,7 +141,51 @@ def fractional_gpus(work: Path) -> dict[str, Any]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-SCENARIOS: dict[str, Callable[[Path], dict[str, Any]]] = {"two_nodes": two_nodes, "fractional_gpus": fractional_gpus}
+def local_output_refused(work: Path) -> dict[str, Any]:
+    """A head and a worker node; a sweep whose output_dir is a plain local folder is refused
+    before anything starts, and Ray (joined by ``run_sweep`` itself) is left shut down."""
+    import ray
+    from conftest import tiny_experiment
+    from ray.cluster_utils import Cluster
+
+    from growray.tune.orchestrate import SetupError, run_sweep
+
+    t0 = time.perf_counter()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        started = time.perf_counter() - t0
+        exp = tiny_experiment(work, name="refused")
+        t1 = time.perf_counter()
+        try:
+            run_sweep(exp, address=cluster.address, live_interval_s=60)
+            error = None
+        except SetupError as exc:
+            error = str(exc)
+        from mlflow import MlflowClient
+
+        client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+        runs = [r.info.run_id for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+        state = work / "runs" / "refused"
+        return {
+            "error": error,
+            "ray_initialized_after": ray.is_initialized(),
+            "mlflow_runs": runs,
+            "state_files": sorted(p.name for p in state.iterdir()) if state.exists() else [],
+            "seconds_start": round(started, 2),
+            "seconds_refusal": round(time.perf_counter() - t1, 2),
+        }
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+SCENARIOS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "two_nodes": two_nodes,
+    "fractional_gpus": fractional_gpus,
+    "local_output_refused": local_output_refused,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from _cluster_scripts import RESULT_PREFIX
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # 30-55 s each: CI runs them with -m slow
+pytestmark = [pytest.mark.timeout(300)]
+slow = pytest.mark.slow  # 30-55 s each: CI runs them with -m slow
 
 SCRIPT = Path(__file__).with_name("_cluster_scripts.py")
 
@@ -30,9 +31,27 @@ def _run_scenario(name: str, work: Path, timeout: float = 240) -> dict:
     return json.loads(lines[-1][len(RESULT_PREFIX):])
 
 
+def test_local_output_dir_refused_on_two_nodes(tmp_path):
+    """A plain local output_dir on a two-node cluster: refused before any run or trial exists."""
+    summary = _run_scenario("local_output_refused", tmp_path)
+
+    error = summary["error"]
+    assert error is not None, "a two-node sweep with a local output_dir was not refused"
+    assert error.startswith("output_dir: ") and str(tmp_path / "runs") in error
+    for accepted in ("file:///", "s3://", "--shared-storage"):
+        assert accepted in error, error
+    assert "1 other node" in error, error
+    assert summary["mlflow_runs"] == [], "a refused sweep left a parent run"
+    assert summary["state_files"] == [], "a refused sweep left a sweep record or study"
+    assert summary["ray_initialized_after"] is False, "run_sweep left the Ray it joined connected"
+
+
+@slow
 def test_sweep_spreads_over_two_nodes(tmp_path):
-    """Head + one worker node of 1 CPU each; trials of 1 CPU, 2 at once, must use both nodes."""
+    """Head + one worker node of 1 CPU each; trials of 1 CPU, 2 at once, must use both nodes.
+    ``output_dir`` is a ``file://`` URI (a shared folder), so the sweep is accepted."""
     summary = _run_scenario("two_nodes", tmp_path)
+    assert summary["storage_path"].startswith(str(tmp_path / "runs" / "two_nodes" / "ray"))
 
     assert len(summary["nodes"]) == 2 and summary["nodes"] == summary["cluster_nodes"]
     assert [t["status"] for t in summary["trials"]] == ["TERMINATED"] * 4, summary["trials"]
@@ -43,6 +62,7 @@ def test_sweep_spreads_over_two_nodes(tmp_path):
     assert set(node_ids) == set(summary["nodes"]), f"trials ran on {set(node_ids)}, cluster has {summary['nodes']}"
 
 
+@slow
 def test_fractional_gpus_pack_four_trials_on_one_gpu(tmp_path):
     """One logical GPU, trials of gpu 0.25: all 4 hold a quarter of GPU 0 at the same time."""
     summary = _run_scenario("fractional_gpus", tmp_path)

@@ -6,9 +6,10 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import ray
 from ray import tune
@@ -20,10 +21,17 @@ from growray.data import load_dataset
 from .samplers import build_sampler
 from .search import GrowrayOptunaSearch
 from .space import SpaceFunction
+from .storage import (
+    SetupError,
+    SweepStorage,
+    check_storage_reachable,
+    require_shared_storage,
+    resolve_storage,
+)
 from .table import LiveTrialTable, format_table, short_params
 from .trial import SweepContext, trial_main
 
-__all__ = ["SetupError", "SweepResult", "TrialSummary", "absolute_tracking_uri", "find_sweep", "resume_sweep", "run_sweep"]
+__all__ = ["SetupError", "SweepResult", "SweepStorage", "TrialSummary", "absolute_tracking_uri", "find_sweep", "resume_sweep", "run_sweep"]
 
 
 @dataclass
@@ -100,24 +108,22 @@ def absolute_tracking_uri(uri: str) -> str:
     return _absolute(uri)
 
 
-class SetupError(RuntimeError):
-    """Something the user can fix stops the sweep before Ray or any trial starts."""
+def _storage(exp: Experiment, shared: bool) -> SweepStorage:
+    """The sweep's folders (Ray results, checkpoints, Optuna study), checked writable up front."""
+    storage = resolve_storage(exp.output_dir, exp.name, shared=shared)
+    check_storage_reachable(storage)
+    return storage
 
 
-def _writable_output(exp: Experiment) -> Path:
-    """The sweep's folder (Ray results, checkpoints, Optuna study), checked writable up front."""
-    out = (Path(exp.output_dir) / exp.name).resolve()
+def _check_cluster_storage(storage: SweepStorage, started_ray: bool) -> None:
+    """On a cluster whose trials may run away from the driver, a local ``output_dir`` is refused
+    (before any run or trial exists); Ray is shut down again if this process started it."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".growray-write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise SetupError(
-            f"output_dir: cannot write to {out} ({exc.strerror or exc}); set output_dir to a writable folder "
-            "(on a cluster, one every node can reach)"
-        ) from None
-    return out
+        require_shared_storage(storage, ray.nodes(), ray.get_runtime_context().get_node_id())
+    except SetupError:
+        if started_ray:
+            ray.shutdown()
+        raise
 
 
 def _git_commit() -> str | None:
@@ -125,7 +131,7 @@ def _git_commit() -> str | None:
     import subprocess
 
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], check=False, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -304,7 +310,7 @@ def _tuner(exp: Experiment, meta: dict[str, Any], trainable: Any, live_interval_
 def _run_config(exp: Experiment, meta: dict[str, Any], live_interval_s: float) -> Any:
     return tune.RunConfig(
         name=meta["sweep"],
-        storage_path=str(Path(meta["storage_path"]).parent),
+        storage_path=meta.get("ray_root") or str(Path(meta["storage_path"]).parent),
         failure_config=tune.FailureConfig(max_failures=exp.search.max_failures),
         # Keep every checkpoint: a restored trial (and PBT, later) may need any of them.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
@@ -321,7 +327,7 @@ def _finish(exp: Experiment, meta: dict[str, Any], results: Any, parent: Any, t0
     trials = _summaries(results, exp.search.metrics[0])
     result = SweepResult(
         name=meta["sweep"],
-        output_dir=str(Path(meta["storage_path"]).parent.parent),
+        output_dir=meta.get("state_dir") or str(Path(meta["storage_path"]).parent.parent),
         storage_path=meta["storage_path"],
         tracking_uri=uri,
         experiment_id=meta["experiment_id"],
@@ -380,8 +386,13 @@ def run_sweep(
     tracking_uri: str | None = None,
     verbose: bool = False,
     live_interval_s: float = 15.0,
+    shared_storage: bool = False,
 ) -> SweepResult:
-    """Run the experiment's sweep to completion and record it; returns the trial summaries."""
+    """Run the experiment's sweep to completion and record it; returns the trial summaries.
+
+    ``shared_storage`` states that a plain ``output_dir`` folder is mounted at the same path on
+    every node of the cluster; without it (or a URI), a multi-node cluster is refused.
+    """
     from growray.tracking import (
         CONSTRAINTS_TAG,
         OBJECTIVES_TAG,
@@ -393,7 +404,8 @@ def run_sweep(
     )
 
     t0 = time.perf_counter()
-    out = _writable_output(exp)
+    storage = _storage(exp, shared_storage)
+    out = storage.state_dir
     sweep_name = f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     uri = absolute_tracking_uri(tracking_uri or exp.tracking.uri)
 
@@ -404,6 +416,8 @@ def run_sweep(
         raise SetupError(f"tracking.uri: {exc}") from None
     experiment_id = get_or_create_experiment(uri, exp.experiment_name)
     dataset = load_dataset(exp.data, seed=exp.seed)
+    started_ray = _init_ray(address, verbose)
+    _check_cluster_storage(storage, started_ray)  # a refused sweep leaves no parent run behind
 
     provenance = {"mlflow.source.git.commit": commit} if (commit := _git_commit()) else {}
     parent_id = create_sweep_run(
@@ -422,14 +436,16 @@ def run_sweep(
     parent.log_params(flatten_params(exp.to_dict()))
     parent.log_dict(exp.to_dict(), "config.yaml")
 
-    started_ray = _init_ray(address, verbose)
     meta = {
         "sweep": sweep_name,
         "experiment": exp.to_dict(),
         "tracking_uri": uri,
         "experiment_id": experiment_id,
         "parent_run_id": parent_id,
-        "storage_path": str(out / "ray" / sweep_name),
+        "storage_path": storage.sweep_path(sweep_name),
+        "ray_root": storage.ray_root,
+        "state_dir": str(out),
+        "shared_storage": storage.shared,
         "optuna_storage": f"sqlite:///{out / 'optuna.db'}",
         "provenance": provenance,
         "growray_version": __version__,
@@ -448,7 +464,7 @@ def find_sweep(target: str | Path) -> dict[str, Any]:
     target = Path(target)
     if target.is_file() and target.suffix in (".yaml", ".yml"):
         exp = load_experiment(target)
-        target = Path(exp.output_dir) / exp.name
+        target = resolve_storage(exp.output_dir, exp.name).state_dir
     record = target if target.name == "latest_sweep.json" else target / "latest_sweep.json"
     if not record.is_file():
         raise FileNotFoundError(f"no sweep to resume: {record} does not exist (run `growray run` first)")
@@ -456,10 +472,16 @@ def find_sweep(target: str | Path) -> dict[str, Any]:
 
 
 def resume_sweep(
-    target: str | Path, *, address: str | None = None, verbose: bool = False, live_interval_s: float = 15.0
+    target: str | Path,
+    *,
+    address: str | None = None,
+    verbose: bool = False,
+    live_interval_s: float = 15.0,
+    shared_storage: bool = False,
 ) -> SweepResult:
     """Continue an interrupted or killed sweep: unfinished and errored trials resume from their
-    checkpoints (the same MLflow runs), the Optuna study continues, the parent run is reused."""
+    checkpoints (the same MLflow runs), the Optuna study continues, the parent run is reused.
+    ``shared_storage`` as in :func:`run_sweep` (a sweep started with it keeps it)."""
     from growray.config import validate_dict
     from growray.tracking import MlflowRecorder, ensure_store, run_tags
 
@@ -470,10 +492,14 @@ def resume_sweep(
         raise FileNotFoundError(f"Ray Tune has no restorable experiment at {meta['storage_path']}")
     ensure_store(meta["tracking_uri"])
     dataset = load_dataset(exp.data, seed=exp.seed)
+    started_ray = _init_ray(address, verbose)
+    ray_root = meta.get("ray_root") or str(Path(meta["storage_path"]).parent)
+    storage = SweepStorage(exp.output_dir, Path(meta.get("state_dir") or Path(ray_root).parent), ray_root,
+                           shared_storage or bool(meta.get("shared_storage")) or "://" in ray_root)
+    _check_cluster_storage(storage, started_ray)
     resumed = int(run_tags(meta["tracking_uri"], meta["parent_run_id"]).get("growray.resumed", 0))
     parent = MlflowRecorder(meta["tracking_uri"], meta["experiment_id"], run_id=meta["parent_run_id"])
     parent.set_tags({"growray.resumed": str(resumed + 1)})
-    started_ray = _init_ray(address, verbose)
     with _session(parent, started_ray):
         ctx = SweepContext(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"], meta["sweep"],
                            meta.get("provenance", {}))
