@@ -17,12 +17,17 @@ from ._models import (
     TrackingConfig,
     TrainerConfig,
 )
+from ._nas import ControllerConfig, NasConfig, RetrainConfig, SUPERNETS
 from ._plugins import plugin_schema
 
 __all__ = [
     "PLUGIN_PATHS",
     "ConfigError",
     "ConfigIssue",
+    "ControllerConfig",
+    "NasConfig",
+    "RetrainConfig",
+    "SUPERNETS",
     "Constraint",
     "CostsConfig",
     "LatencyConfig",

@@ -36,6 +36,7 @@ def _registries() -> dict[str, tuple[Any, bool]]:
     """Plug-in section path -> (registry, build once at validate time)."""
     from growray.data import DATASETS
     from growray.growth import INITIALIZERS, TRIGGERS
+    import growray.nas.enas  # noqa: F401  registers the supernet and cell-network models
     from growray.models import MODELS
     from growray.tune.samplers import SAMPLERS
 
@@ -247,6 +248,11 @@ def validate_dict(
                 loaded = {}
             search["space"] = loaded
 
+    # 1b. a model section that starts from an architecture space file (search_spaces/darts_cnn.yaml)
+    model_section = raw.get("model")
+    if isinstance(model_section, dict) and "space" in model_section:
+        issues += _include_model_space(raw, model_section, base_dir, Path(source) if source else None)
+
     # 2. plug-in sections
     for path, (registry, construct) in _registries().items():
         parts = path.split(".")
@@ -279,6 +285,31 @@ def validate_dict(
         raise ConfigError(_dedupe(issues), source)
     assert exp is not None
     return exp
+
+
+def _include_model_space(
+    raw: dict[str, Any], section: dict[str, Any], base_dir: Path | None, exclude: Path | None
+) -> list[ConfigIssue]:
+    """``model: {space: darts_cnn, channels: 8}``: the file's ``model`` mapping, then the keys
+    given next to ``space`` on top of it."""
+    ref = section["space"]
+    if not isinstance(ref, str):
+        return [ConfigIssue("model.space", "the name of an architecture-space file in search_spaces/", ref)]
+    found, searched = resolve_space_file(ref, base_dir, exclude)
+    if found is None:
+        raw["model"] = {k: v for k, v in section.items() if k != "space"}
+        return [ConfigIssue("model.space", "architecture-space file not found; looked in: " + ", ".join(map(str, searched)), ref)]
+    try:
+        loaded = load_yaml(found)
+    except ConfigError as exc:
+        return exc.issues
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("model"), dict):
+        return [ConfigIssue("model.space", f"{found} must hold a 'model' mapping (an architecture space)", ref)]
+    unknown = sorted(set(loaded) - {"model", "description"})
+    if unknown:
+        return [ConfigIssue("model.space", f"{found}: unknown top-level keys {unknown}; accepted: model, description", ref)]
+    raw["model"] = {**loaded["model"], **{k: v for k, v in section.items() if k != "space"}}
+    return []
 
 
 def _dedupe(issues: list[ConfigIssue]) -> list[ConfigIssue]:
@@ -323,6 +354,8 @@ def _check_semantics(exp: Experiment, *, check_space: bool) -> list[ConfigIssue]
             )
     if exp.growth is not None:
         issues += _check_growth_against_model(exp)
+    if exp.nas is not None:
+        issues += _check_nas(exp)
     if check_space and isinstance(exp.search.space, dict):
         # Branch checks re-validate the base: on an invalid base they would repeat its errors.
         if issues:
@@ -371,11 +404,44 @@ def _check_growth_against_model(exp: Experiment) -> list[ConfigIssue]:
     return _dedupe(issues)
 
 
+def _check_nas(exp: Experiment) -> list[ConfigIssue]:
+    import torch
+
+    from growray.data import describe_dataset
+    from growray.models import MODELS
+
+    from ._nas import SUPERNETS
+
+    assert exp.nas is not None
+    issues = []
+    want = SUPERNETS[exp.nas.method]
+    if exp.model["name"] != want:
+        issues.append(
+            ConfigIssue("model.name", f"nas.method {exp.nas.method!r} searches a {want!r} model "
+                        f"(e.g. model: {{space: {'darts_cnn' if want == 'darts_supernet' else 'enas_micro'}}})", exp.model["name"])
+        )
+    if exp.growth is not None:
+        issues.append(ConfigIssue("growth", "a trial either grows a network or searches a supernet: remove growth or nas", "set"))
+    shape = describe_dataset(exp.data)
+    if shape is not None and not issues:
+        try:
+            with torch.device("meta"):
+                MODELS.build(exp.model, input_shape=shape[0], n_classes=shape[1])
+        except (ValueError, TypeError) as exc:
+            hint = " (digits: set data.image: true)" if exp.data["name"] == "digits" and len(shape[0]) == 1 else ""
+            issues.append(ConfigIssue("model", f"cannot be built for {exp.data['name']} inputs {shape[0]}: {exc}{hint}"))
+    if exp.nas.warmup_epochs >= exp.trainer.epochs:
+        issues.append(ConfigIssue("nas.warmup_epochs", f"must be below trainer.epochs ({exp.trainer.epochs}), "
+                                  "or no architecture step ever happens", exp.nas.warmup_epochs))
+    return issues
+
+
 def _static_space_checks(space: dict[str, Any]) -> list[ConfigIssue]:
     """Checks that need no valid base experiment: section and key names, plug-in choices."""
     from ._models import GrowthConfig, ResourcesConfig, TrainerConfig
+    from ._nas import NasConfig
 
-    sections = {"trainer": TrainerConfig, "growth": GrowthConfig, "resources": ResourcesConfig}
+    sections = {"trainer": TrainerConfig, "growth": GrowthConfig, "resources": ResourcesConfig, "nas": NasConfig}
     registries = _registries()
     issues: list[ConfigIssue] = []
     for key, param in space.items():
@@ -402,17 +468,43 @@ def _static_space_checks(space: dict[str, Any]) -> list[ConfigIssue]:
 
 def _check_sampler_support(exp: Experiment) -> list[ConfigIssue]:
     """Samplers that cannot handle several objectives or constraints are rejected with the reason."""
-    from growray.tune.samplers import CONSTRAINED_SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
+    from growray.tune.samplers import CONSTRAINED_SAMPLERS, DISCRETE_SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
 
     name = exp.search.sampler["name"]
     issues = []
     if exp.search.multi_objective and name in SINGLE_OBJECTIVE_SAMPLERS:
         issues.append(ConfigIssue("search.sampler.name", f"{name!r} optimizes one objective; for search.objectives use one of: "
                                   + ", ".join(sorted(set(CONSTRAINED_SAMPLERS) | {"random", "qmc"})), name))
+    if name in DISCRETE_SAMPLERS and isinstance(exp.search.space, dict):
+        for key, p in exp.search.space.items():
+            if p.type == "float" and p.step is None:
+                issues.append(ConfigIssue(f"search.space.{key}", f"sampler {name!r} enumerates a grid: give this float "
+                                          "parameter a 'step', or make it categorical", "no step"))
+        size = _grid_size(exp.search.space)
+        if size is not None and exp.search.num_samples > size:
+            issues.append(ConfigIssue("search.num_samples", f"the grid has {size} points; more trials would repeat "
+                                      f"points: use num_samples <= {size}", exp.search.num_samples))
     if exp.search.constraints and name not in CONSTRAINED_SAMPLERS:
         issues.append(ConfigIssue("search.sampler.name", f"{name!r} ignores constraints (it samples without looking at trial results); "
                                   f"use one of: {', '.join(CONSTRAINED_SAMPLERS)}", name))
     return issues
+
+
+def _grid_size(space: dict[str, SearchParam]) -> int | None:
+    """Points of an unconditional discrete grid (None when conditional or not discrete)."""
+    size = 1
+    for p in space.values():
+        if p.when:
+            return None
+        if p.type == "categorical":
+            size *= len(p.choices or [])
+        elif p.type == "int":
+            size *= (int(p.high) - int(p.low)) // int(p.step or 1) + 1  # type: ignore[arg-type]
+        elif p.step is not None:
+            size *= int(round((p.high - p.low) / p.step)) + 1  # type: ignore[operator]
+        else:
+            return None
+    return size
 
 
 def _candidate_values(p: SearchParam) -> list[Any]:

@@ -95,6 +95,18 @@ class SearchParam(_Section):
         None, description="only sampled when every listed path has the given value (or one of a list)"
     )
 
+    def labels(self) -> list[Any]:
+        """What Optuna sees for the choices: scalars as they are, lists and mappings (an op
+        set, a list of widths) as their JSON text, since Optuna stores scalar choices only."""
+        return [choice_label(c) for c in self.choices or []]
+
+    def decode(self, value: Any) -> Any:
+        """The choice behind a label from ``labels`` (other values pass through)."""
+        for choice in self.choices or []:
+            if isinstance(choice, (list, dict)) and choice_label(choice) == value:
+                return choice
+        return value
+
     @model_validator(mode="after")
     def _check_kind(self) -> "SearchParam":
         if self.type == "categorical":
@@ -116,6 +128,15 @@ class SearchParam(_Section):
             if self.type == "int" and (float(self.low) != int(self.low) or float(self.high) != int(self.high)):
                 raise ValueError("an int parameter needs integer 'low' and 'high'")
         return self
+
+
+def choice_label(choice: Any) -> Any:
+    """A categorical choice as Optuna can store it (JSON text for lists and mappings)."""
+    if isinstance(choice, (list, dict)):
+        import json
+
+        return json.dumps(choice, sort_keys=True)
+    return choice
 
 
 class Objective(_Section):
@@ -279,6 +300,7 @@ class Experiment(_Section):
     model: PluginDict
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     growth: GrowthConfig | None = None
+    nas: "NasConfig | None" = None
     search: SearchConfig = Field(default_factory=SearchConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     costs: CostsConfig = Field(default_factory=CostsConfig)
@@ -287,6 +309,8 @@ class Experiment(_Section):
     @property
     def kind(self) -> str:
         """Value of the ``growray.kind`` tag."""
+        if self.nas is not None:
+            return self.nas.method
         return "growth" if self.growth is not None else "static"
 
     @property
@@ -300,4 +324,11 @@ class Experiment(_Section):
         """A new, fully re-validated experiment with dotted-path values replaced (one trial's params)."""
         from ._load import apply_overrides, validate_dict
 
+        if isinstance(self.search.space, dict):  # Optuna's labels of list-valued choices -> the lists
+            overrides = {k: self.search.space[k].decode(v) if k in self.search.space else v for k, v in overrides.items()}
         return validate_dict(apply_overrides(self.to_dict(), overrides), check_space=False)
+
+
+from ._nas import NasConfig  # noqa: E402  (the section models import _Section from here)
+
+Experiment.model_rebuild()

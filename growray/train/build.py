@@ -5,6 +5,7 @@ Used by Ray trials and by plain code alike, so both train the same thing.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -16,9 +17,10 @@ from growray.models import MODELS
 
 from .growth_hook import GrowthHook
 from .hooks import Hook
+from .nas_hooks import build_nas_hook
 from .trainer import Trainer
 
-__all__ = ["build_trainer", "resolve_device", "build_hooks"]
+__all__ = ["build_trainer", "resolve_device", "build_hooks", "split_for_nas"]
 
 
 def resolve_device(exp: Experiment) -> torch.device:
@@ -33,8 +35,25 @@ def resolve_device(exp: Experiment) -> torch.device:
     return torch.device("cpu")
 
 
-def build_hooks(exp: Experiment, splits: TensorSplits) -> list[Hook]:
+def split_for_nas(exp: Experiment, splits: TensorSplits) -> tuple[TensorSplits, tuple[torch.Tensor, torch.Tensor]]:
+    """DARTS/ENAS: the training split's weight part (the trainer's ``train``) and the held-out
+    architecture part (``nas.arch_split`` of it), drawn with the experiment's seed."""
+    assert exp.nas is not None
+    x, y = splits.train
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(exp.seed)).to(x.device)
+    n_arch = int(round(len(x) * exp.nas.arch_split))
+    if n_arch < 1 or n_arch >= len(x):
+        raise ValueError(f"nas.arch_split {exp.nas.arch_split} leaves an empty half of {len(x)} training samples")
+    w_idx, a_idx = perm[n_arch:], perm[:n_arch]
+    return dataclasses.replace(splits, train=(x[w_idx], y[w_idx])), (x[a_idx], y[a_idx])
+
+
+def build_hooks(exp: Experiment, splits: TensorSplits, arch_split: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[Hook]:
     hooks: list[Hook] = []
+    if exp.nas is not None:
+        if arch_split is None:
+            raise ValueError("a NAS experiment needs the architecture split (see split_for_nas)")
+        hooks.append(build_nas_hook(exp.nas, arch_split, exp.trainer.batch_size, exp.seed))
     if exp.growth is not None:
         g = exp.growth
         strategy = GrowthStrategy(
@@ -64,7 +83,10 @@ def build_trainer(
     """Build a ready-to-fit trainer; with ``checkpoint_dir`` the model comes from the checkpoint's spec."""
     device = torch.device(device) if device is not None else resolve_device(exp)
     splits = dataset.to_tensors(device)
-    hooks = build_hooks(exp, splits)
+    arch_split = None
+    if exp.nas is not None:
+        splits, arch_split = split_for_nas(exp, splits)
+    hooks = build_hooks(exp, splits, arch_split)
     kwargs = dict(
         hooks=hooks,
         recorder=recorder,

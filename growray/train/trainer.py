@@ -21,6 +21,7 @@ from growray.config import CostsConfig, TrainerConfig
 from growray.cost import LatencyProtocol, TrainingCompute, count_params, forward_flops, measure_latency
 from growray.data import TensorSplits
 from growray.metrics import width_metric
+import growray.nas.enas  # noqa: F401  registers the NAS models, so checkpoints of supernets rebuild
 from growray.models import build_model
 
 from .checkpoint import CheckpointData, load_checkpoint, save_checkpoint
@@ -124,11 +125,23 @@ class Trainer:
         self.costs_cfg = costs
         self.gpu_fraction = gpu_fraction
         self.compute = TrainingCompute()
+        self.stop_reason: str | None = None  # set by request_stop: the loop ends after this epoch
         self.latency: dict[str, float] = {}  # latest cost/latency_* values
         self._latency_arch: str | None = None  # architecture they were measured on
         names = [h.name for h in self.hooks]
         if len(set(names)) != len(names):
             raise ValueError(f"hook names must be unique (they key checkpoint state); got {names}")
+
+    def request_stop(self, reason: str) -> None:
+        """End training after the current epoch (its evaluation, checkpoint and report run as
+        for the last epoch). The reason is tagged ``growray.stop_reason`` on the run."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.recorder.set_tags({"growray.stop_reason": reason})
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.cfg.epochs or self.stop_reason is not None
 
     # ------------------------------------------------------------------ restore
     @classmethod
@@ -163,6 +176,7 @@ class Trainer:
             self.compute.load_state_dict(meta["compute"])
         self.latency = dict(meta.get("latency", {}))
         self._latency_arch = meta.get("latency_arch")
+        self.stop_reason = meta.get("stop_reason")
         hook_states = meta.get("hooks", {})
         for hook in self.hooks:
             if hook.name in hook_states:
@@ -183,6 +197,7 @@ class Trainer:
             "compute": self.compute.state_dict(),
             "latency": self.latency,
             "latency_arch": self._latency_arch,
+            "stop_reason": self.stop_reason,
             **self.meta_extra,
         }
         return CheckpointData(
@@ -285,7 +300,7 @@ class Trainer:
         n = len(x_train)
         bs = self.cfg.batch_size
         metrics: dict[str, float] = {}
-        while self.epoch < self.cfg.epochs:
+        while not self.finished:
             self.model.train()
             for group in self.optimizer.param_groups:
                 group["lr"] = scheduled_lr(self.cfg, self.epoch)
@@ -373,7 +388,7 @@ class Trainer:
             hook.on_epoch_end(self, metrics)
         metrics.update(self.architecture_metrics())
         metrics.update(self.costs())
-        last = self.epoch >= self.cfg.epochs
+        last = self.finished
         self.measure_latency_if_due(last)
         metrics.update(self.latency)  # the latest measurement, so every report carries the current cost
         metrics["cost/train_flops"] = float(self.compute.total_flops)

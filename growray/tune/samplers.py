@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from growray.registry import Registry
 
-__all__ = ["CONSTRAINED_SAMPLERS", "SAMPLERS", "SINGLE_OBJECTIVE_SAMPLERS", "build_sampler"]
+__all__ = ["CONSTRAINED_SAMPLERS", "DISCRETE_SAMPLERS", "SAMPLERS", "SINGLE_OBJECTIVE_SAMPLERS", "build_sampler"]
 
 SAMPLERS: Registry[Any] = Registry("sampler")
 
@@ -14,6 +14,8 @@ SAMPLERS: Registry[Any] = Registry("sampler")
 CONSTRAINED_SAMPLERS = ("gp", "nsga2", "nsga3", "tpe")
 #: samplers that optimize a single objective only
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
+#: samplers that need every parameter discrete (categorical, int, or float with a step)
+DISCRETE_SAMPLERS = ("grid",)
 
 
 @SAMPLERS.register("tpe")
@@ -78,6 +80,15 @@ def qmc(seed: int | None = None, qmc_type: Literal["sobol", "halton"] = "sobol")
     import optuna
 
     return optuna.samplers.QMCSampler(seed=seed, qmc_type=qmc_type)
+
+
+@SAMPLERS.register("grid")
+def grid(seed: int | None = None) -> Any:
+    """Every combination of a discrete space once (Optuna's BruteForceSampler): categorical,
+    int and stepped float parameters only. For repeat protocols: seeds x settings."""
+    from growray.tune._grid import TuneGridSampler
+
+    return TuneGridSampler(seed=seed)
 
 
 def _cmaes(seed: int | None = None, n_startup_trials: int = 1) -> Any:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from growray.config._models import choice_label
+
 __all__ = ["SpaceFunction", "active"]
 
 
@@ -45,7 +47,7 @@ class SpaceFunction:
                 continue
             kind = p["type"]
             if kind == "categorical":
-                value = trial.suggest_categorical(path, p["choices"])
+                value = trial.suggest_categorical(path, [choice_label(c) for c in p["choices"]])
             elif kind == "int":
                 step = int(p["step"]) if p.get("step") else 1
                 value = trial.suggest_int(path, int(p["low"]), int(p["high"]), step=step, log=p.get("log", False))

@@ -1,0 +1,90 @@
+"""The ``nas`` section: DARTS or ENAS supernet search, the gap measurement, and retraining.
+
+The supernet itself is the ``model`` section (``darts_supernet`` / ``enas_supernet``, usually
+filled from ``search_spaces/darts_cnn.yaml`` or ``enas_micro.yaml`` with ``model: {space: ...}``);
+the weights are trained by the ``trainer`` section; this section holds what is specific to
+the architecture search.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ._models import _Section
+
+__all__ = ["ControllerConfig", "NasConfig", "RetrainConfig", "SUPERNETS"]
+
+#: nas.method -> the model it searches
+SUPERNETS = {"darts": "darts_supernet", "enas": "enas_supernet"}
+
+
+class ControllerConfig(_Section):
+    """ENAS controller (an LSTM trained by REINFORCE). Defaults: the official CIFAR micro search."""
+
+    lr: float = Field(3.5e-3, gt=0, description="Adam learning rate")
+    hidden: int = Field(100, ge=1, description="LSTM hidden units")
+    tanh_constant: float = Field(1.1, gt=0, description="logits = C * tanh(logits / T)")
+    op_tanh_reduce: float = Field(2.5, gt=0, description="op logits use C / op_tanh_reduce")
+    temperature: float = Field(5.0, gt=0)
+    baseline_decay: float = Field(0.99, ge=0, lt=1, description="moving-average reward baseline")
+    entropy_weight: float = Field(1e-4, ge=0, description="entropy bonus")
+    steps: int = Field(30, ge=0, description="controller updates after each epoch of shared-weight training")
+    samples_per_step: int = Field(10, ge=1, description="architectures whose REINFORCE terms are averaged per update")
+    grad_clip: float | None = Field(None, gt=0)
+
+
+class RetrainConfig(_Section):
+    """Train the discretized architecture from scratch (the evaluation network).
+
+    ``channels``/``layers`` default to the supernet's; DARTS' paper evaluation uses 36 and 20.
+    The other fields default to the ``trainer`` section's values.
+    """
+
+    enabled: bool = Field(False, description="retrain in the trial, after the search (else: growray retrain RUN_ID)")
+    epochs: int | None = Field(None, ge=1)
+    channels: int | None = Field(None, ge=1)
+    layers: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0, le=10)
+    batch_size: int | None = Field(None, ge=1)
+    weight_decay: float | None = Field(None, ge=0)
+    drop_path: float = Field(0.0, ge=0, lt=1, description="drop-path probability in the evaluation network")
+    seed: int | None = Field(None, description="initial weights of the retrained network (default: the experiment's seed)")
+
+
+class NasConfig(_Section):
+    """Architecture search on a supernet (DARTS, ENAS), with the relaxed-vs-discretized gap."""
+
+    method: Literal["darts", "enas"]
+    # --- DARTS
+    order: Literal[1, 2] = Field(1, description="DARTS: 1 first-order, 2 second-order (unrolled) architecture gradient")
+    arch_lr: float = Field(3e-4, gt=0, description="DARTS: Adam learning rate of alpha")
+    arch_betas: tuple[float, float] = Field((0.5, 0.999), description="DARTS: Adam betas of alpha")
+    arch_weight_decay: float = Field(1e-3, ge=0, description="DARTS: weight decay of alpha")
+    arch_grad_clip: float | None = Field(None, gt=0, description="DARTS: clip alpha's gradient norm")
+    warmup_epochs: int = Field(0, ge=0, description="DARTS: epochs of weight-only training before alpha steps")
+    # --- both
+    arch_split: float = Field(
+        0.5, gt=0, lt=1,
+        description="share of the training split held out for architecture steps (DARTS) / controller rewards (ENAS)",
+    )
+    eval_every_epochs: int = Field(1, ge=1, description="measure the relaxed/discrete gap every N epochs (and at the end)")
+    bn_calibration_batches: int = Field(
+        4, ge=1, description="training batches that recalibrate BatchNorm statistics of the discretized network"
+    )
+    early_stop_skips: int | None = Field(
+        None, ge=1, description="DARTS+: stop the search when the normal cell holds this many skip_connect (e.g. 2)"
+    )
+    # --- ENAS
+    controller: ControllerConfig = Field(default_factory=ControllerConfig)
+    derive_samples: int = Field(100, ge=1, description="ENAS: cells sampled and scored on a validation batch to derive one")
+    # --- after the search
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "NasConfig":
+        b1, b2 = self.arch_betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"arch_betas must both be in [0, 1); got {list(self.arch_betas)}")
+        return self

@@ -1,0 +1,98 @@
+"""MLflow side of retraining a searched architecture: read a search run, open a linked run.
+
+The retrained network gets its own run, nested under the same sweep as the search run and
+linked both ways: ``growray.search_run_id`` on the retrain run, ``growray.retrain_run_id``
+on the search run (which also receives ``nas/retrain_val_acc`` so the UI compares searches
+by their retrained accuracy).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._mlflow import MlflowRecorder
+
+__all__ = ["SearchRun", "load_search_run", "open_retrain_run", "link_retrain"]
+
+
+class SearchRun:
+    """What a retrain needs from a finished (or stopped) NAS trial's run."""
+
+    def __init__(self, run: Any, config: dict[str, Any], genotype: dict[str, Any]):
+        self.run = run
+        self.config = config
+        self.genotype = genotype
+
+    @property
+    def run_id(self) -> str:
+        return self.run.info.run_id
+
+    @property
+    def experiment_id(self) -> str:
+        return self.run.info.experiment_id
+
+    @property
+    def parent_run_id(self) -> str | None:
+        return self.run.data.tags.get("mlflow.parentRunId")
+
+
+def load_search_run(tracking_uri: str, run_id: str) -> SearchRun:
+    """The run's ``config.yaml`` and ``genotype.json`` artifacts; clear errors when absent."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        raise ValueError(f"no MLflow run {run_id!r} in {tracking_uri}: {exc.message}") from None
+    names = {a.path for a in client.list_artifacts(run_id)}
+    missing = [n for n in ("config.yaml", "genotype.json") if n not in names]
+    if missing:
+        kind = run.data.tags.get("growray.kind", "?")
+        raise ValueError(
+            f"run {run_id} (growray.kind={kind}) has no {' or '.join(missing)}: only DARTS/ENAS search "
+            "runs can be retrained (they log the genotype at every checkpoint)"
+        )
+    with tempfile.TemporaryDirectory() as d:
+        cfg = yaml.safe_load(Path(client.download_artifacts(run_id, "config.yaml", d)).read_text())
+        genotype = json.loads(Path(client.download_artifacts(run_id, "genotype.json", d)).read_text())
+    return SearchRun(run, cfg, genotype)
+
+
+def open_retrain_run(tracking_uri: str, search: SearchRun) -> MlflowRecorder:
+    """A new run for the retrained network, nested under the search run's sweep."""
+    from growray import __version__
+
+    name = search.run.data.tags.get("mlflow.runName") or search.run_id[:8]
+    tags = {
+        "growray.kind": "retrain",
+        "growray.search_run_id": search.run_id,
+        "growray.version": __version__,
+    }
+    sweep = search.run.data.tags.get("growray.sweep")
+    if sweep:
+        tags["growray.sweep"] = sweep
+    return MlflowRecorder(
+        tracking_uri, search.experiment_id, run_name=f"retrain-{name}", parent_run_id=search.parent_run_id, tags=tags
+    )
+
+
+def link_retrain(tracking_uri: str, search_run_id: str, retrain_run_id: str, metrics: dict[str, float], step: int) -> None:
+    """Tag the search run with its retrain run and copy the retrained accuracy onto it."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, RunTag
+
+    import time
+
+    now = int(time.time() * 1000)
+    MlflowClient(tracking_uri).log_batch(
+        search_run_id,
+        metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
+        tags=[RunTag("growray.retrain_run_id", retrain_run_id)],
+    )
