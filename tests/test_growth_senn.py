@@ -114,13 +114,17 @@ def test_rational_is_exactly_the_identity_at_init_and_learns():
 
 
 def _teacher_data(n=512, seed=0):
-    """Labels sampled from a width-6 tanh teacher's softmax (a well-specified model)."""
+    """A width-6 tanh teacher that needs all six units: orthogonal fan-ins over 6 inputs,
+    one class per unit (head 4*I); labels sampled from its softmax (a well-specified model)."""
     torch.manual_seed(seed)
-    teacher = GrowableMLP((4,), 3, hidden=[6], activation="tanh")
+    teacher = GrowableMLP((6,), 6, hidden=[6], activation="tanh")
     with torch.no_grad():
-        for p in teacher.parameters():
-            p.mul_(3.0)
-        x = torch.randn(n, 4)
+        q, _ = torch.linalg.qr(torch.randn(6, 6))
+        teacher.hidden[0].linear.weight.copy_(2 * q)
+        teacher.hidden[0].linear.bias.zero_()
+        teacher.head.weight.copy_(4 * torch.eye(6))
+        teacher.head.bias.zero_()
+        x = torch.randn(n, 6)
         y = torch.multinomial(torch.softmax(teacher(x), 1), 1).squeeze(1)
     return teacher, x, y
 
@@ -136,3 +140,112 @@ def _fit(model, x, y, steps, lr=0.03):
 
 def _ctx(model, x, y, step=1):
     return TriggerContext(step, 0, "step", model.widths(), model=model, batch=(x, y))
+
+
+ALPHA = 0.02  # measured d_eta'/|g_y|^2: ~0.2-0.26 while units are missing, 0.004-0.006 after
+
+
+def test_senn_grows_a_narrow_student_to_the_teachers_width_and_stops():
+    """Labels from a width-6 teacher. A width-1 student grows one unit per check (trained
+    between checks) while the best new unit explains a large share of the squared output
+    gradient (measured 0.25, 0.26, 0.26, 0.19, 0.04 at widths 1-5) and stops at width 6 (0.006:
+    sampling noise, ~C(F+1)/N). A width-6 student (teacher init, trained to convergence) does not
+    fire either. The relative test passes at convergence (eta -> 0 there): the absolute test is
+    what stops growth."""
+    _, x, y = _teacher_data(1024)
+    torch.manual_seed(1)
+    student = GrowableMLP((6,), 6, hidden=[1], activation="tanh")
+    trigger = SENNTrigger(check_every=1, cooldown_epochs=0, alpha=ALPHA, depth=False, n_proposals=50)
+    init = SENNInitializer()
+    losses, fired = [], []
+    for step in range(1, 10):
+        _fit(student, x, y, 100, lr=0.05)
+        with torch.no_grad():
+            losses.append(float(F.cross_entropy(student(x), y)))
+        reqs = trigger.check(_ctx(student, x, y, step))
+        fired.append(bool(reqs))
+        if not reqs:
+            break
+        (req,) = reqs
+        assert req.site == "hidden.0" and req.n_units == 1 and req.score == trigger.last_scores["hidden.0"]
+        assert "tau" in req.reason and "alpha" in req.reason and "eta" in req.reason
+        hint = getattr(req, "payload", None)
+        with torch.no_grad():
+            before = student(x)
+        widen(student, req.site, init.propose(student.eval(), req.site, req.n_units, batch=(x, y), hint=hint))
+        with torch.no_grad():
+            assert torch.allclose(student(x), before, atol=1e-6)  # zero fan-out
+        student.train()
+    assert fired[-1] is False, "growth did not stop"
+    assert 5 <= student.widths()["hidden.0"] <= 7, (student.widths(), losses)
+    assert losses[-1] < 0.7 * losses[0]
+
+    teacher, x, y = _teacher_data(1024)
+    converged = GrowableMLP((6,), 6, hidden=[6], activation="tanh")
+    converged.load_state_dict(teacher.state_dict())
+    _fit(converged, x, y, 300)
+    trigger = SENNTrigger(check_every=1, cooldown_epochs=0, alpha=ALPHA, depth=False, n_proposals=50)
+    assert trigger.check(_ctx(converged, x, y)) == []
+    gsq = measure_site(converged, "hidden.0", (x, y))[0].stats.grad_sq
+    assert trigger.last_scores["hidden.0"] / gsq < ALPHA  # the absolute test refused
+    assert trigger.last_scores["hidden.0"] / trigger.last_eta["hidden.0"] > trigger.tau  # the relative one would not
+
+
+def test_trigger_cooldown_schedule_and_state():
+    _, x, y = _teacher_data(256)
+    model = GrowableMLP((6,), 6, hidden=[1], activation="tanh")
+    trigger = SENNTrigger(check_every=5, cooldown_epochs=2, alpha=0.0, tau=0.0, depth=False, n_proposals=8, n_steps=2)
+    ctx = lambda step, epoch, phase="step": TriggerContext(  # noqa: E731
+        step, epoch, phase, model.widths(), model=model, batch=(x, y)
+    )
+    assert trigger.check(ctx(4, 0)) == [] and trigger.check(ctx(5, 0, "epoch")) == []
+    assert len(trigger.check(ctx(5, 0))) == 1
+    assert trigger.check(ctx(10, 1)) == []  # cooling down
+    state = json.loads(json.dumps(trigger.state_dict()))
+    other = TRIGGERS.build({"name": "senn", "check_every": 5, "cooldown_epochs": 2, "alpha": 0.0, "tau": 0.0,
+                            "depth": False, "n_proposals": 8, "n_steps": 2})
+    other.load_state_dict(state)
+    assert other.check(ctx(15, 2)) == trigger.check(ctx(15, 2)) != []
+    with pytest.raises(ValueError, match="tau"):
+        SENNTrigger(tau=-1.0)
+    with pytest.raises(ValueError, match="check_every"):
+        SENNTrigger(check_every=0)
+
+
+def test_initializer_uses_the_trigger_hint():
+    _, x, y = _teacher_data(128)
+    model = GrowableMLP((6,), 6, hidden=[2], activation="tanh", batch_norm=True).eval()
+    hint = {"fan_in": [[0.5, -1.0, 2.0, 0.25, 0.0, 1.0]], "bias": [0.3]}
+    prop = SENNInitializer().propose(model, "hidden.0", 1, batch=(x, y), hint=hint)
+    assert prop.fan_in.tolist() == [[0.5, -1.0, 2.0, 0.25, 0.0, 1.0]]
+    assert prop.bias.tolist() == pytest.approx([0.3]) and prop.fan_out.abs().sum() == 0
+    assert prop.norm["weight"].tolist() == [1.0] and prop.norm["running_var"].tolist() == [1.0]
+    with pytest.raises(ValueError, match="fan-in rows need 6"):
+        SENNInitializer().propose(model, "hidden.0", 1, batch=(x, y), hint={"fan_in": [[1.0]], "bias": [0.0]})
+    with pytest.raises(ValueError, match="batch"):
+        SENNInitializer().propose(model, "hidden.0", 1)
+    assert INITIALIZERS.build("senn").uses_hint is True
+
+
+# --- conformance --------------------------------------------------------------------------
+
+
+class TestSENNInitializerConformance(InitializerConformance):
+    @pytest.fixture
+    def initializer(self):
+        return SENNInitializer(n_proposals=20, n_steps=3)
+
+
+class TestSENNTriggerConformance(TriggerConformance):
+    @pytest.fixture(
+        params=[{}, {"check_every": 60, "cooldown_epochs": 1, "alpha": 0.0, "max_per_check": 2, "n_proposals": 8, "n_steps": 2}],
+        ids=["defaults", "fast"],
+    )
+    def trigger_factory(self, request):
+        return lambda: TRIGGERS.build({"name": "senn", **request.param})
+
+    def test_fast_settings_fire(self):
+        from growray.testing.triggers import standard_contexts
+
+        trigger = TRIGGERS.build({"name": "senn", "check_every": 60, "cooldown_epochs": 1, "alpha": 0.0, "n_proposals": 8})
+        assert any(trigger.check(ctx) for ctx in standard_contexts())
