@@ -147,6 +147,8 @@ class PlasticityHook(Hook):
             self.masks.snapshot_inactive()
         if self.cfg.arm == "prune" and self.snapshot is None and trainer.step == self.cfg.rewind_step:
             self.snapshot = RewindSnapshot.capture(trainer.model, trainer.step)
+        if trainer.step == 0:  # the series start at the initial mask
+            trainer.recorder.log_metrics(self._unit_metrics(trainer), step=0)
 
     # ------------------------------------------------------------------ loop
     def on_step_end(self, trainer: Trainer, loss: float) -> None:
@@ -170,11 +172,15 @@ class PlasticityHook(Hook):
                 metrics.update(self._parity("end", self.cohorts, trainer, per_cohort=True))
             else:
                 metrics.update(self._edit(trainer, cycle))
+        metrics.update(self._unit_metrics(trainer))
+
+    def _unit_metrics(self, trainer: Trainer) -> dict[str, float]:
+        assert self.masks is not None
         counts = self.masks.counts()
-        metrics[_P + "active_units"] = float(sum(counts.values()))
-        for site, n in counts.items():
-            metrics[f"{_P}active_units/{site}"] = float(n)
-        metrics[_P + "active_weights"] = float(self.masks.active_weights(trainer.model))
+        out = {f"{_P}active_units/{site}": float(n) for site, n in counts.items()}
+        out[_P + "active_units"] = float(sum(counts.values()))
+        out[_P + "active_weights"] = float(self.masks.active_weights(trainer.model))
+        return out
 
     def _batch(self, trainer: Trainer) -> tuple[Tensor, Tensor]:
         return trainer.last_batch if trainer.last_batch is not None else self.probe
