@@ -8,7 +8,13 @@ import torch.nn.functional as F
 
 from growray.growth import INITIALIZERS, TRIGGERS, TriggerContext, widen
 from growray.growth.senn import SENNInitializer, SENNTrigger, measure_site
-from growray.growth.senn_score import candidate_gain, damp, layer_stats, optimize_proposals, with_bias_column
+from growray.growth.senn_score import (
+    candidate_gain,
+    damp,
+    layer_stats,
+    optimize_proposals,
+    with_bias_column,
+)
 from growray.models import GrowableMLP, make_activation
 from growray.testing.initializers import InitializerConformance
 from growray.testing.triggers import TriggerConformance
@@ -195,7 +201,7 @@ def test_trigger_cooldown_schedule_and_state():
     _, x, y = _teacher_data(256)
     model = GrowableMLP((6,), 6, hidden=[1], activation="tanh")
     trigger = SENNTrigger(check_every=5, cooldown_epochs=2, alpha=0.0, tau=0.0, depth=False, n_proposals=8, n_steps=2)
-    ctx = lambda step, epoch, phase="step": TriggerContext(  # noqa: E731
+    ctx = lambda step, epoch, phase="step": TriggerContext(
         step, epoch, phase, model.widths(), model=model, batch=(x, y)
     )
     assert trigger.check(ctx(4, 0)) == [] and trigger.check(ctx(5, 0, "epoch")) == []
@@ -225,6 +231,38 @@ def test_initializer_uses_the_trigger_hint():
     with pytest.raises(ValueError, match="batch"):
         SENNInitializer().propose(model, "hidden.0", 1)
     assert INITIALIZERS.build("senn").uses_hint is True
+
+
+def test_depth_proposals_pay_the_layer_cost_and_go_through_the_strategy():
+    """Depth gains are the raw gain / layer_cost; a deepen request inserts an identity block
+    with the rational activation through the strategy's net2deeper, preserving the function;
+    a width request's fan-in reaches the initializer as the hint."""
+    from growray.growth import DEEPENERS, GrowthStrategy
+
+    _, x, y = _teacher_data(256)
+    torch.manual_seed(0)
+    model = GrowableMLP((6,), 6, hidden=[3], activation="tanh")
+    kw = dict(check_every=1, cooldown_epochs=0, tau=0.0, alpha=0.0, n_proposals=10, n_steps=2)
+    cheap, dear = SENNTrigger(layer_cost=1.0, **kw), SENNTrigger(layer_cost=20.0, **kw)
+    cheap.check(_ctx(model, x, y)), dear.check(_ctx(model, x, y))
+    assert cheap.last_depth_scores["hidden.0"] == pytest.approx(20 * dear.last_depth_scores["hidden.0"])
+    assert cheap.last_depth_scores["hidden.0"] > 0
+
+    class _DepthOnly(SENNTrigger):  # width proposals refused, so the depth proposal wins
+        def _passes(self, gain, eta, grad_sq):
+            return gain in self.last_depth_scores.values()
+
+    trigger = _DepthOnly(layer_cost=1.0, layer_cooldown=2, **kw)
+    strategy = GrowthStrategy(trigger, SENNInitializer(n_proposals=10), deepener=DEEPENERS.build(
+        {"name": "net2deeper", "activation": "rational"}))
+    (event,) = strategy.step(model, None, _ctx(model, x, y), (x[:32], y[:32]))
+    assert event.kind == "deepen" and event.preservation_error < 1e-5 and len(model.sites()) == 2
+    assert trigger.layer_cooldown_left == 2
+    assert trigger.check(_ctx(model, x, y, 2)) == [] and trigger.last_depth_scores == {}  # layer cooldown
+
+    widen_strategy = GrowthStrategy(SENNTrigger(depth=False, **kw), SENNInitializer(n_proposals=10))
+    (event,) = widen_strategy.step(model, None, _ctx(model, x, y, 3), (x[:32], y[:32]))
+    assert event.kind == "widen" and event.preservation_error < 1e-5 and event.trigger_score > 0
 
 
 # --- conformance --------------------------------------------------------------------------

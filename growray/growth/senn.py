@@ -55,7 +55,13 @@ from growray.growth.senn_score import (
     sample_winner,
     with_bias_column,
 )
-from growray.growth.triggers import TRIGGERS, GrowthRequest, Trigger, TriggerContext, _check_int
+from growray.growth.triggers import (
+    TRIGGERS,
+    GrowthRequest,
+    Trigger,
+    TriggerContext,
+    _check_int,
+)
 
 __all__ = ["SENNInitializer", "SENNTrigger", "SiteData", "measure_site", "senn_supported"]
 
@@ -225,7 +231,7 @@ class SENNTrigger(Trigger):
         _check_int("max_per_check", max_per_check, 1)
         _check_int("seed", seed, 0)
         if not isinstance(depth, bool):
-            raise ValueError(f"depth must be true or false; got {depth!r}")
+            raise ValueError(f"depth must be true or false; got {depth!r}")  # noqa: TRY004 - config value check
         self.check_every = check_every
         self.cooldown_epochs = cooldown_epochs
         self.tau = _check_float("tau", tau, 0.0, strict=False)
@@ -381,7 +387,9 @@ class SENNInitializer(Initializer):
         if hint is None:
             return []
         if not isinstance(hint, dict) or not isinstance(hint.get("fan_in"), list) or not isinstance(hint.get("bias"), list):
-            raise ValueError(f"senn hint must be {{'fan_in': [[...]], 'bias': [...]}} (a senn trigger payload); got {hint!r}")
+            raise ValueError(  # noqa: TRY004 - a malformed payload is a value error
+                f"senn hint must be {{'fan_in': [[...]], 'bias': [...]}} (a senn trigger payload); got {hint!r}"
+            )
         rows = [(list(r), float(b)) for r, b in zip(hint["fan_in"], hint["bias"])]
         for r, _ in rows:
             if len(r) != n_in:
