@@ -1,8 +1,18 @@
-"""Network growth, pure torch: triggers (when/where), initializers (how), surgery,
-optimizer-state migration and the strategy that ties them together. Returns events;
-never logs."""
+"""Network growth, pure torch: triggers (when/where), initializers (how), deepeners
+(inserting layers), surgery, optimizer-state migration and the strategy that ties them
+together. Returns events; never logs."""
 
 from growray.growth import north  # noqa: F401  (registers the NORTH* triggers and initializers)
+from growray.growth.deepen import (
+    DEEPENERS,
+    Deepener,
+    DepthChange,
+    DropInDeepener,
+    Net2DeeperDeepener,
+    add_new_parameters,
+    advance_dropin,
+    dropin_gates,
+)
 from growray.growth.events import GrowthEvent
 from growray.growth.firefly import FireflyInitializer
 from growray.growth.gradmax import GradientTrigger, GradMaxInitializer
@@ -27,9 +37,13 @@ from growray.growth.triggers import (
 )
 
 __all__ = [
+    "DEEPENERS",
     "INITIALIZERS",
     "OPTIMIZER_STATE_POLICIES",
     "TRIGGERS",
+    "Deepener",
+    "DepthChange",
+    "DropInDeepener",
     "FireflyInitializer",
     "GradMaxInitializer",
     "GradientTrigger",
@@ -38,6 +52,7 @@ __all__ = [
     "GrowthStrategy",
     "Initializer",
     "NeSTInitializer",
+    "Net2DeeperDeepener",
     "Net2WiderInitializer",
     "ParamChange",
     "PlateauTrigger",
@@ -46,6 +61,9 @@ __all__ = [
     "Trigger",
     "TriggerContext",
     "WidthProposal",
+    "add_new_parameters",
+    "advance_dropin",
+    "dropin_gates",
     "migrate_optimizer",
     "widen",
 ]

@@ -10,8 +10,15 @@ __all__ = ["GrowthEvent"]
 
 @dataclass
 class GrowthEvent:
-    """One grown site. ``preservation_error`` is max |logits_after - logits_before| on the
-    probe batch with the model in eval mode; params/FLOPs come from ``growray.cost``."""
+    """One architecture change. ``preservation_error`` is max |logits_after - logits_before|
+    on the probe batch with the model in eval mode; params/FLOPs come from ``growray.cost``.
+
+    ``kind="widen"``: ``n_added`` units appended at ``site`` (``width_before`` ->
+    ``width_after``). ``kind="deepen"``: a block inserted right after the site ``after``;
+    ``site`` is the new block's (new) site name, ``width_before`` 0 and ``n_added`` =
+    ``width_after`` its width, so a width timeline starts the new site at the event;
+    ``initializer`` names the deepener.
+    """
 
     step: int
     epoch: int
@@ -34,6 +41,8 @@ class GrowthEvent:
     """log(newborn / incumbent) activity right after the edit ("Post"); see growth.diagnostics."""
     newborn_grad_parity: float | None = None
     """log(newborn / incumbent) mean |dL/dz| right after the edit."""
+    after: str | None = None
+    """Deepen events: the site after which the block was inserted (None for widen)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

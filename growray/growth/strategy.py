@@ -1,4 +1,5 @@
-"""GrowthStrategy: a trigger (when/where/how many) x an initializer (how) x caps."""
+"""GrowthStrategy: a trigger (when/where/how many) x an initializer (how) x a deepener
+(how to insert layers) x caps."""
 
 from __future__ import annotations
 
@@ -8,27 +9,40 @@ import torch
 from torch import Tensor, nn
 
 from growray.cost import count_params, forward_flops
+from growray.growth.deepen import Deepener, add_new_parameters
 from growray.growth.events import GrowthEvent
 from growray.growth.initializers import Initializer
 from growray.growth.optim_state import OPTIMIZER_STATE_POLICIES, match_incumbents, migrate_optimizer
 from growray.growth.surgery import widen
-from growray.growth.triggers import Trigger, TriggerContext
+from growray.growth.triggers import GrowthRequest, Trigger, TriggerContext
 from growray.registry import UnknownNameError
 
 __all__ = ["GrowthStrategy"]
 
 
 class GrowthStrategy:
-    """Asks the trigger, grows with the initializer, migrates the optimizer, returns events.
+    """Asks the trigger, grows with the initializer (or deepener), migrates the optimizer,
+    returns events.
+
+    Width requests (``kind="widen"``) skip sites listed by ``model.locked_sites()`` (a
+    DropIn block still ramping ties its width to its input's). Depth requests
+    (``kind="deepen"``) insert a block after the requested site with ``deepener``; its new
+    parameters join the site producer's optimizer group (``deepen.add_new_parameters``).
 
     Args:
         trigger: decides when, where and how many.
-        initializer: fills the new units.
+        initializer: fills the new units. When it has ``uses_hint = True``, ``propose`` is
+            called with ``hint=request.payload``.
         max_width: no site grows beyond this many units (None: no cap).
-        sites: only these sites may grow (None: every site the trigger names).
+        sites: only these sites may grow or be deepened after (None: every site the
+            trigger names).
         optimizer_state: a policy in ``OPTIMIZER_STATE_POLICIES``.
         trigger_name, initializer_name: registered names, recorded in the events (the class
             names when empty).
+        deepener: inserts blocks for depth requests (None: depth requests are an error).
+        deepener_name: its registered name, recorded in depth events (class name when empty).
+        max_depth: no insertion beyond this many hidden blocks (``len(model.sites())``,
+            the ``growth/depth`` metric); None: no cap.
     """
 
     def __init__(
@@ -40,6 +54,9 @@ class GrowthStrategy:
         optimizer_state: str = "zero",
         trigger_name: str = "",
         initializer_name: str = "",
+        deepener: Deepener | None = None,
+        deepener_name: str = "",
+        max_depth: int | None = None,
     ):
         if not isinstance(trigger, Trigger):
             raise TypeError(f"trigger must be a Trigger; got {type(trigger).__name__}")
@@ -53,8 +70,15 @@ class GrowthStrategy:
             raise ValueError(
                 f"optimizer_state must be one of {list(OPTIMIZER_STATE_POLICIES)}; got {optimizer_state!r}"
             )
+        if deepener is not None and not isinstance(deepener, Deepener):
+            raise TypeError(f"deepener must be a Deepener (growray.growth.DEEPENERS) or None; got {type(deepener).__name__}")
+        if max_depth is not None and (not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 1):
+            raise ValueError(f"max_depth must be an int >= 1 (hidden blocks) or null; got {max_depth!r}")
         self.trigger = trigger
         self.initializer = initializer
+        self.deepener = deepener
+        self.deepener_name = deepener_name or ("" if deepener is None else type(deepener).__name__)
+        self.max_depth = max_depth
         self.max_width = max_width
         self.sites = None if sites is None else list(sites)
         self.optimizer_state = optimizer_state
@@ -77,7 +101,6 @@ class GrowthStrategy:
             if name not in model_sites:
                 raise UnknownNameError("site", name, model_sites)
         x = probe[0]
-        input_shape = tuple(x.shape[1:])
         was_training = model.training
         events: list[GrowthEvent] = []
         model.eval()  # probe forwards and initializer passes must not touch BN statistics
@@ -87,45 +110,100 @@ class GrowthStrategy:
                     raise UnknownNameError("site", req.site, model_sites)
                 if self.sites is not None and req.site not in self.sites:
                     continue
-                width = model.widths()[req.site]
-                n = req.n_units if self.max_width is None else min(req.n_units, self.max_width - width)
-                if n <= 0:
-                    continue
-                params_before, flops_before = count_params(model), forward_flops(model, input_shape)
-                with torch.no_grad():
-                    before = model(x)
-                # Initializers learn from recent *training* samples, never from the held-out probe.
-                proposal = self.initializer.propose(model, req.site, n, batch=ctx.batch)
-                changes = widen(model, req.site, proposal)
-                if optimizer is not None:
-                    sources = self._sources(model, req.site, width) if self.optimizer_state == "transplant" else None
-                    migrate_optimizer(optimizer, changes, self.optimizer_state, sources)
-                with torch.no_grad():
-                    after = model(x)
-                events.append(
-                    GrowthEvent(
-                        step=ctx.step,
-                        epoch=ctx.epoch,
-                        site=req.site,
-                        kind="widen",
-                        n_added=n,
-                        width_before=width,
-                        width_after=model.widths()[req.site],
-                        trigger=self.trigger_name,
-                        trigger_score=None if req.score is None else float(req.score),
-                        reason=req.reason,
-                        initializer=self.initializer_name,
-                        preserves_function=bool(self.initializer.preserves_function),
-                        params_before=params_before,
-                        params_after=count_params(model),
-                        flops_before=flops_before,
-                        flops_after=forward_flops(model, input_shape),
-                        preservation_error=float((after - before).abs().max().item()),
-                    )
+                event = self._deepen(model, optimizer, ctx, req, x) if req.kind == "deepen" else (
+                    self._widen(model, optimizer, ctx, req, x)
                 )
+                if event is not None:
+                    events.append(event)
+                model_sites = model.sites()
         finally:
             model.train(was_training)
         return events
+
+    def _event(self, model: nn.Module, ctx: TriggerContext, req: GrowthRequest, x: Tensor, **fields: Any) -> GrowthEvent:
+        return GrowthEvent(
+            step=ctx.step,
+            epoch=ctx.epoch,
+            trigger=self.trigger_name,
+            trigger_score=None if req.score is None else float(req.score),
+            reason=req.reason,
+            params_after=count_params(model),
+            flops_after=forward_flops(model, tuple(x.shape[1:])),
+            **fields,
+        )
+
+    def _widen(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer | None, ctx: TriggerContext, req: GrowthRequest, x: Tensor
+    ) -> GrowthEvent | None:
+        locked = model.locked_sites() if callable(getattr(model, "locked_sites", None)) else {}
+        if req.site in locked:
+            return None
+        width = model.widths()[req.site]
+        n = req.n_units if self.max_width is None else min(req.n_units, self.max_width - width)
+        if n <= 0:
+            return None
+        params_before, flops_before = count_params(model), forward_flops(model, tuple(x.shape[1:]))
+        with torch.no_grad():
+            before = model(x)
+        # Initializers learn from recent *training* samples, never from the held-out probe.
+        if getattr(self.initializer, "uses_hint", False):
+            proposal = self.initializer.propose(model, req.site, n, batch=ctx.batch, hint=req.payload)
+        else:
+            proposal = self.initializer.propose(model, req.site, n, batch=ctx.batch)
+        changes = widen(model, req.site, proposal)
+        if optimizer is not None:
+            sources = self._sources(model, req.site, width) if self.optimizer_state == "transplant" else None
+            migrate_optimizer(optimizer, changes, self.optimizer_state, sources)
+        with torch.no_grad():
+            after = model(x)
+        return self._event(
+            model, ctx, req, x,
+            site=req.site,
+            kind="widen",
+            n_added=n,
+            width_before=width,
+            width_after=model.widths()[req.site],
+            initializer=self.initializer_name,
+            preserves_function=bool(self.initializer.preserves_function),
+            params_before=params_before,
+            flops_before=flops_before,
+            preservation_error=float((after - before).abs().max().item()),
+        )
+
+    def _deepen(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer | None, ctx: TriggerContext, req: GrowthRequest, x: Tensor
+    ) -> GrowthEvent | None:
+        if self.deepener is None:
+            raise ValueError(
+                f"the {self.trigger_name} trigger asked to insert a layer after {req.site!r} (a 'deepen' request) but "
+                "this strategy has no deepener; configure one (growth.deepen: {name: net2deeper} or "
+                "{name: dropin, steps: 500}) or use a trigger that only widens"
+            )
+        if self.max_depth is not None and len(model.sites()) >= self.max_depth:
+            return None
+        params_before, flops_before = count_params(model), forward_flops(model, tuple(x.shape[1:]))
+        with torch.no_grad():
+            before = model(x)
+        anchor = model.site_modules(req.site).producer.weight
+        change = self.deepener.apply(model, req.site, batch=ctx.batch)
+        if optimizer is not None:
+            add_new_parameters(optimizer, model, change.new_params, anchor)
+        with torch.no_grad():
+            after = model(x)
+        return self._event(
+            model, ctx, req, x,
+            site=change.new_site,
+            kind="deepen",
+            n_added=change.width,
+            width_before=0,
+            width_after=change.width,
+            initializer=self.deepener_name,
+            preserves_function=bool(self.deepener.preserves_function),
+            params_before=params_before,
+            flops_before=flops_before,
+            preservation_error=float((after - before).abs().max().item()),
+            after=req.site,
+        )
 
     @staticmethod
     def _sources(model: nn.Module, site: str, n_old: int) -> Tensor:

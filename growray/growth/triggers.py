@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from growray.registry import Registry
@@ -24,12 +24,25 @@ __all__ = [
 
 @dataclass(frozen=True)
 class GrowthRequest:
-    """Add ``n_units`` units at ``site``; ``score`` and ``reason`` go into the event."""
+    """Add ``n_units`` units at ``site`` (``kind="widen"``), or insert one block right after
+    ``site`` (``kind="deepen"``; ``n_units`` is then unused, 1 by convention). ``score`` and
+    ``reason`` go into the event.
+
+    ``payload`` carries trigger-specific data to an initializer whose ``uses_hint`` is
+    true (the strategy calls ``propose(..., hint=payload)``), e.g. SENN's chosen fan-in
+    proposals. It may hold tensors, so it takes no part in equality.
+    """
 
     site: str
     n_units: int
     score: float | None = None
     reason: str = ""
+    kind: Literal["widen", "deepen"] = "widen"
+    payload: Any = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("widen", "deepen"):
+            raise ValueError(f"GrowthRequest.kind must be 'widen' or 'deepen'; got {self.kind!r}")
 
 
 @dataclass(frozen=True)
@@ -75,13 +88,28 @@ def _check_int(name: str, value: object, lo: int) -> None:
 
 @TRIGGERS.register("schedule")
 class ScheduleTrigger(Trigger):
-    """Grow every site by ``n_units`` every ``every_steps`` optimizer steps.
+    """Every ``every_steps`` optimizer steps, widen every site by ``n_units`` or insert a layer.
 
     Fires at phase "step" when ``step > start_step``, ``step % every_steps == 0`` and, if
-    ``stop_step`` is set, ``step <= stop_step``.
+    ``stop_step`` is set, ``step <= stop_step``. With ``kind: deepen`` it asks for one block
+    after ``deepen_site`` ("last": the last site in forward order, "first": the first, or a
+    site name; names are stable, so a named site stays the same layer).
+
+    Args:
+        every_steps, n_units, start_step, stop_step: as above (``n_units`` only for widen).
+        kind: "widen" or "deepen" (the strategy needs a deepener for the latter).
+        deepen_site: "last", "first" or a site name (only for deepen).
     """
 
-    def __init__(self, every_steps: int = 100, n_units: int = 4, start_step: int = 0, stop_step: int | None = None):
+    def __init__(
+        self,
+        every_steps: int = 100,
+        n_units: int = 4,
+        start_step: int = 0,
+        stop_step: int | None = None,
+        kind: Literal["widen", "deepen"] = "widen",
+        deepen_site: str = "last",
+    ):
         _check_int("every_steps", every_steps, 1)
         _check_int("n_units", n_units, 1)
         _check_int("start_step", start_step, 0)
@@ -89,10 +117,30 @@ class ScheduleTrigger(Trigger):
             _check_int("stop_step", stop_step, 0)
             if stop_step < start_step:
                 raise ValueError(f"stop_step must be >= start_step ({start_step}) or null; got {stop_step}")
+        if kind not in ("widen", "deepen"):
+            raise ValueError(f"kind must be 'widen' or 'deepen'; got {kind!r}")
+        if not isinstance(deepen_site, str) or not deepen_site:
+            raise ValueError(f"deepen_site must be 'last', 'first' or a site name; got {deepen_site!r}")
         self.every_steps = every_steps
         self.n_units = n_units
         self.start_step = start_step
         self.stop_step = stop_step
+        self.kind = kind
+        self.deepen_site = deepen_site
+
+    def _deepen_target(self, widths: dict[str, int]) -> str | None:
+        sites = list(widths)
+        if not sites:
+            return None
+        if self.deepen_site == "last":
+            return sites[-1]
+        if self.deepen_site == "first":
+            return sites[0]
+        if self.deepen_site not in sites:
+            raise ValueError(
+                f"deepen_site {self.deepen_site!r} is not a site of this model; use 'last', 'first' or one of {sites}"
+            )
+        return self.deepen_site
 
     def check(self, ctx: TriggerContext) -> list[GrowthRequest]:
         s = ctx.step
@@ -101,6 +149,9 @@ class ScheduleTrigger(Trigger):
         if self.stop_step is not None and s > self.stop_step:
             return []
         reason = f"schedule: step {s} is a multiple of every_steps={self.every_steps}"
+        if self.kind == "deepen":
+            site = self._deepen_target(ctx.widths)
+            return [] if site is None else [GrowthRequest(site, 1, None, reason, kind="deepen")]
         return [GrowthRequest(site, self.n_units, None, reason) for site in ctx.widths]
 
 

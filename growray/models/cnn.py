@@ -262,11 +262,11 @@ class GrowableCNN(nn.Module):
             c = prev.conv.out_channels
             new = _ConvBlock(c, c, self.kernel_size, act, self.batch_norm, prev.pool is not None, dropin, sid)
             prev.pool = None
-            blocks.insert(i + 1, _new_block_like(new, prev.conv.weight))
+            blocks.insert(i + 1, _new_block_like(new, prev.conv.weight, self.training))
             return f"conv.{sid}"
         w = prev.linear.out_features
         new = _HiddenBlock(w, w, act, self.batch_norm, dropin, sid)
-        blocks.insert(i + 1, _new_block_like(new, prev.linear.weight))
+        blocks.insert(i + 1, _new_block_like(new, prev.linear.weight, self.training))
         return f"fc.{sid}"
 
     def remove_dropin(self, site: str) -> None:

@@ -163,8 +163,9 @@ def _locked(names: list[str], blocks: nn.ModuleList) -> dict[str, str]:
     return out
 
 
-def _new_block_like(block: nn.Module, like: torch.Tensor) -> nn.Module:
-    return block.to(device=like.device, dtype=like.dtype)
+def _new_block_like(block: nn.Module, like: torch.Tensor, training: bool) -> nn.Module:
+    """``block`` on ``like``'s device and dtype, in the model's train/eval mode."""
+    return block.to(device=like.device, dtype=like.dtype).train(training)
 
 
 @MODELS.register("mlp")
@@ -269,7 +270,7 @@ class GrowableMLP(nn.Module):
         act = prev.activation if activation is None else activation
         w = prev.linear.out_features
         new = _HiddenBlock(w, w, act, self.batch_norm, dropin, _next_id(self.hidden))
-        self.hidden.insert(i + 1, _new_block_like(new, prev.linear.weight))
+        self.hidden.insert(i + 1, _new_block_like(new, prev.linear.weight, self.training))
         return f"hidden.{new.site_id}"
 
     def remove_dropin(self, site: str) -> None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from growray.growth import GrowthStrategy, TriggerContext
+from growray.growth import GrowthStrategy, TriggerContext, advance_dropin
 from growray.growth.diagnostics import newborn_parity
 
 from .hooks import Hook
@@ -19,6 +19,13 @@ __all__ = ["GrowthHook"]
 
 class GrowthHook(Hook):
     """Runs a GrowthStrategy inside the loop.
+
+    After every optimizer step it advances the model's DropIn gates (``advance_dropin``;
+    a gate that reaches 1 is removed), then asks the strategy. Site names are stable (an
+    inserted block gets a new name, existing sites keep theirs), so the per-site metrics
+    ``growth/width/<site>`` and the newborn cohorts keep referring to the same layers; a
+    deepen event starts a new site and has no newborn cohort (every unit of the new block
+    is new, there are no incumbents to compare with), so it is not diagnosed.
 
     Args:
         strategy: trigger x initializer x caps (pure torch; returns events).
@@ -71,10 +78,11 @@ class GrowthHook(Hook):
             **losses,
         )
         events = self.strategy.step(trainer.model, trainer.optimizer, ctx, self.probe)
-        if events and self._diagnosing():
-            for ev in events:
+        widened = [ev for ev in events if ev.kind == "widen"]
+        if widened and self._diagnosing():
+            for ev in widened:
                 self._cohorts[ev.site] = [ev.width_before, ev.width_after, trainer.step]
-            parities = self._measure(trainer, [ev.site for ev in events])
+            parities = self._measure(trainer, [ev.site for ev in widened])
             for ev in events:
                 if ev.site in parities:
                     ev.newborn_act_parity, ev.newborn_grad_parity = parities[ev.site]
@@ -115,6 +123,7 @@ class GrowthHook(Hook):
 
     def on_step_end(self, trainer: "Trainer", loss: float) -> None:
         self._remember(trainer.last_batch)
+        advance_dropin(trainer.model)
         self._follow_up(trainer)
         self._grow(trainer, "step", train_loss=loss)
 
