@@ -242,7 +242,7 @@ def test_depth_proposals_pay_the_layer_cost_and_go_through_the_strategy():
     _, x, y = _teacher_data(256)
     torch.manual_seed(0)
     model = GrowableMLP((6,), 6, hidden=[3], activation="tanh")
-    kw = dict(check_every=1, cooldown_epochs=0, tau=0.0, alpha=0.0, n_proposals=10, n_steps=2)
+    kw = {"check_every": 1, "cooldown_epochs": 0, "tau": 0.0, "alpha": 0.0, "n_proposals": 10, "n_steps": 2}
     cheap, dear = SENNTrigger(layer_cost=1.0, **kw), SENNTrigger(layer_cost=20.0, **kw)
     cheap.check(_ctx(model, x, y)), dear.check(_ctx(model, x, y))
     assert cheap.last_depth_scores["hidden.0"] == pytest.approx(20 * dear.last_depth_scores["hidden.0"])
