@@ -237,7 +237,8 @@ class DartsHook(_NasHook):
                                     "plots/alpha_heatmap.png")
         if len(self.history) >= 2:
             trainer.recorder.log_figure(
-                alpha_history_figure([h["alphas"] for h in self.history], list(model.op_names), labels),
+                alpha_history_figure([h["alphas"] for h in self.history], list(model.op_names), labels,
+                                     epochs=[h["epoch"] for h in self.history]),
                 "plots/alpha_history.png",
             )
 
@@ -263,15 +264,16 @@ class EnasHook(_NasHook):
         if not hasattr(model, "set_arch"):
             raise TypeError(f"nas.method 'enas' needs an enas_supernet model; got {type(model).__name__}")
         c = self.cfg.controller
-        torch.manual_seed(self.seed)
-        controller = EnasController(
-            n_nodes=model.n_nodes,
-            op_names=tuple(model.op_names),
-            hidden=c.hidden,
-            tanh_constant=c.tanh_constant,
-            op_tanh_reduce=c.op_tanh_reduce,
-            temperature=c.temperature,
-        )
+        with torch.random.fork_rng(devices=[]):  # seeded initial weights; the trainer's RNG stream is untouched
+            torch.manual_seed(self.seed)
+            controller = EnasController(
+                n_nodes=model.n_nodes,
+                op_names=tuple(model.op_names),
+                hidden=c.hidden,
+                tanh_constant=c.tanh_constant,
+                op_tanh_reduce=c.op_tanh_reduce,
+                temperature=c.temperature,
+            )
         self.search = EnasSearch(
             controller,
             lr=c.lr,
