@@ -1,0 +1,145 @@
+"""Seconds per DARTS search step (architecture step + weight step), printed as a table.
+
+The paper's search configuration by default: 8 cells, 16 channels, 4 nodes, DARTS' 8 ops,
+batch 64 of 32x32x3 random images, 10 classes. One search step is
+
+  1. ``DartsArchitect.step`` on a validation batch (Adam 3e-4, betas (0.5, 0.999), wd 1e-3;
+     first order, or second order unrolled through the weight optimizer);
+  2. a weight step on a training batch: SGD lr 0.025, momentum 0.9, weight decay 3e-4,
+     gradient norm clipped to 5.
+
+For each order x autocast setting the table gives the mean seconds per step after
+``--warmup`` untimed steps (and the architecture share), steps per second and, on CUDA,
+the peak memory allocated. bf16 autocast wraps both steps
+(``torch.autocast(device_type, dtype=torch.bfloat16)``); ``--channels-last`` converts the
+model and inputs to channels-last memory format.
+
+    python benchmarks/darts_step.py --device cpu --orders 1 2 --steps 2 --warmup 1
+    python benchmarks/darts_step.py --device cuda --orders 1 2 --amp none bf16 --channels-last
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+
+from growray.nas import DartsArchitect, DartsSupernet
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--orders", type=int, nargs="+", choices=[1, 2], default=[1, 2])
+    p.add_argument("--amp", nargs="+", choices=["none", "bf16"], default=["none"])
+    p.add_argument("--channels-last", action="store_true", help="model and inputs in channels-last format")
+    p.add_argument("--steps", type=int, default=5, help="timed search steps per setting")
+    p.add_argument("--warmup", type=int, default=2, help="untimed search steps first")
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--channels", type=int, default=16)
+    p.add_argument("--nodes", type=int, default=4)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--size", type=int, default=32, help="input height and width (3 channels)")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0:
+        p.error(f"--steps must be >= 1 and --warmup >= 0; got {args.steps}, {args.warmup}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is available here")
+    return args
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench(args: argparse.Namespace, order: int, amp: str) -> dict[str, float]:
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = DartsSupernet(
+        (3, args.size, args.size),
+        args.classes,
+        channels=args.channels,
+        layers=args.layers,
+        nodes=args.nodes,
+        multiplier=args.nodes,
+    ).to(device=device, memory_format=fmt)
+    weights = model.weight_parameters()
+    w_opt = torch.optim.SGD(weights, lr=0.025, momentum=0.9, weight_decay=3e-4)
+    architect = DartsArchitect(model, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3, order=order)
+
+    def batch() -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randn(args.batch, 3, args.size, args.size, device=device).contiguous(memory_format=fmt)
+        return x, torch.randint(0, args.classes, (args.batch,), device=device)
+
+    train, val = batch(), batch()
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        if amp == "bf16"
+        else contextlib.nullcontext()
+    )
+
+    def search_step() -> tuple[float, float]:
+        t0 = time.perf_counter()
+        with autocast:
+            architect.step(train, val, w_opt)
+        _sync(device)
+        t1 = time.perf_counter()
+        w_opt.zero_grad(set_to_none=True)
+        with autocast:
+            loss = F.cross_entropy(model(train[0]), train[1])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(weights, 5.0)
+        w_opt.step()
+        _sync(device)
+        return t1 - t0, time.perf_counter() - t1
+
+    model.train()
+    for _ in range(args.warmup):
+        search_step()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    arch_s = weight_s = 0.0
+    for _ in range(args.steps):
+        a, w = search_step()
+        arch_s += a
+        weight_s += w
+    total = (arch_s + weight_s) / args.steps
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+    return {"s_per_step": total, "arch_s": arch_s / args.steps, "steps_per_s": 1.0 / total, "peak_mib": peak}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    where = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
+    print(
+        f"DARTS search step: {args.layers} cells, {args.channels} channels, {args.nodes} nodes, batch {args.batch}, "
+        f"{args.size}x{args.size}x3; {args.device} ({where}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; {args.warmup} warmup + {args.steps} timed steps"
+    )
+    header = f"{'order':>5} {'amp':>5} {'channels_last':>13} {'s/step':>9} {'arch s':>9} {'steps/s':>8} {'peak MiB':>9}"
+    print(header)
+    print("-" * len(header))
+    for order in args.orders:
+        for amp in args.amp:
+            r = bench(args, order, amp)
+            peak = "-" if r["peak_mib"] != r["peak_mib"] else f"{r['peak_mib']:.0f}"
+            print(
+                f"{order:>5} {amp:>5} {args.channels_last!s:>13} {r['s_per_step']:>9.3f} {r['arch_s']:>9.3f} "
+                f"{r['steps_per_s']:>8.3f} {peak:>9}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
