@@ -224,6 +224,28 @@ def test_spec_round_trip_of_a_deepened_and_gated_model():
     assert build_model(ArchSpec.from_dict(old)).sites() == ["conv.0", "conv.1", "fc.0"]
 
 
+@pytest.mark.parametrize("family", ["mlp_bn", "cnn_bn"])
+def test_inserted_blocks_are_width_sites_like_any_other(family):
+    """After deepening (also after the last conv, which then feeds the flatten), every site widens exactly."""
+    from growray.growth import widen
+
+    model = _mlp(True) if family == "mlp_bn" else _cnn(True)
+    batch = (torch.randn(64, *model.input_shape), None)
+    for site in list(model.sites()):
+        Net2DeeperDeepener().apply(model, site, batch=batch)
+    x = torch.randn(16, *model.input_shape)
+    widths = model.widths()
+    for site in model.sites():
+        err = _max_change(model, x, lambda s=site: widen(model, s, RandomInitializer().propose(model, s, 2)))
+        assert err == 0.0, site
+    assert model.widths() == {site: w + 2 for site, w in widths.items()}
+    rebuilt = build_model(ArchSpec.from_json(model.spec().to_json()))
+    rebuilt.load_state_dict(model.state_dict())
+    rebuilt.eval()
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), model(x))
+
+
 def test_bad_per_block_options_are_rejected():
     with pytest.raises(ValueError, match="hidden_dropin"):
         GrowableMLP((4,), 2, hidden=[5, 6], hidden_dropin=[False, True])  # 5 -> 6 cannot mix with its input
