@@ -44,8 +44,20 @@ KNOWN_METRICS: dict[str, str] = {
     "nas/controller_entropy": "ENAS: entropy of the controller's samples",
     "nas/controller_loss": "ENAS: REINFORCE loss of the last update",
     "nas/controller_log_prob": "ENAS: mean log-probability of the controller's samples",
+    "plasticity/cycle": "Grow-vs-Prune: index of the current cycle",
+    "plasticity/cycle_acc": "Grow-vs-Prune: validation accuracy at the end of each cycle (while editing)",
+    "plasticity/taa": "Grow-vs-Prune: time-averaged validation accuracy over the epochs so far",
+    "plasticity/active_units": "Grow-vs-Prune: active (unmasked) hidden units",
+    "plasticity/active_weights": "Grow-vs-Prune: weights of the active units",
+    "plasticity/wt_acc": "winning ticket: test accuracy of the final mask retrained from re-initialised weights",
+    "plasticity/wt_val_acc": "winning ticket: its final validation accuracy",
+    **{f"plasticity/{when}_{what}_parity": f"log(newborn or removed / incumbent) {what} at {when} of a cycle"
+       for when in ("post", "exit", "end") for what in ("act", "grad")},
 }
 METRIC_PREFIXES: dict[str, str] = {
+    "plasticity/active_units/": "active units at one site",
+    **{f"plasticity/{when}_{what}_parity/": "the same parity at one site or for one cohort (cycle<k>)"
+       for when in ("post", "exit", "end") for what in ("act", "grad")},
     "growth/width/": "width of one site, e.g. growth/width/hidden.0",
     "cost/latency_ms/bs": "median latency at another protocol batch size, e.g. cost/latency_ms/bs256",
     "growth/newborn_act_parity/": "newborn activation log-parity at one site",

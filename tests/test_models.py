@@ -12,7 +12,7 @@ torch.set_num_threads(1)
 
 def test_registries():
     assert "mlp" in MODELS
-    assert ACTIVATIONS.names() == ["gelu", "leaky_relu", "relu", "silu", "tanh"]
+    assert ACTIVATIONS.names() == ["gelu", "leaky_relu", "rational", "relu", "silu", "smooth_leaky", "tanh"]
     assert isinstance(make_activation("gelu"), nn.GELU)
     assert set(MODELS.user_parameters("mlp")) == {
         "hidden", "activation", "batch_norm",

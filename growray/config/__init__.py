@@ -18,6 +18,7 @@ from ._models import (
     TrainerConfig,
 )
 from ._nas import ControllerConfig, NasConfig, RetrainConfig, SUPERNETS
+from ._plasticity import PlasticityConfig
 from ._plugins import plugin_schema
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigIssue",
     "ControllerConfig",
     "NasConfig",
+    "PlasticityConfig",
     "RetrainConfig",
     "SUPERNETS",
     "Constraint",

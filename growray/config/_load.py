@@ -356,6 +356,8 @@ def _check_semantics(exp: Experiment, *, check_space: bool) -> list[ConfigIssue]
         issues += _check_growth_against_model(exp)
     if exp.nas is not None:
         issues += _check_nas(exp)
+    if exp.plasticity is not None:
+        issues += _check_plasticity(exp)
     if check_space and isinstance(exp.search.space, dict):
         # Branch checks re-validate the base: on an invalid base they would repeat its errors.
         if issues:
@@ -436,12 +438,36 @@ def _check_nas(exp: Experiment) -> list[ConfigIssue]:
     return issues
 
 
+def _check_plasticity(exp: Experiment) -> list[ConfigIssue]:
+    p = exp.plasticity
+    assert p is not None
+    issues = []
+    if exp.trainer.epochs % p.cycles:
+        issues.append(ConfigIssue("plasticity.cycles", f"trainer.epochs ({exp.trainer.epochs}) must be a multiple of the "
+                                  f"cycles; e.g. trainer.epochs: {p.cycles * max(1, exp.trainer.epochs // p.cycles)}", p.cycles))
+    for other in ("growth", "nas"):
+        if getattr(exp, other) is not None:
+            issues.append(ConfigIssue(other, "the Grow-vs-Prune protocol edits unit masks of a fixed network: "
+                                      f"remove {other} or plasticity", "set"))
+    if exp.model["name"] != "mlp":
+        issues.append(ConfigIssue("model.name", "plasticity edits the hidden units of an 'mlp' model", exp.model["name"]))
+    elif p.sites is not None:
+        hidden = exp.model.get("hidden", [32])
+        known = [f"hidden.{i}" for i in range(len(hidden))]
+        unknown = [s for s in p.sites if s not in known]
+        if unknown:
+            issues.append(ConfigIssue("plasticity.sites", f"not sites of this model; its sites are {', '.join(known)}", unknown))
+    return issues
+
+
 def _static_space_checks(space: dict[str, Any]) -> list[ConfigIssue]:
     """Checks that need no valid base experiment: section and key names, plug-in choices."""
     from ._models import GrowthConfig, ResourcesConfig, TrainerConfig
     from ._nas import NasConfig
+    from ._plasticity import PlasticityConfig
 
-    sections = {"trainer": TrainerConfig, "growth": GrowthConfig, "resources": ResourcesConfig, "nas": NasConfig}
+    sections = {"trainer": TrainerConfig, "growth": GrowthConfig, "resources": ResourcesConfig, "nas": NasConfig,
+                "plasticity": PlasticityConfig}
     registries = _registries()
     issues: list[ConfigIssue] = []
     for key, param in space.items():

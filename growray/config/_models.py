@@ -301,6 +301,7 @@ class Experiment(_Section):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     growth: GrowthConfig | None = None
     nas: "NasConfig | None" = None
+    plasticity: "PlasticityConfig | None" = None
     search: SearchConfig = Field(default_factory=SearchConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     costs: CostsConfig = Field(default_factory=CostsConfig)
@@ -311,6 +312,8 @@ class Experiment(_Section):
         """Value of the ``growray.kind`` tag."""
         if self.nas is not None:
             return self.nas.method
+        if self.plasticity is not None:
+            return "plasticity"
         return "growth" if self.growth is not None else "static"
 
     @property
@@ -330,5 +333,6 @@ class Experiment(_Section):
 
 
 from ._nas import NasConfig  # noqa: E402  (the section models import _Section from here)
+from ._plasticity import PlasticityConfig  # noqa: E402
 
 Experiment.model_rebuild()

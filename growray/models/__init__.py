@@ -6,6 +6,9 @@ from growray.models.mlp import GrowableMLP
 from growray.models.sites import GrowableModel, SiteModules
 from growray.models.spec import MODELS, ArchSpec, build_model
 
+# Registration happens on import.
+from growray.models.smooth_leaky import RandSmoothLeaky  # noqa: E402  isort: skip
+
 __all__ = [
     "ACTIVATIONS",
     "MODELS",
@@ -13,6 +16,7 @@ __all__ = [
     "GrowableCNN",
     "GrowableMLP",
     "GrowableModel",
+    "RandSmoothLeaky",
     "SiteModules",
     "build_model",
     "make_activation",

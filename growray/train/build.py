@@ -18,6 +18,7 @@ from growray.models import MODELS
 from .growth_hook import GrowthHook
 from .hooks import Hook
 from .nas_hooks import build_nas_hook
+from .plasticity_hook import PlasticityHook
 from .trainer import Trainer
 
 __all__ = ["build_trainer", "resolve_device", "build_hooks", "split_for_nas"]
@@ -54,6 +55,10 @@ def build_hooks(exp: Experiment, splits: TensorSplits, arch_split: tuple[torch.T
         if arch_split is None:
             raise ValueError("a NAS experiment needs the architecture split (see split_for_nas)")
         hooks.append(build_nas_hook(exp.nas, arch_split, exp.trainer.batch_size, exp.seed))
+    if exp.plasticity is not None:
+        x_val, y_val = splits.val
+        k = min(exp.trainer.probe_size, len(x_val))
+        hooks.append(PlasticityHook(exp.plasticity, (x_val[:k], y_val[:k])))
     if exp.growth is not None:
         g = exp.growth
         strategy = GrowthStrategy(

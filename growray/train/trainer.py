@@ -399,7 +399,7 @@ class Trainer:
             metrics.update({"test/loss": test_loss, "test/acc": test_acc})
         self.recorder.log_metrics(metrics, step=self.step)
         if last:
-            self.finalize(metrics)
+            metrics = self.finalize(metrics)  # hooks' final metrics (a winning ticket's accuracy) reach the report
         else:
             self._write_architecture()
             for hook in self.hooks:
