@@ -366,6 +366,21 @@ def test_payload_reaches_an_initializer_that_uses_hints():
     with pytest.raises(ValueError, match="kind"):
         GrowthRequest("hidden.0", 1, kind="deeper")
 
+    class HintedDeepener(DropInDeepener):
+        uses_hint = True
+
+        def apply(self, model, site, batch=None, hint=None):
+            init.hints.append(hint)
+            return super().apply(model, site, batch=batch)
+
+    class DeepenWithPayload(Trigger):
+        def check(self, ctx):
+            return [GrowthRequest("hidden.0", 1, kind="deepen", payload="why")]
+
+    strategy = GrowthStrategy(DeepenWithPayload(), init, deepener=HintedDeepener(steps=3))
+    (ev,) = strategy.step(model, None, TriggerContext(2, 0, "step", model.widths()), (torch.randn(4, 4, 4), None))
+    assert init.hints[-1] == "why" and ev.kind == "deepen" and ev.initializer == "HintedDeepener"
+
 
 def test_schedule_trigger_can_ask_for_depth():
     widths = {"conv.0": 3, "conv.1": 4, "fc.0": 5}

@@ -65,7 +65,13 @@ class DepthChange:
 
 
 class Deepener(ABC):
-    """How an inserted block starts. Random draws use torch's global RNG."""
+    """How an inserted block starts. Random draws use torch's global RNG.
+
+    A deepener whose class sets ``uses_hint = True`` gets the request's payload:
+    ``apply(model, site, batch=..., hint=request.payload)``.
+    """
+
+    uses_hint: bool = False
 
     @property
     def preserves_function(self) -> bool:

@@ -185,7 +185,10 @@ class GrowthStrategy:
         with torch.no_grad():
             before = model(x)
         anchor = model.site_modules(req.site).producer.weight
-        change = self.deepener.apply(model, req.site, batch=ctx.batch)
+        if getattr(self.deepener, "uses_hint", False):
+            change = self.deepener.apply(model, req.site, batch=ctx.batch, hint=req.payload)
+        else:
+            change = self.deepener.apply(model, req.site, batch=ctx.batch)
         if optimizer is not None:
             add_new_parameters(optimizer, model, change.new_params, anchor)
         with torch.no_grad():
