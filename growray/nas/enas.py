@@ -219,6 +219,48 @@ class EnasSupernet(nn.Module):
             s0, s1 = s1, cell(s0, s1, pairs, self.drop_path)
         return self.classifier(self.global_pooling(s1).flatten(1))
 
+    @torch.no_grad()
+    def arch_accuracy(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        genotype: Genotype | dict[str, Any] | None = None,
+        *,
+        batch_stats: bool = True,
+    ) -> float:
+        """Accuracy of one architecture on the shared weights (an ENAS reward or derive score).
+
+        Args:
+            x, y: a validation batch and its labels.
+            genotype: the architecture; None keeps the one already set.
+            batch_stats: normalise with the batch's own BatchNorm statistics (default). The
+                shared running statistics average over every architecture trained so far, so
+                they misjudge any single one; with ``batch_stats`` the running buffers (and
+                ``num_batches_tracked``) are left untouched. False evaluates in plain eval mode.
+
+        Drop-path is off either way; the module's train/eval mode is restored afterwards.
+        """
+        if genotype is not None:
+            self.set_arch(genotype)
+        modes = {m: m.training for m in self.modules()}
+        norms = [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = {m: m.momentum for m in norms}
+        counts = {m: m.num_batches_tracked.clone() for m in norms if m.num_batches_tracked is not None}
+        try:
+            self.eval()
+            if batch_stats:
+                for m in norms:
+                    m.train()
+                    m.momentum = 0.0  # running = 1 * running + 0 * batch: buffers unchanged
+            return (self(x).argmax(dim=1) == y).float().mean().item()
+        finally:
+            for m, momentum in momenta.items():
+                m.momentum = momentum
+            for m, count in counts.items():
+                m.num_batches_tracked.copy_(count)
+            for m, mode in modes.items():
+                m.training = mode
+
     def chosen_modules(self, genotype: Genotype | dict[str, Any]) -> list[nn.Module]:
         """The shared op modules that ``genotype`` uses (each once, in layer and pair order)."""
         g = self.check_genotype(genotype)
