@@ -176,16 +176,27 @@ def _identity_weights(producer: nn.Module) -> None:
 
 @torch.no_grad()
 def _norm_input_stats(model: nn.Module, norm: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-unit mean and biased variance of ``norm``'s input over ``x`` (model in eval mode)."""
+    """Per-unit mean and biased variance of ``norm``'s input over ``x``, as training sees it:
+    BatchNorm layers in train mode (normalising with the batch's statistics), everything
+    else in eval mode (DropIn gates use their expectation, so the result is deterministic).
+    Running statistics are restored, so the model is left exactly as it was."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [{k: getattr(m, k).clone() for k in ("running_mean", "running_var", "num_batches_tracked")
+              if getattr(m, k, None) is not None} for m in norms]
     seen: list[Tensor] = []
     handle = norm.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
     was_training = model.training
     model.eval()
+    for m in norms:
+        m.train()
     try:
         model(x)
     finally:
         handle.remove()
         model.train(was_training)
+        for m, state in zip(norms, saved):
+            for k, v in state.items():
+                getattr(m, k).copy_(v)
     z = seen[0]
     dims = [0] + list(range(2, z.dim()))  # samples (and positions)
     return z.mean(dim=dims), z.var(dim=dims, unbiased=False)
@@ -197,12 +208,14 @@ class Net2DeeperDeepener(Deepener):
 
     The new producer is the identity (Linear: I; conv: 1 at the centre tap of each channel's
     own kernel, stride 1, same padding) with zero bias. With BatchNorm in the block, one
-    eval-mode forward pass over the training ``batch`` gives the per-unit mean μ and (biased)
-    variance σ² of the block's input; the BN gets γ = √(σ² + ε), β = μ and running mean μ,
-    running variance σ². In eval mode BN(z) = γ (z - μ) / √(σ² + ε) + β = z, so the block
-    is the identity up to float rounding; in train mode BN normalises with each batch's
-    own statistics, which equal μ, σ² only on the batch used here, so training-mode outputs
-    are preserved approximately (exactly on that batch).
+    forward pass over the training ``batch``, with the BatchNorm layers in train mode as
+    during training (running statistics left untouched), gives the per-unit mean μ and
+    (biased) variance σ² of the block's input; the BN gets γ = √(σ² + ε), β = μ, running
+    mean μ and running variance σ². In eval mode BN(z) = γ (z - μ) / √(σ² + ε) + β = z: the
+    block is the identity up to float rounding, on any input. In train mode BN normalises
+    with each batch's own statistics, which equal μ, σ² only on the batch used here: the
+    training-mode function is preserved exactly on that batch and approximately on other
+    batches of the same distribution (the growth hook passes its recent training samples).
 
     Exact only when the new block's activation φ is the identity on the values that reach
     it: φ(φ_s(v)) = φ_s(v) for the site's activation φ_s (and, after a DropIn block still
