@@ -34,9 +34,9 @@ __all__ = [
 
 def _registries() -> dict[str, tuple[Any, bool]]:
     """Plug-in section path -> (registry, build once at validate time)."""
-    from growray.data import DATASETS
-    from growray.growth import INITIALIZERS, TRIGGERS
     import growray.nas.enas  # noqa: F401  registers the supernet and cell-network models
+    from growray.data import DATASETS
+    from growray.growth import DEEPENERS, INITIALIZERS, TRIGGERS
     from growray.models import MODELS
     from growray.tune.samplers import SAMPLERS
 
@@ -45,11 +45,12 @@ def _registries() -> dict[str, tuple[Any, bool]]:
         "model": (MODELS, False),
         "growth.trigger": (TRIGGERS, True),
         "growth.initializer": (INITIALIZERS, True),
+        "growth.deepen": (DEEPENERS, True),
         "search.sampler": (SAMPLERS, False),
     }
 
 
-PLUGIN_PATHS = ("data", "model", "growth.trigger", "growth.initializer", "search.sampler")
+PLUGIN_PATHS = ("data", "model", "growth.trigger", "growth.initializer", "growth.deepen", "search.sampler")
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -374,7 +375,7 @@ def _check_growth_against_model(exp: Experiment) -> list[ConfigIssue]:
     import torch
 
     from growray.data import describe_dataset
-    from growray.growth import INITIALIZERS, TRIGGERS
+    from growray.growth import DEEPENERS, INITIALIZERS, TRIGGERS
     from growray.models import MODELS
 
     assert exp.growth is not None
@@ -394,7 +395,10 @@ def _check_growth_against_model(exp: Experiment) -> list[ConfigIssue]:
     grown = [s for s in exp.growth.sites or sites if s in sites]
     initializer = INITIALIZERS.build(exp.growth.initializer)
     trigger = TRIGGERS.build(exp.growth.trigger)
+    deepener = DEEPENERS.build(exp.growth.deepen) if exp.growth.deepen is not None else None
     for site in grown:
+        if deepener is not None and (reason := deepener.check_site(model, site)):
+            issues.append(ConfigIssue("growth.deepen.name", f"cannot deepen after site {site}: {reason}", exp.growth.deepen["name"]))
         if hasattr(initializer, "check_site") and (reason := initializer.check_site(model, site, exp.growth.max_width)):
             issues.append(
                 ConfigIssue("growth.initializer.name", f"cannot grow site {site}: {reason}", exp.growth.initializer["name"])

@@ -71,6 +71,10 @@ class GrowthConfig(_Section):
 
     trigger: PluginDict
     initializer: PluginDict = Field(default_factory=lambda: {"name": "random"})
+    deepen: PluginDict | None = Field(
+        None, description="depth operator for the trigger's deepen requests: net2deeper | dropin (null: width only)"
+    )
+    max_depth: int | None = Field(None, ge=1, description="no more hidden layers than this")
     max_width: int | None = Field(None, ge=1, description="no site grows beyond this many units")
     sites: list[str] | None = Field(None, description="sites allowed to grow (default: all)")
     optimizer_state: Literal["zero", "transplant", "reset"] = Field(

@@ -67,3 +67,6 @@ __all__ = [
     "migrate_optimizer",
     "widen",
 ]
+
+# Registration happens on import: SENN's trigger and initializer.
+from growray.growth import senn as _senn  # noqa: E402,F401  isort: skip

@@ -12,7 +12,7 @@ import torch
 
 from growray.config import Experiment
 from growray.data import Dataset, TensorSplits
-from growray.growth import INITIALIZERS, TRIGGERS, GrowthStrategy
+from growray.growth import DEEPENERS, INITIALIZERS, TRIGGERS, GrowthStrategy
 from growray.models import MODELS
 
 from .growth_hook import GrowthHook
@@ -69,6 +69,9 @@ def build_hooks(exp: Experiment, splits: TensorSplits, arch_split: tuple[torch.T
             optimizer_state=g.optimizer_state,
             trigger_name=g.trigger["name"],
             initializer_name=g.initializer["name"],
+            deepener=DEEPENERS.build(g.deepen) if g.deepen is not None else None,
+            deepener_name=g.deepen["name"] if g.deepen is not None else "",
+            max_depth=g.max_depth,
         )
         x_val, y_val = splits.val
         k = min(exp.trainer.probe_size, len(x_val))
