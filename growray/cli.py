@@ -137,6 +137,23 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from growray.config import ConfigError
+    from growray.retrain import retrain_run
+
+    try:
+        run_id, metrics = retrain_run(args.run_id, _uri(args), _parse_sets(args.set))
+    except ConfigError as exc:
+        print(f"growray retrain: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except (ValueError, ConnectionError) as exc:
+        print(f"growray retrain: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"retrained {args.run_id} into MLflow run {run_id}: "
+          f"nas/retrain_val_acc={metrics['nas/retrain_val_acc']:.4f} nas/retrain_test_acc={metrics['nas/retrain_test_acc']:.4f}")
+    return EXIT_OK
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from growray.tracking import start_ui, wait_healthy
 
@@ -260,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--run-id", help="a specific sweep (parent) run instead of the latest")
     sp.add_argument("--all", action="store_true", help="list every trial, front marked")
     sp.set_defaults(fn=cmd_pareto)
+
+    sp = sub.add_parser("retrain", help="train the architecture a DARTS/ENAS search run found from scratch, into a linked run")
+    sp.add_argument("run_id", help="the MLflow run id of a search trial (it holds genotype.json)")
+    sp.add_argument("--set", action="append", metavar="PATH=VALUE",
+                    help="override the search run's config, e.g. nas.retrain.epochs=20 nas.retrain.channels=36")
+    sp.add_argument("--tracking-uri", help="default: sqlite:///mlflow.db in this folder")
+    sp.set_defaults(fn=cmd_retrain)
 
     sp = sub.add_parser("show", help="'show FILE': the resolved experiment; 'show plugins': registered names and parameters")
     sp.add_argument("what", help="an experiment file, or 'plugins'")

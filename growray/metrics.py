@@ -44,6 +44,7 @@ KNOWN_METRICS: dict[str, str] = {
     "nas/controller_entropy": "ENAS: entropy of the controller's samples",
     "nas/controller_loss": "ENAS: REINFORCE loss of the last update",
     "nas/controller_log_prob": "ENAS: mean log-probability of the controller's samples",
+    "growth/senn_eta": "SENN: natural expansion score summed over the sites at the last check",
     "plasticity/cycle": "Grow-vs-Prune: index of the current cycle",
     "plasticity/cycle_acc": "Grow-vs-Prune: validation accuracy at the end of each cycle (while editing)",
     "plasticity/taa": "Grow-vs-Prune: time-averaged validation accuracy over the epochs so far",
@@ -56,6 +57,8 @@ KNOWN_METRICS: dict[str, str] = {
 }
 METRIC_PREFIXES: dict[str, str] = {
     "plasticity/active_units/": "active units at one site",
+    "growth/senn_eta/": "SENN: natural expansion score eta of one site",
+    "growth/senn_delta_eta/": "SENN: lower bound delta-eta' of the best proposal at one site",
     **{f"plasticity/{when}_{what}_parity/": "the same parity at one site or for one cohort (cycle<k>)"
        for when in ("post", "exit", "end") for what in ("act", "grad")},
     "growth/width/": "width of one site, e.g. growth/width/hidden.0",

@@ -56,7 +56,13 @@ class WidthProposal:
 
 
 class Initializer(ABC):
-    """How new units start. Random draws use torch's global RNG (checkpointed by the trainer)."""
+    """How new units start. Random draws use torch's global RNG (checkpointed by the trainer).
+
+    ``uses_hint``: when True, the strategy passes the trigger's ``GrowthRequest.payload`` as
+    ``propose(..., hint=payload)`` (SENN's trigger hands over the fan-in it chose).
+    """
+
+    uses_hint: bool = False
 
     @property
     def preserves_function(self) -> bool:

@@ -129,6 +129,14 @@ class GrowthHook(Hook):
 
     def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
         self._grow(trainer, "epoch", train_loss=None, val_loss=metrics["val/loss"])
+        trigger = self.strategy.trigger
+        # SENN: the natural expansion score per site and the best proposal's lower bound
+        for site, eta in (getattr(trigger, "last_eta", None) or {}).items():
+            metrics[f"growth/senn_eta/{site}"] = float(eta)
+        if getattr(trigger, "last_eta", None):
+            metrics["growth/senn_eta"] = float(sum(trigger.last_eta.values()))
+        for site, gain in (getattr(trigger, "last_scores", None) or {}).items():
+            metrics[f"growth/senn_delta_eta/{site}"] = float(gain)
 
     def on_checkpoint(self, trainer: "Trainer") -> None:
         if len(trainer.events) != self._written_events:

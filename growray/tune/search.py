@@ -36,6 +36,14 @@ class GrowrayOptunaSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
         self._constraints = list(constraints or [])
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # Intermediate objective values that are not there yet (NaN placeholders, e.g.
+        # nas/retrain_val_acc before the retrain stage) are not reported to Optuna.
+        value = result.get(self.metric) if isinstance(self.metric, str) else None
+        if isinstance(value, float) and not math.isfinite(value):
+            return
+        super().on_trial_result(trial_id, result)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is not None and trial_id not in self._completed_trials:

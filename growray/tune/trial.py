@@ -96,6 +96,8 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
 
     def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         payload = {**metrics, "mlflow_run_id": recorder.run_id, "gpu_ids": gpu_ids}
+        for m in exp.search.metrics:  # Tune requires the objective in every result: a NAS search
+            payload.setdefault(m, float("nan"))  # reports nas/retrain_val_acc only after retraining
         ckpt = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         tune.report(payload, checkpoint=ckpt)
 
@@ -144,7 +146,7 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
     )
 
     try:
-        trainer.fit()
+        final = trainer.fit()
     except SystemExit:
         # Tune ends a trial inside ``report`` (a scheduler stopped it, or it reached max_t):
         # not a failure. Ray gives the thread ~2 s before reusing or killing the actor, so only
@@ -170,3 +172,21 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
         recorder.close("FAILED")
         raise
     recorder.close("FINISHED")
+    if exp.nas is not None and exp.nas.retrain.enabled and trainer.epoch > 0:
+        _retrain_stage(exp, trainer, final, dataset, sweep, recorder.run_id, report)
+
+
+def _retrain_stage(exp: Any, trainer: Any, final: dict[str, Any], dataset: Any, sweep: SweepContext,
+                   run_id: str, report: Any) -> None:
+    """NAS trials with ``nas.retrain.enabled``: train the genotype from scratch into a linked
+    run, then report once more so Optuna sees ``nas/retrain_val_acc``. A worker that dies
+    here restarts from the search's last checkpoint (nothing left to search) and retrains again."""
+    from growray.retrain import record_retrain
+    from growray.tracking._retrain import load_search_run
+
+    search = load_search_run(sweep.tracking_uri, run_id)
+    relaxed = final.get("nas/relaxed_val_acc")
+    _, metrics = record_retrain(sweep.tracking_uri, search, exp, dataset, device=trainer.device, relaxed_val_acc=relaxed)
+    retrained = {k: v for k, v in metrics.items() if k.startswith("nas/retrain")}
+    print(f"[growray] retrained {search.run_id}: {retrained}", flush=True)
+    report({**final, **retrained, "step": trainer.step}, None)
