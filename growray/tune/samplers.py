@@ -86,8 +86,13 @@ def qmc(seed: int | None = None, qmc_type: Literal["sobol", "halton"] = "sobol")
 def grid(seed: int | None = None) -> Any:
     """Every combination of a discrete space once (Optuna's BruteForceSampler): categorical,
     int and stepped float parameters only. For repeat protocols: seeds x settings."""
+    import warnings
+
+    import optuna
+
     from growray.tune._grid import TuneGridSampler
 
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return TuneGridSampler(seed=seed)
 
 
