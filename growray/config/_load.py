@@ -34,7 +34,7 @@ __all__ = [
 
 def _registries() -> dict[str, tuple[Any, bool]]:
     """Plug-in section path -> (registry, build once at validate time)."""
-    import growray.nas.enas  # noqa: F401  registers the supernet and cell-network models
+    import growray.nas  # noqa: F401  registers the supernet and cell-network models
     from growray.data import DATASETS
     from growray.growth import DEEPENERS, INITIALIZERS, TRIGGERS
     from growray.models import MODELS

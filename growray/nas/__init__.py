@@ -38,3 +38,8 @@ __all__ = [
     "recalibrate_batchnorm",
     "skip_fraction",
 ]
+
+# ENAS registers the ``enas_supernet`` model on import (it builds on the modules above).
+from growray.nas.enas import EnasController, EnasSearch, EnasSupernet  # noqa: E402  isort: skip
+
+__all__ += ["EnasController", "EnasSearch", "EnasSupernet"]

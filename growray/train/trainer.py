@@ -21,7 +21,7 @@ from growray.config import CostsConfig, TrainerConfig
 from growray.cost import LatencyProtocol, TrainingCompute, count_params, forward_flops, measure_latency
 from growray.data import TensorSplits
 from growray.metrics import width_metric
-import growray.nas.enas  # noqa: F401  registers the NAS models, so checkpoints of supernets rebuild
+import growray.nas  # noqa: F401  registers the NAS models, so checkpoints of supernets rebuild
 from growray.models import build_model
 
 from .checkpoint import CheckpointData, load_checkpoint, save_checkpoint
