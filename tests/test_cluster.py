@@ -31,6 +31,7 @@ def _run_scenario(name: str, work: Path, timeout: float = 240) -> dict:
     return json.loads(lines[-1][len(RESULT_PREFIX):])
 
 
+@slow  # ~20 s (a two-node cluster and a fresh MLflow store); the rule itself is unit-tested in test_storage.py
 def test_local_output_dir_refused_on_two_nodes(tmp_path):
     """A plain local output_dir on a two-node cluster: refused before any run or trial exists."""
     summary = _run_scenario("local_output_refused", tmp_path)

@@ -14,7 +14,7 @@ import time
 import warnings
 from typing import Any
 
-from ._recorder import _ClosingMixin, _close_figure, check_status, flatten_params
+from ._recorder import _close_figure, _ClosingMixin, check_status, flatten_params
 
 __all__ = ["MlflowRecorder"]
 
@@ -144,9 +144,10 @@ class MlflowRecorder(_ClosingMixin):
             self._client.log_batch(self.run_id, params=chunk)
         self._params.update(new)
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+    def log_metrics(self, metrics: dict[str, float], step: int, timestamp_ms: int | None = None) -> None:
+        """Buffer ``metrics`` at ``step`` (time: now, or ``timestamp_ms`` when they were measured)."""
         self._check_open()
-        now = int(time.time() * 1000)
+        now = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
         for key, value in metrics.items():
             value = float(value)
             if not math.isfinite(value):

@@ -30,6 +30,7 @@ from .storage import (
 )
 from .table import LiveTrialTable, format_table, short_params
 from .trial import SweepContext, trial_main
+from .writer import start_writer
 
 __all__ = ["SetupError", "SweepResult", "SweepStorage", "TrialSummary", "absolute_tracking_uri", "find_sweep", "resume_sweep", "run_sweep"]
 
@@ -451,8 +452,9 @@ def run_sweep(
         "growray_version": __version__,
     }
     (out / "latest_sweep.json").write_text(json.dumps(meta, indent=1))
-    with _session(parent, started_ray):
-        ctx = SweepContext(uri, experiment_id, parent_id, sweep_name, provenance)
+    writer = start_writer(uri, experiment_id, parent_id)  # warms up while Tune starts the trials
+    with _session(parent, started_ray, writer):
+        ctx = SweepContext(uri, experiment_id, parent_id, sweep_name, provenance, writer)
         results = _tuner(exp, meta, _trainable(exp, dataset, ctx), live_interval_s).fit()
         return _finish(exp, meta, results, parent, t0)
 
@@ -500,9 +502,10 @@ def resume_sweep(
     resumed = int(run_tags(meta["tracking_uri"], meta["parent_run_id"]).get("growray.resumed", 0))
     parent = MlflowRecorder(meta["tracking_uri"], meta["experiment_id"], run_id=meta["parent_run_id"])
     parent.set_tags({"growray.resumed": str(resumed + 1)})
-    with _session(parent, started_ray):
+    writer = start_writer(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"])
+    with _session(parent, started_ray, writer):
         ctx = SweepContext(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"], meta["sweep"],
-                           meta.get("provenance", {}))
+                           meta.get("provenance", {}), writer)
         tuner = tune.Tuner.restore(
             meta["storage_path"],
             trainable=_trainable(exp, dataset, ctx),
@@ -513,13 +516,15 @@ def resume_sweep(
 
 
 @contextlib.contextmanager
-def _session(parent: Any, started_ray: bool) -> Iterator[None]:
-    """The parent run fails with the sweep; Ray is shut down only if this process started it."""
+def _session(parent: Any, started_ray: bool, writer: Any) -> Iterator[None]:
+    """The parent run fails with the sweep; the sweep's writer stops with it; Ray is shut down
+    only if this process started it."""
     try:
         yield
     except BaseException:
         parent.close("FAILED")
         raise
     finally:
+        ray.kill(writer)
         if started_ray:
             ray.shutdown()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SweepContext", "trial_main", "StepFilterRecorder"]
+__all__ = ["StepFilterRecorder", "SweepContext", "trial_main"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class SweepContext:
     parent_run_id: str
     sweep_name: str
     tags: dict[str, str] = field(default_factory=dict)  # provenance shared by every trial (git commit)
+    writer: Any = None  # the sweep's MlflowWriter actor (growray.tune.writer); None: trials write directly
 
 
 class StepFilterRecorder:
@@ -43,8 +44,26 @@ class StepFilterRecorder:
             self._inner.log_metrics(metrics, step)
 
 
+def _find_run(sweep: SweepContext, trial_name: str) -> str | None:
+    """The run this trial already created in this sweep (restarted before a checkpoint), or None."""
+    if sweep.writer is not None:
+        import ray
+
+        return ray.get(sweep.writer.find_trial_run.remote(trial_name))
+    from growray.tracking import find_trial_run
+
+    return find_trial_run(sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id, trial_name)
+
+
 def _continue_run(sweep: SweepContext, run_id: str) -> StepFilterRecorder:
     """Reopen a trial's existing run; steps MLflow already holds are not logged again."""
+    if sweep.writer is not None:
+        import ray
+
+        from .writer import RemoteRecorder
+
+        through = ray.get(sweep.writer.continue_run.remote(run_id))
+        return StepFilterRecorder(RemoteRecorder(sweep.writer, run_id), through)
     from growray.tracking import MlflowRecorder, clear_failure, max_logged_step
 
     clear_failure(sweep.tracking_uri, run_id)
@@ -52,29 +71,40 @@ def _continue_run(sweep: SweepContext, run_id: str) -> StepFilterRecorder:
     return StepFilterRecorder(base, max_logged_step(sweep.tracking_uri, run_id, "val/acc"))
 
 
-def _new_run(sweep: SweepContext, exp: Any, dataset: Any, trial_name: str, config: dict[str, Any]) -> Any:
-    """The trial's child run under the sweep's parent, with the resolved config as params."""
+def _new_run(
+    sweep: SweepContext, exp: Any, dataset: Any, trial_name: str, config: dict[str, Any], tags: dict[str, str]
+) -> Any:
+    """The trial's child run under the sweep's parent, with the resolved config as params
+    (one write for the tags, one for the params, one artifact)."""
     from growray import __version__
-    from growray.tracking import MlflowRecorder, flatten_params
+    from growray.tracking._recorder import flatten_params
 
-    recorder = MlflowRecorder(
-        sweep.tracking_uri,
-        sweep.experiment_id,
-        run_name=trial_name,
-        parent_run_id=sweep.parent_run_id,
-        tags={
-            "growray.kind": exp.kind,
-            "growray.sweep": sweep.sweep_name,
-            "growray.trial": trial_name,
-            "growray.version": __version__,
-            "growray.searched": json.dumps(config, sort_keys=True, default=str),
-            **sweep.tags,
-        },
-    )
+    all_tags = {
+        "growray.kind": exp.kind,
+        "growray.sweep": sweep.sweep_name,
+        "growray.trial": trial_name,
+        "growray.version": __version__,
+        "growray.searched": json.dumps(config, sort_keys=True, default=str),
+        **sweep.tags,
+        **tags,
+    }
+    if sweep.writer is not None:
+        from .writer import RemoteRecorder
+
+        # not waited for: the run id is fetched when first needed (the first report)
+        recorder: Any = RemoteRecorder(sweep.writer, sweep.writer.new_run.remote(trial_name, all_tags))
+    else:
+        from growray.tracking import MlflowRecorder
+
+        recorder = MlflowRecorder(
+            sweep.tracking_uri, sweep.experiment_id, run_name=trial_name, parent_run_id=sweep.parent_run_id,
+            tags=all_tags,
+        )
     resolved = exp.to_dict()
     resolved["search"].pop("space", None)  # the space is on the parent run; trials log values
-    recorder.log_params(flatten_params(resolved))
-    recorder.log_params({f"data.{k}": v for k, v in dataset.summary().items()})
+    params = flatten_params(resolved)
+    params.update(flatten_params({f"data.{k}": v for k, v in dataset.summary().items()}))
+    recorder.log_params(params)
     recorder.log_dict(exp.to_dict(), "config.yaml")
     return recorder
 
@@ -85,14 +115,20 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
     import torch
     from ray import tune
 
-    from growray.tracking import find_trial_run
     from growray.train import TrainingDivergedError, build_trainer
+    from growray.train.build import resolve_device
 
     config = {k: v for k, v in config.items() if v is not None}  # None: inactive in this trial (PBT)
     exp = experiment.with_overrides(config)
-    torch.set_num_threads(max(1, int(round(exp.resources.cpu))))
+    torch.set_num_threads(max(1, round(exp.resources.cpu)))
     trial_name = tune.get_context().get_trial_name()
     gpu_ids = ",".join(str(g) for g in ray.get_gpu_ids())
+    where = {  # where this attempt runs
+        "growray.device": str(resolve_device(exp)),
+        "growray.pid": str(os.getpid()),
+        "growray.node_id": ray.get_runtime_context().get_node_id(),
+        "growray.gpu_ids": gpu_ids,
+    }
 
     def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         payload = {**metrics, "mlflow_run_id": recorder.run_id, "gpu_ids": gpu_ids}
@@ -111,11 +147,11 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
             if exploited:
                 # PBT copied another trial's checkpoint (weights and grown architecture) and
                 # config: this trial keeps its own MLflow run, and records where it came from.
-                run_id = find_trial_run(sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id, trial_name) or run_id
+                run_id = _find_run(sweep, trial_name) or run_id
             recorder: Any = _continue_run(sweep, run_id)
             restores = int(meta.get("restores", 0)) + (0 if exploited else 1)
             # an interrupted sweep stopped this trial inside report(): it is running again
-            tags = {"growray.stopped_early": "false"}
+            tags = {"growray.stopped_early": "false", **where}
             if exploited:
                 tags.update({"growray.exploited_from": donor, "growray.exploited_at_epoch": str(meta["epoch"]),
                              "growray.searched_now": json.dumps(config, sort_keys=True, default=str)})
@@ -126,24 +162,18 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
             trainer.meta_extra["restores"] = restores
             print(f"[growray] {trial_name}: restored at epoch {trainer.epoch}, step {trainer.step}, "
                   f"widths {trainer.model.widths()}, MLflow run {run_id}", flush=True)
-    elif (run_id := find_trial_run(sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id, trial_name)):
+    elif (run_id := _find_run(sweep, trial_name)):
         # Restarted before its first checkpoint (worker died, or the sweep was interrupted):
         # the same run continues; the deterministic re-run's already-logged steps are skipped.
         recorder = _continue_run(sweep, run_id)
-        recorder.set_tags({"growray.restarted": "true", "growray.stopped_early": "false"})
+        recorder.set_tags({"growray.restarted": "true", "growray.stopped_early": "false", **where})
         trainer = build_trainer(exp, dataset, recorder=recorder, report=report)
     else:
-        recorder = _new_run(sweep, exp, dataset, trial_name, config)
+        recorder = _new_run(sweep, exp, dataset, trial_name, config, where)
         trainer = build_trainer(exp, dataset, recorder=recorder, report=report)
     trainer.meta_extra["trial_name"] = trial_name  # lets a PBT recipient tell a donor's checkpoint
-    recorder.set_tags(
-        {
-            "growray.device": str(trainer.device),
-            "growray.pid": str(os.getpid()),
-            "growray.node_id": ray.get_runtime_context().get_node_id(),
-            "growray.gpu_ids": gpu_ids,
-        }
-    )
+    if str(trainer.device) != where["growray.device"]:  # the trainer chose otherwise (never, today)
+        recorder.set_tags({"growray.device": str(trainer.device)})
 
     try:
         final = trainer.fit()

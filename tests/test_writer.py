@@ -1,0 +1,100 @@
+"""The sweep's MLflow writer actor and the trial-side RemoteRecorder (real Ray, real sqlite MLflow)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture()
+def store(tmp_path):  # a new sqlite schema costs ~4 s: one store for the whole scenario
+    from growray.tracking import (
+        create_sweep_run,
+        ensure_store,
+        get_or_create_experiment,
+    )
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ensure_store(uri)
+    eid = get_or_create_experiment(uri, "writer")
+    parent = create_sweep_run(uri, eid, run_name="sweep", tags={})
+    return uri, eid, parent
+
+
+def test_remote_recorder_writes_in_order_and_flush_confirms(ray_session, store):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from mlflow import MlflowClient
+
+    from growray.tune.trial import StepFilterRecorder
+    from growray.tune.writer import RemoteRecorder, start_writer
+
+    uri, eid, parent = store
+    client = MlflowClient(uri)
+    writer = start_writer(uri, eid, parent)
+    try:
+        assert ray_session.get(writer.find_trial_run.remote("t1")) is None
+        rec = RemoteRecorder(writer, writer.new_run.remote("t1", {"growray.trial": "t1"}))
+        rec.log_params({"trainer": {"lr": 0.1}})  # sent without waiting
+        rec.set_tags({"a": 1})
+        rec.log_dict({"x": [1, 2]}, "config.yaml")
+        fig = plt.figure()
+        rec.log_figure(fig, "plots/p.png")
+        assert not plt.fignum_exists(fig.number), "log_figure must close the figure"
+        rec.log_metrics({"val/acc": 0.5, "train/loss": float("nan")}, step=3)
+        assert rec.n_pending == 2
+        run_id = rec.run_id
+        assert client.get_metric_history(run_id, "val/acc") == []  # buffered in the trial
+        rec.flush()  # returns once everything sent before is stored
+        run = client.get_run(run_id)
+        assert run.data.params == {"trainer.lr": "0.1"} and run.data.tags["a"] == "1"
+        assert run.data.tags["mlflow.parentRunId"] == parent and run.info.status == "RUNNING"
+        assert [(m.step, m.value) for m in client.get_metric_history(run_id, "val/acc")] == [(3, 0.5)]
+        assert sorted(a.path for a in client.list_artifacts(run_id)) == ["config.yaml", "plots"]
+        assert [a.path for a in client.list_artifacts(run_id, "plots")] == ["plots/p.png"]
+
+        rec.log_metrics({"val/acc": 0.6}, step=4)
+        assert rec.discard_pending() == 1  # a crashed attempt's partial epoch
+        rec.log_metrics({"val/acc": 0.7}, step=5)
+        rec.close("FINISHED")  # flushes the last metrics with the close
+        rec.close("FINISHED")  # idempotent
+        with pytest.raises(RuntimeError, match="closed"):
+            rec.set_tags({"b": "2"})
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED" and run.data.tags["growray.n_nonfinite_metrics_skipped"] == "1"
+        assert [(m.step, m.value) for m in client.get_metric_history(run_id, "val/acc")] == [(3, 0.5), (5, 0.7)]
+
+        # a restarted trial finds its run and continues it; steps already stored are skipped
+        assert ray_session.get(writer.find_trial_run.remote("t1")) == run_id
+        through = ray_session.get(writer.continue_run.remote(run_id))
+        assert through == 5
+        again = StepFilterRecorder(RemoteRecorder(writer, run_id), through)
+        again.log_metrics({"val/acc": 0.9}, step=5)
+        again.log_metrics({"val/acc": 0.8}, step=6)
+        again.close("FINISHED")
+        steps = [m.step for m in client.get_metric_history(run_id, "val/acc")]
+        assert steps == [3, 5, 6]
+
+        # a write that fails in the writer is raised at the trial's next flush
+        bad = RemoteRecorder(writer, "no-such-run")
+        bad.set_tags({"a": "1"})
+        with pytest.raises(Exception, match="no-such-run"):
+            bad.flush()
+    finally:
+        ray_session.kill(writer)
+
+
+def test_trial_side_modules_do_not_import_mlflow():
+    """What a trial imports to train and record through the writer leaves MLflow out (~2.8 s per process)."""
+    code = (
+        "import sys; import growray.tune.trial, growray.tune.writer, growray.train;"
+        "from growray.train.build import resolve_device; print('mlflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
