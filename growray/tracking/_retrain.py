@@ -9,6 +9,7 @@ by their retrained accuracy).
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ def load_search_run(tracking_uri: str, run_id: str) -> SearchRun:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # two small files
     client = MlflowClient(tracking_uri)
     try:
         run = client.get_run(run_id)
@@ -85,10 +87,10 @@ def open_retrain_run(tracking_uri: str, search: SearchRun) -> MlflowRecorder:
 
 def link_retrain(tracking_uri: str, search_run_id: str, retrain_run_id: str, metrics: dict[str, float], step: int) -> None:
     """Tag the search run with its retrain run and copy the retrained accuracy onto it."""
+    import time
+
     from mlflow import MlflowClient
     from mlflow.entities import Metric, RunTag
-
-    import time
 
     now = int(time.time() * 1000)
     MlflowClient(tracking_uri).log_batch(
