@@ -13,13 +13,19 @@ __all__ = ["LiveTrialTable", "format_table", "short_params"]
 
 def short_params(config: dict[str, Any], limit: int = 60) -> str:
     """``growth.trigger.name=plateau lr=0.0031`` — last path element, compact values."""
+    def short(path: list[str]) -> str:
+        if path[-1] == "name" or path[-1].isdigit():  # growth.trigger.name -> trigger, model.hidden.0 -> hidden.0
+            return path[-2] if path[-1] == "name" else ".".join(path[-2:])
+        return path[-1]
+
+    names = {key: short(key.split(".")) for key in config}
+    clashes = {n for n in names.values() if list(names.values()).count(n) > 1}
     parts = []
     for key, value in config.items():
         path = key.split(".")
-        if path[-1] == "name" or path[-1].isdigit():  # growth.trigger.name -> trigger, model.hidden.0 -> hidden.0
-            name = path[-2] if path[-1] == "name" else ".".join(path[-2:])
-        else:
-            name = path[-1]
+        name = names[key]
+        if name in clashes and len(path) > 1:  # nas.controller.lr vs trainer.lr -> controller.lr, trainer.lr
+            name = f"{path[-2]}.{name}" if path[-1] != "name" else ".".join(path[-3:-1])
         if isinstance(value, float):
             value = f"{value:.3g}"
         parts.append(f"{name}={value}")
