@@ -40,6 +40,6 @@ __all__ = [
 ]
 
 # ENAS registers the ``enas_supernet`` model on import (it builds on the modules above).
-from growray.nas.enas import EnasController, EnasSearch, EnasSupernet  # noqa: E402  isort: skip
+from growray.nas.enas import EnasController, EnasSearch, EnasSupernet
 
 __all__ += ["EnasController", "EnasSearch", "EnasSupernet"]

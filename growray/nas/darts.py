@@ -25,9 +25,9 @@ from growray.models.spec import MODELS, ArchSpec
 from growray.nas.genotype import Genotype, discretize, n_edges
 from growray.nas.network import (
     CellNetwork,
+    build_cell_stack,
     check_image_shape,
     check_positive,
-    reduction_layers,
 )
 from growray.nas.ops import DARTS_OPS, OPS, FactorizedReduce, ReLUConvBN, make_op
 
@@ -159,20 +159,10 @@ class DartsSupernet(nn.Module):
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(shape))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(shape))
 
-        c_curr = stem_multiplier * channels
-        self.stem = nn.Sequential(nn.Conv2d(c_in, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
-        c_pp, c_p, c_curr = c_curr, c_curr, channels
-        reductions = reduction_layers(layers)
-        cells = []
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in reductions
-            if reduction:
-                c_curr *= 2
-            cells.append(SearchCell(nodes, multiplier, c_pp, c_p, c_curr, reduction, reduction_prev, self.op_names))
-            reduction_prev = reduction
-            c_pp, c_p = c_p, multiplier * c_curr
-        self.cells = nn.ModuleList(cells)
+        def make_cell(c_pp: int, c_p: int, c_curr: int, reduction: bool, reduction_prev: bool) -> SearchCell:
+            return SearchCell(nodes, multiplier, c_pp, c_p, c_curr, reduction, reduction_prev, self.op_names)
+
+        self.stem, self.cells, c_p = build_cell_stack(c_in, channels, layers, stem_multiplier, make_cell)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, n_classes)
 

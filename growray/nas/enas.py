@@ -22,10 +22,10 @@ from growray.nas.enas_controller import EnasController, EnasSearch
 from growray.nas.genotype import Genotype
 from growray.nas.network import (
     CellNetwork,
+    build_cell_stack,
     check_image_shape,
     check_positive,
     drop_path,
-    reduction_layers,
 )
 from growray.nas.ops import ENAS_OPS, OPS, FactorizedReduce, ReLUConvBN, make_op
 from growray.registry import UnknownNameError
@@ -58,6 +58,7 @@ class _SharedCell(nn.Module):
     ):
         super().__init__()
         self.n_nodes = n_nodes
+        self.multiplier = n_nodes  # every node is concatenated into the output
         self.reduction = reduction
         if reduction_prev:
             self.preprocess0: nn.Module = FactorizedReduce(c_prev_prev, C, affine)
@@ -163,20 +164,10 @@ class EnasSupernet(nn.Module):
         self.drop_path = float(drop_path)
         self._arch: Genotype | None = None
 
-        c_curr = stem_multiplier * channels
-        self.stem = nn.Sequential(nn.Conv2d(c_in, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
-        c_pp, c_p, c_curr = c_curr, c_curr, channels
-        reductions = reduction_layers(layers)
-        cells = []
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in reductions
-            if reduction:
-                c_curr *= 2
-            cells.append(_SharedCell(nodes, self.op_names, c_pp, c_p, c_curr, reduction, reduction_prev, affine))
-            reduction_prev = reduction
-            c_pp, c_p = c_p, nodes * c_curr
-        self.cells = nn.ModuleList(cells)
+        def make_cell(c_pp: int, c_p: int, c_curr: int, reduction: bool, reduction_prev: bool) -> _SharedCell:
+            return _SharedCell(nodes, self.op_names, c_pp, c_p, c_curr, reduction, reduction_prev, affine)
+
+        self.stem, self.cells, c_p = build_cell_stack(c_in, channels, layers, stem_multiplier, make_cell)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, n_classes)
 

@@ -15,7 +15,7 @@ protocol is not implemented.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -25,7 +25,7 @@ from growray.models.spec import MODELS, ArchSpec
 from growray.nas.genotype import Genotype
 from growray.nas.ops import FactorizedReduce, ReLUConvBN, make_op
 
-__all__ = ["CellNetwork", "EvalCell", "check_image_shape", "drop_path", "reduction_layers"]
+__all__ = ["CellNetwork", "EvalCell", "build_cell_stack", "check_image_shape", "drop_path", "reduction_layers"]
 
 
 def _is_int(v: object) -> bool:
@@ -57,6 +57,32 @@ def check_positive(name: str, value: object, minimum: int = 1) -> int:
 def reduction_layers(layers: int) -> set[int]:
     """Indices of the reduction cells: ``layers // 3`` and ``2 * layers // 3``."""
     return {layers // 3, 2 * layers // 3}
+
+
+def build_cell_stack(
+    c_in: int, channels: int, layers: int, stem_multiplier: int, make_cell: Callable[..., nn.Module]
+) -> tuple[nn.Sequential, nn.ModuleList, int]:
+    """The stem, the cells and the final channel count of the layout every cell model shares
+    (supernets and the evaluation network must match it, so weights can be inherited).
+
+    ``make_cell(c_pp, c_p, c_curr, reduction, reduction_prev)`` builds cell ``i``; its
+    ``multiplier`` attribute is the number of nodes it concatenates.
+    """
+    c_curr = stem_multiplier * channels
+    stem = nn.Sequential(nn.Conv2d(c_in, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
+    c_pp, c_p, c_curr = c_curr, c_curr, channels
+    reductions = reduction_layers(layers)
+    cells = []
+    reduction_prev = False
+    for i in range(layers):
+        reduction = i in reductions
+        if reduction:
+            c_curr *= 2
+        cell = make_cell(c_pp, c_p, c_curr, reduction, reduction_prev)
+        cells.append(cell)
+        reduction_prev = reduction
+        c_pp, c_p = c_p, cell.multiplier * c_curr
+    return stem, nn.ModuleList(cells), c_p
 
 
 def drop_path(x: torch.Tensor, p: float) -> torch.Tensor:
@@ -169,22 +195,11 @@ class CellNetwork(nn.Module):
         self.drop_path = float(drop_path)
         self.pool_bn = pool_bn
 
-        c_curr = stem_multiplier * channels
-        self.stem = nn.Sequential(nn.Conv2d(c_in, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
-        c_pp, c_p, c_curr = c_curr, c_curr, channels
-        reductions = reduction_layers(layers)
-        cells = []
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in reductions
-            if reduction:
-                c_curr *= 2
+        def make_cell(c_pp: int, c_p: int, c_curr: int, reduction: bool, reduction_prev: bool) -> EvalCell:
             pairs, concat = self.genotype.cell("reduce" if reduction else "normal")
-            cell = EvalCell(pairs, concat, c_pp, c_p, c_curr, reduction, reduction_prev, affine, pool_bn)
-            cells.append(cell)
-            reduction_prev = reduction
-            c_pp, c_p = c_p, cell.multiplier * c_curr
-        self.cells = nn.ModuleList(cells)
+            return EvalCell(pairs, concat, c_pp, c_p, c_curr, reduction, reduction_prev, affine, pool_bn)
+
+        self.stem, self.cells, c_p = build_cell_stack(c_in, channels, layers, stem_multiplier, make_cell)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, n_classes)
 
