@@ -211,6 +211,7 @@ class EnasSupernet(nn.Module):
         return self.classifier(self.global_pooling(s1).flatten(1))
 
     @torch.no_grad()
+    @torch.no_grad()
     def arch_accuracy(
         self,
         x: torch.Tensor,

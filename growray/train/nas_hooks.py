@@ -23,14 +23,21 @@ Artifacts: ``genotype.json`` (every checkpoint), ``alphas.json`` and plots at th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from growray.config import NasConfig
-from growray.nas import Genotype, alpha_entropy, count_op, recalibrate_batchnorm, skip_fraction
+from growray.nas import (
+    Genotype,
+    alpha_entropy,
+    count_op,
+    recalibrate_batchnorm,
+    skip_fraction,
+)
 
 from .hooks import Hook
 
@@ -69,22 +76,15 @@ class BatchCycler:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, train_bn: bool = False) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model`` on ``(x, y)``.
-
-    ``train_bn`` evaluates with batch statistics (BatchNorm in train mode) and restores the
-    running statistics afterwards, so the measurement leaves the model unchanged.
-    """
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``model`` on ``(x, y)`` in eval mode."""
     was_training = model.training
-    saved = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k} if train_bn else {}
-    model.train(train_bn)
+    model.eval()
     loss, correct = 0.0, 0
     for i in range(0, len(x), batch_size):
         logits = model(x[i : i + batch_size])
         loss += F.cross_entropy(logits, y[i : i + batch_size], reduction="sum").item()
         correct += (logits.argmax(1) == y[i : i + batch_size]).sum().item()
-    if saved:
-        model.load_state_dict(saved, strict=False)
     model.train(was_training)
     n = max(len(x), 1)
     return loss / n, correct / n
@@ -198,7 +198,6 @@ class DartsHook(_NasHook):
     def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
         model = trainer.model
         self.genotype = model.genotype()
-        alphas = {k: v.detach().cpu() for k, v in model.alphas().items()}
         metrics.update({k: float(v) for k, v in self.last_arch_stats.items()})
         metrics["nas/alpha_entropy"] = alpha_entropy(model.arch_parameters()[0].detach())
         metrics["nas/alpha_entropy_reduce"] = alpha_entropy(model.arch_parameters()[1].detach())
@@ -211,7 +210,7 @@ class DartsHook(_NasHook):
                 {
                     "epoch": trainer.epoch,
                     "step": trainer.step,
-                    "alphas": {k: v.tolist() for k, v in alphas.items()},
+                    "alphas": {k: v.detach().cpu().tolist() for k, v in model.alphas().items()},
                     "genotype": self.genotype.to_dict(),
                     "relaxed_val_acc": relaxed,
                     "discrete_val_acc": discrete,
@@ -299,9 +298,7 @@ class EnasHook(_NasHook):
 
     def _reward_fn(self, model: nn.Module) -> Callable[[Genotype], float]:
         def reward(genotype: Genotype) -> float:
-            model.set_arch(genotype)
-            x, y = self.arch.next()
-            return accuracy(model, x, y, train_bn=True)[1]
+            return model.arch_accuracy(*self.arch.next(), genotype)
 
         return reward
 
@@ -311,20 +308,22 @@ class EnasHook(_NasHook):
         metrics.update({k: float(v) for k, v in stats.items()})
         if self._due(trainer) or self.genotype is None:
             x_score, y_score = self.arch.next()
-
-            def score(genotype: Genotype) -> float:
-                model.set_arch(genotype)
-                return accuracy(model, x_score, y_score, train_bn=True)[1]
-
-            self.genotype, _ = self.search.derive(score, n_samples=self.cfg.derive_samples)
+            self.genotype, _ = self.search.derive(
+                lambda g: model.arch_accuracy(x_score, y_score, g), n_samples=self.cfg.derive_samples
+            )
             model.set_arch(self.genotype)
             x_val, y_val = trainer.data.val
-            relaxed_loss, relaxed = accuracy(model, x_val, y_val, trainer.cfg.eval_batch_size, train_bn=True)
+            bs = trainer.cfg.eval_batch_size
+            relaxed = sum(
+                model.arch_accuracy(x_val[i : i + bs], y_val[i : i + bs]) * len(y_val[i : i + bs])
+                for i in range(0, len(y_val), bs)
+            ) / max(len(y_val), 1)
             _, discrete = self._discrete_accuracy(trainer, model.discretized(self.genotype))
             metrics.update({"nas/relaxed_val_acc": relaxed, "nas/discrete_val_acc": discrete, "nas/gap": relaxed - discrete})
             # val/acc of a supernet trial: its derived cell on the shared weights (the trainer's own
             # evaluation used whichever cell was sampled last).
-            metrics.update({"val/acc": relaxed, "val/loss": relaxed_loss})
+            metrics["val/acc"] = relaxed
+            metrics.pop("val/loss", None)  # that loss was the last sampled cell's, not the derived one's
             self.history.append(
                 {"epoch": trainer.epoch, "step": trainer.step, "genotype": self.genotype.to_dict(),
                  "relaxed_val_acc": relaxed, "discrete_val_acc": discrete}
