@@ -18,7 +18,7 @@ import yaml
 
 from ._mlflow import MlflowRecorder
 
-__all__ = ["SearchRun", "load_search_run", "open_retrain_run", "link_retrain"]
+__all__ = ["SearchRun", "link_retrain", "load_search_run", "open_retrain_run", "search_run_in_hand"]
 
 
 class SearchRun:
@@ -65,6 +65,14 @@ def load_search_run(tracking_uri: str, run_id: str) -> SearchRun:
         cfg = yaml.safe_load(Path(client.download_artifacts(run_id, "config.yaml", d)).read_text())
         genotype = json.loads(Path(client.download_artifacts(run_id, "genotype.json", d)).read_text())
     return SearchRun(run, cfg, genotype)
+
+
+def search_run_in_hand(tracking_uri: str, run_id: str, config: dict[str, Any], genotype: dict[str, Any]) -> SearchRun:
+    """A search run whose config and genotype the caller already holds (the trial that just
+    searched): only the run's record is read, not its artifacts."""
+    from mlflow import MlflowClient
+
+    return SearchRun(MlflowClient(tracking_uri).get_run(run_id), config, genotype)
 
 
 def open_retrain_run(tracking_uri: str, search: SearchRun) -> MlflowRecorder:

@@ -212,9 +212,10 @@ def _retrain_stage(exp: Any, trainer: Any, final: dict[str, Any], dataset: Any, 
     run, then report once more so Optuna sees ``nas/retrain_val_acc``. A worker that dies
     here restarts from the search's last checkpoint (nothing left to search) and retrains again."""
     from growray.retrain import record_retrain
-    from growray.tracking._retrain import load_search_run
+    from growray.tracking._retrain import search_run_in_hand
 
-    search = load_search_run(sweep.tracking_uri, run_id)
+    genotype = next(h for h in trainer.hooks if h.name == "nas").genotype
+    search = search_run_in_hand(sweep.tracking_uri, run_id, exp.to_dict(), genotype.to_dict())
     relaxed = final.get("nas/relaxed_val_acc")
     _, metrics = record_retrain(sweep.tracking_uri, search, exp, dataset, device=trainer.device, relaxed_val_acc=relaxed)
     retrained = {k: v for k, v in metrics.items() if k.startswith("nas/retrain")}
