@@ -23,6 +23,7 @@ __all__ = [
     "TensorSplits",
     "check_fractions",
     "check_positive_int",
+    "limited_splits",
     "split_indices",
     "standardize",
     "standardized_dataset",
@@ -198,6 +199,29 @@ def stratified_subset(y: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     if n >= len(y):
         return np.arange(len(y))
     return np.sort(stratified_order(y, rng)[:n])
+
+
+def limited_splits(
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    *,
+    seed: int,
+    val_fraction: float,
+    limit_train: int | None,
+    limit_test: int | None,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """An official train/test pair -> (train, val, test): stratified seeded subsets of
+    ``limit_train`` / ``limit_test`` samples (None: all), then a stratified validation split
+    of ``val_fraction`` of the training subset."""
+    rng = np.random.default_rng(seed)
+    (x_all, y_all), (x_test, y_test) = train, test
+    keep = stratified_subset(y_all, limit_train or len(y_all), rng)
+    x_all, y_all = x_all[keep], y_all[keep]
+    keep = stratified_subset(y_test, limit_test or len(y_test), rng)
+    x_test, y_test = x_test[keep], y_test[keep]
+    tr, parts = split_indices(y_all, {"val_fraction": val_fraction}, rng)
+    val = parts["val_fraction"]
+    return (x_all[tr], y_all[tr]), (x_all[val], y_all[val]), (x_test, y_test)
 
 
 def split_indices(

@@ -22,9 +22,8 @@ from growray.data._base import (
     DatasetNotFoundError,
     check_fractions,
     check_positive_int,
-    split_indices,
+    limited_splits,
     standardized_dataset,
-    stratified_subset,
 )
 from growray.data._idx import IMAGES_MAGIC, LABELS_MAGIC, IDXFormatError, read_idx
 from growray.data._registry import DATASETS
@@ -176,24 +175,16 @@ def fashion_mnist(
     log.debug("fashion_mnist: reading %s", files["train_images"].parent)
     x_train_all, y_train_all, x_test, y_test = _load(files)
 
-    rng = np.random.default_rng(seed)
-    y_train_all = y_train_all.astype(np.int64)
-    y_test = y_test.astype(np.int64)
-    keep = stratified_subset(y_train_all, limit_train or len(y_train_all), rng)
-    x_train_all, y_train_all = x_train_all[keep], y_train_all[keep]
-    keep = stratified_subset(y_test, limit_test or len(y_test), rng)
-    x_test, y_test = x_test[keep], y_test[keep]
-    train, parts = split_indices(y_train_all, {"val_fraction": val_fraction}, rng)
-    val = parts["val_fraction"]
+    train, val, test = limited_splits(
+        (x_train_all, y_train_all.astype(np.int64)), (x_test, y_test.astype(np.int64)),
+        seed=seed, val_fraction=val_fraction, limit_train=limit_train, limit_test=limit_test,
+    )
 
-    def scaled(images: np.ndarray) -> np.ndarray:
-        return (images.astype(np.float32) / np.float32(255.0))[:, None, :, :]
+    def scaled(split: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return (split[0].astype(np.float32) / np.float32(255.0))[:, None, :, :], split[1]
 
     return standardized_dataset(
-        "fashion_mnist",
-        (scaled(x_train_all[train]), y_train_all[train]),
-        (scaled(x_train_all[val]), y_train_all[val]),
-        (scaled(x_test), y_test),
+        "fashion_mnist", scaled(train), scaled(val), scaled(test),
         input_shape=(1, 28, 28), n_classes=10, per_feature=False,
     )
 

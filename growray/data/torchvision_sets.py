@@ -47,8 +47,7 @@ from growray.data._base import (
     DatasetNotFoundError,
     check_fractions,
     check_positive_int,
-    split_indices,
-    stratified_subset,
+    limited_splits,
 )
 from growray.data._idx import IMAGES_MAGIC, LABELS_MAGIC, IDXFormatError, read_idx
 from growray.data._registry import DATASETS
@@ -317,17 +316,14 @@ def _load(
         x_all, y_all = _read_cifar(source, [files[f] for f in source.train_files])
         x_test, y_test = _read_cifar(source, [files[f] for f in source.test_files])
 
-    rng = np.random.default_rng(seed)
-    keep = stratified_subset(y_all, limit_train or len(y_all), rng)
-    x_all, y_all = x_all[keep], y_all[keep]
-    keep = stratified_subset(y_test, limit_test or len(y_test), rng)
-    x_test, y_test = x_test[keep], y_test[keep]
-    train, parts = split_indices(y_all, {"val_fraction": val_fraction}, rng)
-    val = parts["val_fraction"]
-    xs = _standardize_channels(x_all[train], x_all[val], x_test)
+    train, val, test = limited_splits(
+        (x_all, y_all), (x_test, y_test),
+        seed=seed, val_fraction=val_fraction, limit_train=limit_train, limit_test=limit_test,
+    )
+    xs = _standardize_channels(train[0], val[0], test[0])
     return Dataset(
-        name=source.name, x_train=xs[0], y_train=y_all[train], x_val=xs[1], y_val=y_all[val],
-        x_test=xs[2], y_test=y_test, input_shape=source.input_shape, n_classes=source.n_classes,
+        name=source.name, x_train=xs[0], y_train=train[1], x_val=xs[1], y_val=val[1],
+        x_test=xs[2], y_test=test[1], input_shape=source.input_shape, n_classes=source.n_classes,
     )
 
 
