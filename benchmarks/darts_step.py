@@ -82,9 +82,7 @@ def bench(args: argparse.Namespace, order: int, amp: str) -> dict[str, float]:
 
     train, val = batch(), batch()
     autocast = (
-        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        if amp == "bf16"
-        else contextlib.nullcontext()
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16) if amp == "bf16" else contextlib.nullcontext()
     )
 
     def search_step() -> tuple[float, float]:

@@ -21,7 +21,7 @@ import argparse
 import copy
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -90,8 +90,22 @@ def bench_model(model_name: str, reps: int) -> list[tuple[str, str, float, float
             t2 = time.perf_counter()
             surgery.append(t2 - t1)
             whole.append(t2 - t0)
-        rows.append((model_name, f"event {name}: surgery + optimizer migration", statistics.median(surgery) * 1e3, statistics.median(surgery) / step))
-        rows.append((model_name, f"event {name}: initializer + surgery + migration", statistics.median(whole) * 1e3, statistics.median(whole) / step))
+        rows.append(
+            (
+                model_name,
+                f"event {name}: surgery + optimizer migration",
+                statistics.median(surgery) * 1e3,
+                statistics.median(surgery) / step,
+            )
+        )
+        rows.append(
+            (
+                model_name,
+                f"event {name}: initializer + surgery + migration",
+                statistics.median(whole) * 1e3,
+                statistics.median(whole) / step,
+            )
+        )
 
     for name in TRIGGERS.names():
         trigger = TRIGGERS.build(name)
@@ -100,15 +114,25 @@ def bench_model(model_name: str, reps: int) -> list[tuple[str, str, float, float
 
         def check() -> None:
             trigger.load_state_dict(copy.deepcopy(state))  # the same decision point every time
-            ctx = TriggerContext(step=interval, epoch=1, phase="step", widths=model.widths(), train_loss=1.0,
-                                 val_loss=1.0, model=model, batch=buffer)
+            ctx = TriggerContext(
+                step=interval,
+                epoch=1,
+                phase="step",
+                widths=model.widths(),
+                train_loss=1.0,
+                val_loss=1.0,
+                model=model,
+                batch=buffer,
+            )
             trigger.check(ctx)
 
         model.eval()
         t = median_time(check, reps)
         model.train()
         rows.append((model_name, f"trigger {name}: one evaluation", t * 1e3, t / step))
-        rows.append((model_name, f"trigger {name}: overhead at check_every={interval}", float("nan"), t / (interval * step)))
+        rows.append(
+            (model_name, f"trigger {name}: overhead at check_every={interval}", float("nan"), t / (interval * step))
+        )
     return rows
 
 

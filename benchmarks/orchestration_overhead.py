@@ -79,7 +79,9 @@ def raw_trial(config: dict[str, Any], *, dataset: Any) -> None:
     torch.set_num_threads(1)
     splits = dataset.to_tensors("cpu")
     torch.manual_seed(SEED)
-    model = MODELS.build({"name": "mlp", "hidden": HIDDEN}, input_shape=dataset.input_shape, n_classes=dataset.n_classes)
+    model = MODELS.build(
+        {"name": "mlp", "hidden": HIDDEN}, input_shape=dataset.input_shape, n_classes=dataset.n_classes
+    )
     if config["optimizer"] == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=config["lr"], momentum=0.9)
     else:
@@ -122,19 +124,30 @@ def run_raw(work: Path, n: int, max_concurrent: int) -> tuple[float, Path]:
         raw_space,
         metric="val/acc",
         mode="max",
-        sampler=optuna.samplers.TPESampler(seed=SEED, n_startup_trials=10, multivariate=True, group=True,
-                                           constant_liar=True),
+        sampler=optuna.samplers.TPESampler(
+            seed=SEED, n_startup_trials=10, multivariate=True, group=True, constant_liar=True
+        ),
         storage=optuna.storages.RDBStorage(f"sqlite:///{work / 'optuna.db'}"),
         study_name=name,
     )
     trainable = tune.with_resources(tune.with_parameters(raw_trial, dataset=dataset), {"cpu": 1, "gpu": 0})
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=search, metric="val/acc", mode="max", num_samples=n,
-                                    max_concurrent_trials=max_concurrent, reuse_actors=True),
-        run_config=tune.RunConfig(name=name, storage_path=str(work / "ray"), verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=2),
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=None)),
+        tune_config=tune.TuneConfig(
+            search_alg=search,
+            metric="val/acc",
+            mode="max",
+            num_samples=n,
+            max_concurrent_trials=max_concurrent,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(work / "ray"),
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        ),
     )
     with contextlib.redirect_stdout(io.StringIO()):  # Tune's closing summary box
         results = tuner.fit()
@@ -212,10 +225,18 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="gr-ovh-"))
     t0 = time.perf_counter()
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
-             _temp_dir=str(root / "r"))
-    print(f"ray.init: {time.perf_counter() - t0:.1f} s; {args.n} trials per sweep, "
-          f"max_concurrent={args.max_concurrent}, reuse_actors=True, {args.repeats} round(s)", flush=True)
+    ray.init(
+        num_cpus=args.cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="WARNING",
+        _temp_dir=str(root / "r"),
+    )
+    print(
+        f"ray.init: {time.perf_counter() - t0:.1f} s; {args.n} trials per sweep, "
+        f"max_concurrent={args.max_concurrent}, reuse_actors=True, {args.repeats} round(s)",
+        flush=True,
+    )
     runners = {"growray": run_growray, "raw tune": run_raw}
     rows: list[tuple[int, str, float, list[float]]] = []
     try:
@@ -232,20 +253,26 @@ def main() -> None:
         ray.shutdown()
         shutil.rmtree(root, ignore_errors=True)
 
-    header = (f"{'round':>5}  {'variant':<9}  {'wall s':>7}  {'s/trial':>7}  {'trial s median':>14}  "
-              f"{'trial s max':>11}  {'sum trial s':>11}")
+    header = (
+        f"{'round':>5}  {'variant':<9}  {'wall s':>7}  {'s/trial':>7}  {'trial s median':>14}  "
+        f"{'trial s max':>11}  {'sum trial s':>11}"
+    )
     print("\n" + header + "\n" + "-" * len(header))
     for r, name, seconds, inside in rows:
-        print(f"{r:>5}  {name:<9}  {seconds:>7.1f}  {seconds / args.n:>7.2f}  {statistics.median(inside):>14.3f}  "
-              f"{max(inside):>11.3f}  {sum(inside):>11.2f}")
+        print(
+            f"{r:>5}  {name:<9}  {seconds:>7.1f}  {seconds / args.n:>7.2f}  {statistics.median(inside):>14.3f}  "
+            f"{max(inside):>11.3f}  {sum(inside):>11.2f}"
+        )
     total = {name: sum(s for _, v, s, _ in rows if v == name) for name in runners}
     ratios = []
     for r in range(args.repeats):
         by = {v: s for rr, v, s, _ in rows if rr == r}
         ratios.append(by["growray"] / by["raw tune"])
     print("-" * len(header))
-    print(f"growray / raw tune: {total['growray'] / total['raw tune']:.2f}x over all rounds, median round "
-          f"{statistics.median(ratios):.2f}x ({', '.join(f'{x:.2f}' for x in ratios)}); target <= 1.10")
+    print(
+        f"growray / raw tune: {total['growray'] / total['raw tune']:.2f}x over all rounds, median round "
+        f"{statistics.median(ratios):.2f}x ({', '.join(f'{x:.2f}' for x in ratios)}); target <= 1.10"
+    )
     print("trial s = Tune's time_total_s, inside the trainable (a reused actor's first trial also pays its imports)")
 
 

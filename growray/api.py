@@ -1,9 +1,9 @@
 """The short path: load -> validate -> launch.
 
-    >>> import growray.api as gr
-    >>> exp = gr.load("experiments/quickstart.yaml")        # raises ConfigError listing every problem
-    >>> result = gr.run(exp)                                  # Ray Tune + Optuna sweep, recorded in MLflow
-    >>> print(result.table()); result.best.mlflow_run_id
+>>> import growray.api as gr
+>>> exp = gr.load("experiments/quickstart.yaml")        # raises ConfigError listing every problem
+>>> result = gr.run(exp)                                  # Ray Tune + Optuna sweep, recorded in MLflow
+>>> print(result.table()); result.best.mlflow_run_id
 """
 
 from __future__ import annotations

@@ -43,8 +43,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if exp is None:
         return EXIT_INVALID
     space = exp.search.space if isinstance(exp.search.space, dict) else {}
-    print(f"{args.file}: OK — experiment {exp.name!r} ({exp.kind}), {exp.search.num_samples} trials, "
-          f"{len(space)} searched parameter(s): {', '.join(space) or '(none)'}")
+    print(
+        f"{args.file}: OK — experiment {exp.name!r} ({exp.kind}), {exp.search.num_samples} trials, "
+        f"{len(space)} searched parameter(s): {', '.join(space) or '(none)'}"
+    )
     return EXIT_OK
 
 
@@ -58,11 +60,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from growray.data import DatasetNotFoundError
     from growray.tune.orchestrate import SetupError, run_sweep
 
-    print(f"growray: running {exp.name!r}: {exp.search.num_samples} trials, "
-          f"{exp.search.max_concurrent} at a time, {exp.resources.cpu:g} CPU / {exp.resources.gpu:g} GPU each")
+    print(
+        f"growray: running {exp.name!r}: {exp.search.num_samples} trials, "
+        f"{exp.search.max_concurrent} at a time, {exp.resources.cpu:g} CPU / {exp.resources.gpu:g} GPU each"
+    )
     try:
-        result = run_sweep(exp, address=args.address, tracking_uri=args.tracking_uri, verbose=args.verbose,
-                           shared_storage=args.shared_storage)
+        result = run_sweep(
+            exp,
+            address=args.address,
+            tracking_uri=args.tracking_uri,
+            verbose=args.verbose,
+            shared_storage=args.shared_storage,
+        )
     except (SetupError, DatasetNotFoundError) as exc:  # found before any trial started
         print(f"growray: nothing was started: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -71,15 +80,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _report(result: Any, exp: Any, resume_hint: str) -> int:
     if result.interrupted:
-        print(f"\nsweep {result.name} was INTERRUPTED after {result.seconds:.0f} s; unfinished trials keep their "
-              f"checkpoints.\ncontinue it with: growray resume {resume_hint}", file=sys.stderr)
+        print(
+            f"\nsweep {result.name} was INTERRUPTED after {result.seconds:.0f} s; unfinished trials keep their "
+            f"checkpoints.\ncontinue it with: growray resume {resume_hint}",
+            file=sys.stderr,
+        )
         print(result.table())
         return EXIT_FAILED
     print(f"\nsweep {result.name} finished in {result.seconds:.0f} s\n")
     print(result.table())
     best = result.best
     if result.pareto is not None:
-        print(f"\nPareto front ({len(result.pareto.front)} of {len(result.pareto.rows)} trials; tagged growray.pareto=true):")
+        print(
+            f"\nPareto front ({len(result.pareto.front)} of {len(result.pareto.rows)} trials; tagged growray.pareto=true):"
+        )
         print(result.pareto.table())
     print(f"\nMLflow: {result.tracking_uri} (experiment {exp.experiment_name!r}, parent run {result.parent_run_id})")
     if best is not None:
@@ -89,8 +103,11 @@ def _report(result: Any, exp: Any, resume_hint: str) -> int:
         print("growray: every trial failed; see the errors above and the growray.failure tags", file=sys.stderr)
         return EXIT_FAILED
     if len(result.trials) < exp.search.num_samples and exp.search.time_budget_s is None:
-        print(f"growray: only {len(result.trials)} of {exp.search.num_samples} trials ran; "
-              f"continue with: growray resume {resume_hint}", file=sys.stderr)
+        print(
+            f"growray: only {len(result.trials)} of {exp.search.num_samples} trials ran; "
+            f"continue with: growray resume {resume_hint}",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     return EXIT_OK
 
@@ -109,7 +126,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     print(f"growray: resuming sweep {meta['sweep']} (MLflow parent run {meta['parent_run_id']})")
     try:
-        result = resume_sweep(args.target, address=args.address, verbose=args.verbose, shared_storage=args.shared_storage)
+        result = resume_sweep(
+            args.target, address=args.address, verbose=args.verbose, shared_storage=args.shared_storage
+        )
     except SetupError as exc:
         print(f"growray resume: nothing was started: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -149,8 +168,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     except (ValueError, ConnectionError) as exc:
         print(f"growray retrain: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    print(f"retrained {args.run_id} into MLflow run {run_id}: "
-          f"nas/retrain_val_acc={metrics['nas/retrain_val_acc']:.4f} nas/retrain_test_acc={metrics['nas/retrain_test_acc']:.4f}")
+    print(
+        f"retrained {args.run_id} into MLflow run {run_id}: "
+        f"nas/retrain_val_acc={metrics['nas/retrain_val_acc']:.4f} nas/retrain_test_acc={metrics['nas/retrain_test_acc']:.4f}"
+    )
     return EXIT_OK
 
 
@@ -196,8 +217,10 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"growray pareto: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    print(f"sweep run {run_id}: {len(report.front)} of {len(report.rows)} trials on the front "
-          f"({', '.join(f'{m} {d}' for m, d in zip(report.metrics, report.modes))})")
+    print(
+        f"sweep run {run_id}: {len(report.front)} of {len(report.rows)} trials on the front "
+        f"({', '.join(f'{m} {d}' for m, d in zip(report.metrics, report.modes))})"
+    )
     print(report.table(only_front=not args.all))
     return EXIT_OK
 
@@ -227,7 +250,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="growray", description="Network-growth and NAS sweeps on Ray Tune + Optuna, recorded in MLflow.")
+    p = argparse.ArgumentParser(
+        prog="growray", description="Network-growth and NAS sweeps on Ray Tune + Optuna, recorded in MLflow."
+    )
     from growray import __version__
 
     p.add_argument("--version", action="version", version=f"growray {__version__}")
@@ -235,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_file(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("file", help="experiment YAML file")
-        sp.add_argument("--set", action="append", metavar="PATH=VALUE", help="override a value, e.g. --set trainer.epochs=3")
+        sp.add_argument(
+            "--set", action="append", metavar="PATH=VALUE", help="override a value, e.g. --set trainer.epochs=3"
+        )
 
     sp = sub.add_parser("validate", help="check an experiment file; every error with its YAML path (exit 2)")
     with_file(sp)
@@ -246,18 +273,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: start Ray locally)")
     sp.add_argument("--tracking-uri", help="MLflow tracking URI (overrides tracking.uri), e.g. http://127.0.0.1:5000")
     sp.add_argument("--verbose", action="store_true", help="forward the trials' own logs to this terminal")
-    sp.add_argument("--shared-storage", action="store_true",
-                    help="output_dir is a folder mounted at the same path on every node (NFS...); without it, "
-                         "a plain folder is refused on a multi-node cluster (or give output_dir as file:///... or s3://...)")
+    sp.add_argument(
+        "--shared-storage",
+        action="store_true",
+        help="output_dir is a folder mounted at the same path on every node (NFS...); without it, "
+        "a plain folder is refused on a multi-node cluster (or give output_dir as file:///... or s3://...)",
+    )
     sp.set_defaults(fn=cmd_run)
 
-    sp = sub.add_parser("resume", help="continue an interrupted or killed sweep from its checkpoints (same MLflow and Optuna records)")
+    sp = sub.add_parser(
+        "resume", help="continue an interrupted or killed sweep from its checkpoints (same MLflow and Optuna records)"
+    )
     sp.add_argument("target", help="the experiment file, or its output folder (runs/<name>)")
     sp.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT")
     sp.add_argument("--verbose", action="store_true")
-    sp.add_argument("--shared-storage", action="store_true",
-                    help="output_dir is a folder mounted at the same path on every node (NFS...); without it, "
-                         "a plain folder is refused on a multi-node cluster (or give output_dir as file:///... or s3://...)")
+    sp.add_argument(
+        "--shared-storage",
+        action="store_true",
+        help="output_dir is a folder mounted at the same path on every node (NFS...); without it, "
+        "a plain folder is refused on a multi-node cluster (or give output_dir as file:///... or s3://...)",
+    )
     sp.set_defaults(fn=cmd_resume)
 
     sp = sub.add_parser("ls", help="list past sweeps recorded in MLflow")
@@ -267,7 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("ui", help="start the MLflow UI on the tracking store (bound to 127.0.0.1)")
     sp.add_argument("--tracking-uri", help="default: sqlite:///mlflow.db in this folder")
-    sp.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; other hosts also need MLflow's --allowed-hosts)")
+    sp.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="bind address (default 127.0.0.1; other hosts also need MLflow's --allowed-hosts)",
+    )
     sp.add_argument("--port", type=int, default=5000)
     sp.set_defaults(fn=cmd_ui)
 
@@ -278,14 +317,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--all", action="store_true", help="list every trial, front marked")
     sp.set_defaults(fn=cmd_pareto)
 
-    sp = sub.add_parser("retrain", help="train the architecture a DARTS/ENAS search run found from scratch, into a linked run")
+    sp = sub.add_parser(
+        "retrain", help="train the architecture a DARTS/ENAS search run found from scratch, into a linked run"
+    )
     sp.add_argument("run_id", help="the MLflow run id of a search trial (it holds genotype.json)")
-    sp.add_argument("--set", action="append", metavar="PATH=VALUE",
-                    help="override the search run's config, e.g. nas.retrain.epochs=20 nas.retrain.channels=36")
+    sp.add_argument(
+        "--set",
+        action="append",
+        metavar="PATH=VALUE",
+        help="override the search run's config, e.g. nas.retrain.epochs=20 nas.retrain.channels=36",
+    )
     sp.add_argument("--tracking-uri", help="default: sqlite:///mlflow.db in this folder")
     sp.set_defaults(fn=cmd_retrain)
 
-    sp = sub.add_parser("show", help="'show FILE': the resolved experiment; 'show plugins': registered names and parameters")
+    sp = sub.add_parser(
+        "show", help="'show FILE': the resolved experiment; 'show plugins': registered names and parameters"
+    )
     sp.add_argument("what", help="an experiment file, or 'plugins'")
     sp.add_argument("--set", action="append", metavar="PATH=VALUE")
     sp.set_defaults(fn=cmd_show)

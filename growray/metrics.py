@@ -52,15 +52,21 @@ KNOWN_METRICS: dict[str, str] = {
     "plasticity/active_weights": "Grow-vs-Prune: weights of the active units",
     "plasticity/wt_acc": "winning ticket: test accuracy of the final mask retrained from re-initialised weights",
     "plasticity/wt_val_acc": "winning ticket: its final validation accuracy",
-    **{f"plasticity/{when}_{what}_parity": f"log(newborn or removed / incumbent) {what} at {when} of a cycle"
-       for when in ("post", "exit", "end") for what in ("act", "grad")},
+    **{
+        f"plasticity/{when}_{what}_parity": f"log(newborn or removed / incumbent) {what} at {when} of a cycle"
+        for when in ("post", "exit", "end")
+        for what in ("act", "grad")
+    },
 }
 METRIC_PREFIXES: dict[str, str] = {
     "plasticity/active_units/": "active units at one site",
     "growth/senn_eta/": "SENN: natural expansion score eta of one site",
     "growth/senn_delta_eta/": "SENN: lower bound delta-eta' of the best proposal at one site",
-    **{f"plasticity/{when}_{what}_parity/": "the same parity at one site or for one cohort (cycle<k>)"
-       for when in ("post", "exit", "end") for what in ("act", "grad")},
+    **{
+        f"plasticity/{when}_{what}_parity/": "the same parity at one site or for one cohort (cycle<k>)"
+        for when in ("post", "exit", "end")
+        for what in ("act", "grad")
+    },
     "growth/width/": "width of one site, e.g. growth/width/hidden.0",
     "cost/latency_ms/bs": "median latency at another protocol batch size, e.g. cost/latency_ms/bs256",
     "growth/newborn_act_parity/": "newborn activation log-parity at one site",

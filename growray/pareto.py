@@ -36,7 +36,7 @@ MODES = ("min", "max")
 
 def _check_modes(modes: Any) -> list[str]:
     if isinstance(modes, str) or not isinstance(modes, Sequence):
-        raise ValueError(  # noqa: TRY004 - the documented contract: bad inputs are ValueErrors
+        raise ValueError(
             f"modes must be a list with one 'min' or 'max' per objective, e.g. ['min', 'max']; got {modes!r}"
         )
     if len(modes) == 0:

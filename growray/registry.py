@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["Registry", "RegistryEntry", "UnknownNameError", "closest"]
 
@@ -56,9 +57,7 @@ class RegistryEntry(Generic[T]):
         return {
             n: p
             for n, p in sig.parameters.items()
-            if n not in skip
-            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            and not n.startswith("_")
+            if n not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and not n.startswith("_")
         }
 
 
@@ -111,7 +110,7 @@ class Registry(Generic[T]):
     def user_parameters(self, name: str) -> dict[str, inspect.Parameter]:
         return self.get(name).parameters(skip=self.context_args)
 
-    def build(self, spec: "str | dict[str, Any] | T", **context: Any) -> T:
+    def build(self, spec: str | dict[str, Any] | T, **context: Any) -> T:
         """Build from a name, a ``{"name": ..., **params}`` mapping, or return an object as is."""
         if isinstance(spec, str):
             name, params = spec, {}

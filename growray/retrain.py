@@ -35,7 +35,9 @@ def record_retrain(
     return recorder.run_id, {**metrics, **linked}
 
 
-def retrain_run(run_id: str, tracking_uri: str, overrides: dict[str, Any] | None = None) -> tuple[str, dict[str, float]]:
+def retrain_run(
+    run_id: str, tracking_uri: str, overrides: dict[str, Any] | None = None
+) -> tuple[str, dict[str, float]]:
     """Retrain the architecture found by MLflow run ``run_id``."""
     import torch
 

@@ -92,8 +92,14 @@ def fractional_gpus(work: Path) -> dict[str, Any]:
 
     temp_dir = tempfile.mkdtemp(prefix="gr-ray-")  # short: Ray's socket paths must fit 107 bytes
     t0 = time.perf_counter()
-    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
-             _temp_dir=temp_dir)
+    ray.init(
+        num_cpus=4,
+        num_gpus=1,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="WARNING",
+        _temp_dir=temp_dir,
+    )
     min_gpu_free: list[float] = [1.0]
     stop = threading.Event()
 

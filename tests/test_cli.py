@@ -18,7 +18,9 @@ def test_run_on_invalid_file_starts_nothing(tmp_path):
         "import sys; from growray.cli import main; rc = main(['run', sys.argv[1]]);"
         "assert 'ray' not in sys.modules, 'run imported ray for an invalid file'; sys.exit(rc)"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(bad)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(bad)], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert proc.returncode == 2, proc.stderr
     assert "trainer.epochs" in proc.stderr
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "runs").exists()

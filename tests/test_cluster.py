@@ -28,7 +28,7 @@ def _run_scenario(name: str, work: Path, timeout: float = 240) -> dict:
     assert proc.returncode == 0 and lines, (
         f"{name} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
     )
-    return json.loads(lines[-1][len(RESULT_PREFIX):])
+    return json.loads(lines[-1][len(RESULT_PREFIX) :])
 
 
 @slow  # ~20 s (a two-node cluster and a fresh MLflow store); the rule itself is unit-tested in test_storage.py

@@ -66,7 +66,10 @@ def test_three_mistakes_are_all_reported_with_paths(tmp_path):
 
 
 def test_cli_validate_exits_2_without_importing_ray(tmp_path):
-    p = write(tmp_path, "name: x\ndata: {name: digits}\nmodel: {name: mlp}\ntrainer: {lr: -1, optimizer: sgdd}\nresource: {}\n")
+    p = write(
+        tmp_path,
+        "name: x\ndata: {name: digits}\nmodel: {name: mlp}\ntrainer: {lr: -1, optimizer: sgdd}\nresource: {}\n",
+    )
     code = (
         "import sys; from growray.cli import main; rc = main(['validate', sys.argv[1]]);"
         "assert 'ray' not in sys.modules and 'mlflow' not in sys.modules, 'validate imported ray/mlflow';"
@@ -147,7 +150,9 @@ def test_invalid_strategy_combinations_are_rejected_with_a_reason():
             {
                 **MINIMAL,
                 "growth": {**MINIMAL["growth"], "max_width": 80},
-                "search": {"space": {"growth.initializer.name": {"type": "categorical", "choices": ["random", "north_weight"]}}},
+                "search": {
+                    "space": {"growth.initializer.name": {"type": "categorical", "choices": ["random", "north_weight"]}}
+                },
             }
         )
 
@@ -198,7 +203,10 @@ def test_missing_space_file_lists_folders(tmp_path):
         ({"trainer.lrr": {"type": "float", "low": 0.1, "high": 1.0}}, "did you mean 'lr'"),
         ({"trainer.lr": {"type": "float", "low": 0.1, "high": 100.0}}, "trainer.lr"),  # high out of range
         ({"growth.trigger.name": {"type": "categorical", "choices": ["schedule", "platau"]}}, "did you mean 'plateau'"),
-        ({"growth.trigger.patience": {"type": "int", "low": 1, "high": 3}}, "no parameter 'patience'"),  # not for schedule
+        (
+            {"growth.trigger.patience": {"type": "int", "low": 1, "high": 3}},
+            "no parameter 'patience'",
+        ),  # not for schedule
         ({"trainer.lr": {"type": "float", "low": 1.0, "high": 0.1}}, "must not exceed"),
         ({"trainer.lr": {"type": "categorical"}}, "non-empty 'choices'"),
         ({"search.num_samples": {"type": "int", "low": 1, "high": 2}}, "cannot be searched"),
@@ -244,10 +252,26 @@ def test_space_function_samples_only_active_parameters():
             "search": {
                 "space": {
                     "growth.trigger.name": {"type": "categorical", "choices": ["schedule", "plateau"]},
-                    "growth.trigger.patience": {"type": "int", "low": 1, "high": 3, "when": {"growth.trigger.name": "plateau"}},
-                    "growth.trigger.every_steps": {"type": "int", "low": 2, "high": 9, "when": {"growth.trigger.name": ["schedule"]}},
+                    "growth.trigger.patience": {
+                        "type": "int",
+                        "low": 1,
+                        "high": 3,
+                        "when": {"growth.trigger.name": "plateau"},
+                    },
+                    "growth.trigger.every_steps": {
+                        "type": "int",
+                        "low": 2,
+                        "high": 9,
+                        "when": {"growth.trigger.name": ["schedule"]},
+                    },
                     "trainer.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
-                    "trainer.batch_size": {"type": "int", "low": 16, "high": 64, "step": 16, "when": {"trainer.optimizer": "adam"}},
+                    "trainer.batch_size": {
+                        "type": "int",
+                        "low": 16,
+                        "high": 64,
+                        "step": 16,
+                        "when": {"trainer.optimizer": "adam"},
+                    },
                 }
             },
         }

@@ -147,8 +147,12 @@ def test_digits_shapes_dtypes_and_sizes(digits0: Dataset) -> None:
     for x, y in ((d.x_train, d.y_train), (d.x_val, d.y_val), (d.x_test, d.y_test)):
         assert x.dtype == np.float32 and y.dtype == np.int64 and x.shape == (len(y), 64)
     assert d.summary() == {
-        "dataset": "digits", "n_train": 1257, "n_val": 270, "n_test": 270,
-        "input_shape": "64", "n_classes": 10,
+        "dataset": "digits",
+        "n_train": 1257,
+        "n_val": 270,
+        "n_test": 270,
+        "input_shape": "64",
+        "n_classes": 10,
     }
 
 
@@ -231,7 +235,9 @@ def test_read_idx_wrong_kind_and_truncated(tmp_path: Path) -> None:
 # --- fashion_mnist -------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not DEBIAN_FOLDER.is_dir(), reason=f"{DEBIAN_FOLDER} absent (apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    not DEBIAN_FOLDER.is_dir(), reason=f"{DEBIAN_FOLDER} absent (apt-get install dataset-fashion-mnist)"
+)
 def test_fashion_mnist_real_files(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(fm.ENV_VAR, raising=False)
     spec = {"name": "fashion_mnist", "limit_train": 300, "limit_test": 100}
@@ -291,8 +297,10 @@ def test_fashion_mnist_not_found_lists_folders(isolated: Path, monkeypatch: pyte
     assert isinstance(info.value, FileNotFoundError)
 
 
-@pytest.mark.parametrize(("params", "match"), [({"limit_train": 0}, "limit_train"), ({"limit_test": -1}, "limit_test"),
-                                               ({"val_fraction": 1.0}, "val_fraction")])
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [({"limit_train": 0}, "limit_train"), ({"limit_test": -1}, "limit_test"), ({"val_fraction": 1.0}, "val_fraction")],
+)
 def test_fashion_mnist_parameter_validation(isolated: Path, params: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         load_dataset({"name": "fashion_mnist", **params}, seed=0)

@@ -120,8 +120,10 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 # --- schema and description ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "shape", "n_classes"), [("mnist", (1, 28, 28), 10), ("cifar10", (3, 32, 32), 10),
-                                                         ("cifar100", (3, 32, 32), 100)])
+@pytest.mark.parametrize(
+    ("name", "shape", "n_classes"),
+    [("mnist", (1, 28, 28), 10), ("cifar10", (3, 32, 32), 10), ("cifar100", (3, 32, 32), 100)],
+)
 def test_describe_without_files(isolated: Path, name: str, shape: tuple, n_classes: int) -> None:
     assert describe_dataset({"name": name, "root": str(isolated / "nowhere")}) == (shape, n_classes)
     params = inspect.signature(getattr(tv, name)).parameters
@@ -209,10 +211,13 @@ class Exploit:
         return (os.system, ("touch pwned",))
 
 
-@pytest.mark.parametrize("payload", [
-    lambda: pickle.dumps({"data": Exploit(), "labels": []}, protocol=2),
-    lambda: pickle.dumps({"data": np.zeros((1, 3072), np.uint8), "labels": [eval]}, protocol=4),
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        lambda: pickle.dumps({"data": Exploit(), "labels": []}, protocol=2),
+        lambda: pickle.dumps({"data": np.zeros((1, 3072), np.uint8), "labels": [eval]}, protocol=4),
+    ],
+)
 def test_cifar_unpickler_refuses_other_globals(isolated: Path, monkeypatch: pytest.MonkeyPatch, payload) -> None:
     monkeypatch.chdir(isolated)
     folder = isolated / "cifar-10-batches-py"
@@ -223,13 +228,16 @@ def test_cifar_unpickler_refuses_other_globals(isolated: Path, monkeypatch: pyte
     assert not (isolated / "pwned").exists()
 
 
-@pytest.mark.parametrize(("content", "match"), [
-    (b"not a pickle", "not a readable CIFAR pickle"),
-    (pickle.dumps([1, 2, 3], protocol=2), "expected a pickled dict"),
-    (pickle.dumps({"data": np.zeros((2, 3072), np.float32), "labels": [0, 1]}), "uint8 array"),
-    (pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}), r"labels must lie in 0\.\.9"),
-    (pickle.dumps({"data": np.zeros((2, 3072), np.uint8)}), "expected keys"),
-])
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"not a pickle", "not a readable CIFAR pickle"),
+        (pickle.dumps([1, 2, 3], protocol=2), "expected a pickled dict"),
+        (pickle.dumps({"data": np.zeros((2, 3072), np.float32), "labels": [0, 1]}), "uint8 array"),
+        (pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}), r"labels must lie in 0\.\.9"),
+        (pickle.dumps({"data": np.zeros((2, 3072), np.uint8)}), "expected keys"),
+    ],
+)
 def test_cifar_malformed_batches(isolated: Path, content: bytes, match: str) -> None:
     folder = isolated / "cifar-10-batches-py"
     write_cifar10(folder)
@@ -241,11 +249,14 @@ def test_cifar_malformed_batches(isolated: Path, content: bytes, match: str) -> 
 # --- missing files, parameters, download -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "layout", "a_file"), [
-    ("mnist", "MNIST/raw", "t10k-labels-idx1-ubyte"),
-    ("cifar10", "cifar-10-batches-py", "data_batch_5"),
-    ("cifar100", "cifar-100-python", "train"),
-])
+@pytest.mark.parametrize(
+    ("name", "layout", "a_file"),
+    [
+        ("mnist", "MNIST/raw", "t10k-labels-idx1-ubyte"),
+        ("cifar10", "cifar-10-batches-py", "data_batch_5"),
+        ("cifar100", "cifar-100-python", "train"),
+    ],
+)
 def test_missing_folder_names_folders_files_and_fix(
     isolated: Path, monkeypatch: pytest.MonkeyPatch, name: str, layout: str, a_file: str
 ) -> None:
@@ -267,11 +278,16 @@ def test_incomplete_cifar_folder_is_not_found(isolated: Path) -> None:
         load_dataset({"name": "cifar10", "root": str(isolated)}, seed=0)
 
 
-@pytest.mark.parametrize(("params", "error", "match"), [
-    ({"limit_train": 1}, ValueError, "limit_train"), ({"limit_test": 0}, ValueError, "limit_test"),
-    ({"val_fraction": 0.0}, ValueError, "val_fraction"), ({"root": 3}, TypeError, "root must be a folder path"),
-    ({"download": "yes"}, TypeError, "download must be true or false"),
-])
+@pytest.mark.parametrize(
+    ("params", "error", "match"),
+    [
+        ({"limit_train": 1}, ValueError, "limit_train"),
+        ({"limit_test": 0}, ValueError, "limit_test"),
+        ({"val_fraction": 0.0}, ValueError, "val_fraction"),
+        ({"root": 3}, TypeError, "root must be a folder path"),
+        ({"download": "yes"}, TypeError, "download must be true or false"),
+    ],
+)
 def test_parameter_validation(isolated: Path, params: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         load_dataset({"name": "cifar10", **params}, seed=0)

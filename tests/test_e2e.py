@@ -6,7 +6,6 @@ import json
 import socket
 
 import pytest
-
 from conftest import tiny_experiment
 
 pytestmark = pytest.mark.timeout(300)
@@ -65,8 +64,19 @@ def test_mlflow_holds_parent_children_metrics_artifacts(sweep):
         assert child.info.status == "FINISHED"
         assert child.data.tags["growray.kind"] == "growth"
         metrics = child.data.metrics
-        for key in ("train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "cost/params", "cost/flops",
-                    "growth/events", "growth/width/hidden.0", "growth/width/hidden.1", "growth/preservation_error"):
+        for key in (
+            "train/loss",
+            "train/acc",
+            "val/loss",
+            "val/acc",
+            "test/acc",
+            "cost/params",
+            "cost/flops",
+            "growth/events",
+            "growth/width/hidden.0",
+            "growth/width/hidden.1",
+            "growth/preservation_error",
+        ):
             assert key in metrics, key
         # params: the resolved config, with this trial's sampled values
         searched = json.loads(child.data.tags["growray.searched"])
@@ -96,7 +106,9 @@ def test_optuna_study_survives_the_driver(sweep):
     study = optuna.load_study(study_name=result.name, storage=f"sqlite:///{tmp / 'runs' / 'tiny' / 'optuna.db'}")
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3
-    assert {tuple(sorted(t.params)) for t in complete} == {("growth.initializer.name", "growth.trigger.n_units", "trainer.lr")}
+    assert {tuple(sorted(t.params)) for t in complete} == {
+        ("growth.initializer.name", "growth.trigger.n_units", "trainer.lr")
+    }
     assert max(t.value for t in complete) == pytest.approx(result.best.metric)
 
 
@@ -128,13 +140,18 @@ def test_ui_serves_the_sweep_over_rest(sweep):
         wait_healthy(url, timeout=120, process=proc)
         r = requests.post(
             f"{url}/api/2.0/mlflow/runs/search",
-            json={"experiment_ids": [result.experiment_id], "filter": f"tags.mlflow.parentRunId = '{result.parent_run_id}'"},
+            json={
+                "experiment_ids": [result.experiment_id],
+                "filter": f"tags.mlflow.parentRunId = '{result.parent_run_id}'",
+            },
             timeout=30,
         )
         r.raise_for_status()
         ids = {run["info"]["run_id"] for run in r.json()["runs"]}
         assert ids == {t.mlflow_run_id for t in result.trials}
-        listed = requests.get(f"{url}/api/2.0/mlflow/artifacts/list", params={"run_id": result.best.mlflow_run_id}, timeout=30)
+        listed = requests.get(
+            f"{url}/api/2.0/mlflow/artifacts/list", params={"run_id": result.best.mlflow_run_id}, timeout=30
+        )
         assert "growth_events.json" in {f["path"] for f in listed.json()["files"]}
     finally:
         proc.stop()
@@ -182,8 +199,12 @@ def test_diverging_trial_fails_alone_and_is_not_retried(ray_session, tmp_path):
         model={"hidden": [8]},
         growth=None,
         trainer={"epochs": 2, "optimizer": "sgd", "momentum": 0.9},  # lr 10 diverges at step ~27 here
-        search={"space": {"trainer.lr": {"type": "categorical", "choices": [0.01, 10.0]}}, "sampler": {"name": "random", "seed": 0},
-                "num_samples": 4, "max_failures": 2},
+        search={
+            "space": {"trainer.lr": {"type": "categorical", "choices": [0.01, 10.0]}},
+            "sampler": {"name": "random", "seed": 0},
+            "num_samples": 4,
+            "max_failures": 2,
+        },
     )
     result = run_sweep(exp, live_interval_s=60)
     diverged = [t for t in result.trials if t.config["trainer.lr"] == 10.0]

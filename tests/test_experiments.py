@@ -19,7 +19,9 @@ def test_every_experiment_validates(path):
 
 
 @pytest.mark.timeout(400)
-@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").exists(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.skipif(
+    not (FASHION / "train-images-idx3-ubyte.gz").exists(), reason="apt-get install dataset-fashion-mnist"
+)
 def test_fashion_mnist_strategy_sweep_records_growth(ray_session, tmp_path):
     from mlflow import MlflowClient
 

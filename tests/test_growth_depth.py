@@ -48,7 +48,9 @@ def _mlp(batch_norm, activation="relu", seed=0):
 
 def _cnn(batch_norm, kernel_size=3, seed=0):
     torch.manual_seed(seed)
-    m = GrowableCNN((2, 8, 8), 3, channels=[3, 4], pool_after=[1], kernel_size=kernel_size, hidden=[5], batch_norm=batch_norm)
+    m = GrowableCNN(
+        (2, 8, 8), 3, channels=[3, 4], pool_after=[1], kernel_size=kernel_size, hidden=[5], batch_norm=batch_norm
+    )
     _fill_stats(m, torch.randn(32, 2, 8, 8))
     return m
 
@@ -97,10 +99,16 @@ def test_net2deeper_bn_undoes_itself_on_the_training_batch_in_train_mode(family)
     before = train_out(model)
     change = Net2DeeperDeepener().apply(model, model.sites()[0], batch=(xb, None))
     for m, (mean, var, n) in zip(norms, running):
-        assert torch.equal(m.running_mean, mean) and torch.equal(m.running_var, var) and torch.equal(m.num_batches_tracked, n)
+        assert (
+            torch.equal(m.running_mean, mean)
+            and torch.equal(m.running_var, var)
+            and torch.equal(m.num_batches_tracked, n)
+        )
     assert (train_out(model) - before).abs().max().item() <= 1e-5
     norm = model.block(change.new_site).norm
-    assert torch.allclose(norm.weight, torch.sqrt(norm.running_var + norm.eps)) and torch.equal(norm.bias, norm.running_mean)
+    assert torch.allclose(norm.weight, torch.sqrt(norm.running_var + norm.eps)) and torch.equal(
+        norm.bias, norm.running_mean
+    )
 
 
 @pytest.mark.parametrize("activation", ["tanh", "leaky_relu", "gelu", "silu"])
@@ -304,13 +312,21 @@ def test_strategy_deepens_emits_events_and_respects_max_depth():
     probe = (torch.randn(32, 4, 4), torch.randint(0, 3, (32,)))
     batch = (torch.randn(64, 4, 4), torch.randint(0, 3, (64,)))
     strategy = GrowthStrategy(
-        _DeepenOnce("hidden.0"), RandomInitializer(), deepener=DEEPENERS.build("net2deeper"),
-        deepener_name="net2deeper", max_depth=3,
+        _DeepenOnce("hidden.0"),
+        RandomInitializer(),
+        deepener=DEEPENERS.build("net2deeper"),
+        deepener_name="net2deeper",
+        max_depth=3,
     )
     (ev,) = strategy.step(model, opt, TriggerContext(7, 1, "step", model.widths(), model=model, batch=batch), probe)
     assert model.training, "mode restored"
     assert (ev.kind, ev.site, ev.after, ev.n_added, ev.width_before, ev.width_after) == (
-        "deepen", "hidden.2", "hidden.0", 6, 0, 6
+        "deepen",
+        "hidden.2",
+        "hidden.0",
+        6,
+        0,
+        6,
     )
     assert (ev.step, ev.epoch, ev.trigger, ev.initializer, ev.trigger_score) == (7, 1, "_DeepenOnce", "net2deeper", 0.5)
     assert ev.preserves_function and 0.0 <= ev.preservation_error <= 1e-5
@@ -366,7 +382,9 @@ def test_payload_reaches_an_initializer_that_uses_hints():
 
     init = _HintedInitializer()
     model = _mlp(False)
-    GrowthStrategy(Once(), init).step(model, None, TriggerContext(1, 0, "step", model.widths()), (torch.randn(4, 4, 4), None))
+    GrowthStrategy(Once(), init).step(
+        model, None, TriggerContext(1, 0, "step", model.widths()), (torch.randn(4, 4, 4), None)
+    )
     assert len(init.hints) == 1 and torch.equal(init.hints[0]["fan_in"], torch.ones(2, 6))
     with pytest.raises(ValueError, match="kind"):
         GrowthRequest("hidden.0", 1, kind="deeper")
@@ -423,8 +441,10 @@ def test_growth_hook_advances_gates_and_a_deepened_run_resumes_exactly(tmp_path)
 
     def hooks():
         strategy = GrowthStrategy(
-            ScheduleTrigger(every_steps=5, kind="deepen", stop_step=5), RandomInitializer(),
-            deepener=DropInDeepener(steps=6), deepener_name="dropin",
+            ScheduleTrigger(every_steps=5, kind="deepen", stop_step=5),
+            RandomInitializer(),
+            deepener=DropInDeepener(steps=6),
+            deepener_name="dropin",
         )
         return [GrowthHook(strategy, data.val, buffer_size=32)]
 

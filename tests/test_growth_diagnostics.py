@@ -27,7 +27,9 @@ def grown(initializer: str, batch_norm: bool = False):
     torch.manual_seed(0)
     model = GrowableMLP((8,), 3, hidden=[6], batch_norm=batch_norm)
     x, y = torch.randn(128, 8), torch.randint(0, 3, (128,))
-    strategy = GrowthStrategy(TRIGGERS.build({"name": "schedule", "every_steps": 1, "n_units": 4}), INITIALIZERS.build(initializer))
+    strategy = GrowthStrategy(
+        TRIGGERS.build({"name": "schedule", "every_steps": 1, "n_units": 4}), INITIALIZERS.build(initializer)
+    )
     ctx = TriggerContext(step=1, epoch=0, phase="step", widths=model.widths(), model=model, batch=(x, y))
     strategy.step(model, None, ctx, (x[:16], y[:16]))
     return model, (x, y)

@@ -61,11 +61,17 @@ def test_firefly_beats_random_candidates():
 def test_firefly_split_is_expressed_as_append():
     model, batch = _toy()
     mods = model.site_modules("hidden.0")
-    w, b, cw = mods.producer.weight.detach().clone(), mods.producer.bias.detach().clone(), mods.consumer.weight.detach().clone()
+    w, b, cw = (
+        mods.producer.weight.detach().clone(),
+        mods.producer.bias.detach().clone(),
+        mods.consumer.weight.detach().clone(),
+    )
     with torch.no_grad():
         base = float(F.cross_entropy(model(batch[0]), batch[1]))
     torch.manual_seed(0)
-    prop = FireflyInitializer(n_candidates=0, eps=0.05, opt_steps=10, lr=0.05).propose(model, "hidden.0", 2, batch=batch)
+    prop = FireflyInitializer(n_candidates=0, eps=0.05, opt_steps=10, lr=0.05).propose(
+        model, "hidden.0", 2, batch=batch
+    )
     # Only splits: recover each copy's source unit, check fan-in = theta + eps*delta, half fan-out.
     src = [int((prop.fan_in[k] - w).norm(dim=1).argmin()) for k in range(2)]
     assert len(set(src)) == 2
@@ -82,7 +88,13 @@ def test_firefly_split_is_expressed_as_append():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"n_candidates": -1}, {"eps": 0.0}, {"opt_steps": -2}, {"lr": float("inf")}, {"n_candidates": 0, "grow_splits": False}],
+    [
+        {"n_candidates": -1},
+        {"eps": 0.0},
+        {"opt_steps": -2},
+        {"lr": float("inf")},
+        {"n_candidates": 0, "grow_splits": False},
+    ],
 )
 def test_firefly_rejects_bad_params(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):

@@ -143,13 +143,20 @@ def test_conv_auxiliary_gradient_matches_autograd():
     cnn = pytest.importorskip("growray.models.cnn")
     torch.manual_seed(0)
     x, y = torch.randn(12, 3, 8, 8), torch.randint(0, 5, (12,))
-    for site in ("conv.0", "conv.1"):  # conv -> conv (kernel 3, padding 1), conv -> flatten -> Linear; no pooling: exact
+    for site in (
+        "conv.0",
+        "conv.1",
+    ):  # conv -> conv (kernel 3, padding 1), conv -> flatten -> Linear; no pooling: exact
         model = cnn.GrowableCNN((3, 8, 8), 5, channels=[4, 6], pool_after=[], batch_norm=False).eval()
         mods = model.site_modules(site)
         m = auxiliary_gradient(model, site, (x, y)).matrix
         cols = torch.randn(1, m.shape[0])
         fan_in = torch.zeros(1, *mods.producer.weight.shape[1:])
-        widen(model, site, WidthProposal(fan_in, torch.full((1,), 1e-6), columns_to_fan_out(cols, mods.consumer.weight, mods.spatial)))
+        widen(
+            model,
+            site,
+            WidthProposal(fan_in, torch.full((1,), 1e-6), columns_to_fan_out(cols, mods.consumer.weight, mods.spatial)),
+        )
         loss = F.cross_entropy(model(x), y)
         grad = torch.autograd.grad(loss, model.site_modules(site).producer.weight)[0][-1].flatten()
         assert torch.allclose(grad, cols[0] @ m, rtol=1e-3, atol=1e-6), site
@@ -167,7 +174,9 @@ def test_gradient_trigger_counts(digits):
     # By hand: singular values of M versus 0.5 x mean(||dL/dw_in_i|| + ||dL/dw_out_i||).
     sv = torch.linalg.svdvals(auxiliary_gradient(model, site, batch).matrix)
     mods = model.site_modules(site)
-    gin, gout = torch.autograd.grad(F.cross_entropy(model(x[:256]), y[:256]), [mods.producer.weight, mods.consumer.weight])
+    gin, gout = torch.autograd.grad(
+        F.cross_entropy(model(x[:256]), y[:256]), [mods.producer.weight, mods.consumer.weight]
+    )
     thr = 0.5 * float((gin.norm(dim=1) + gout.norm(dim=0)).mean())
     expected = int((sv > thr).sum())
     trig = GradientTrigger()

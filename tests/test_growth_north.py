@@ -140,8 +140,9 @@ def test_conv_sites_keep_a_running_max_dense_sites_the_first_value():
     xs = [torch.randn(8, 1, 8, 8, generator=g) * s for s in (0.2, 3.0, 0.2)]  # fc.0: n=8 > M=5
     phis = []
     for s, x in enumerate(xs, 1):
-        phis.append({site: effective_dimension(units_matrix(capture_site(model, site, x).post), 0.3)
-                     for site in model.sites()})
+        phis.append(
+            {site: effective_dimension(units_matrix(capture_site(model, site, x).post), 0.3) for site in model.sites()}
+        )
         trig.check(_ctx(model, s, x))
     base = trig.state_dict()["baseline"]
     assert base["fc.0"] == phis[0]["fc.0"]

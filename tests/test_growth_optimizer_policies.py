@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from growray.growth import INITIALIZERS, GrowthStrategy, TRIGGERS, TriggerContext
+from growray.growth import INITIALIZERS, TRIGGERS, GrowthStrategy, TriggerContext
 from growray.growth.optim_state import OPTIMIZER_STATE_POLICIES, match_incumbents, migrate_optimizer
 from growray.models import GrowableMLP
 
@@ -18,7 +18,11 @@ torch.set_num_threads(1)
 def trained(seed=0, steps=50, opt="adam"):
     torch.manual_seed(seed)
     model = GrowableMLP((6,), 3, hidden=[5], batch_norm=False)
-    optim = torch.optim.Adam(model.parameters(), lr=1e-2) if opt == "adam" else torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    optim = (
+        torch.optim.Adam(model.parameters(), lr=1e-2)
+        if opt == "adam"
+        else torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)
+    )
     x, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
     for _ in range(steps):
         optim.zero_grad()
@@ -28,9 +32,15 @@ def trained(seed=0, steps=50, opt="adam"):
 
 
 def grow(model, optim, policy, initializer="net2wider", n=3):
-    strategy = GrowthStrategy(TRIGGERS.build({"name": "schedule", "every_steps": 1, "n_units": n}), INITIALIZERS.build(initializer), optimizer_state=policy)
+    strategy = GrowthStrategy(
+        TRIGGERS.build({"name": "schedule", "every_steps": 1, "n_units": n}),
+        INITIALIZERS.build(initializer),
+        optimizer_state=policy,
+    )
     x = torch.randn(8, 6)
-    ctx = TriggerContext(step=1, epoch=0, phase="step", widths=model.widths(), model=model, batch=(x, torch.zeros(8, dtype=torch.long)))
+    ctx = TriggerContext(
+        step=1, epoch=0, phase="step", widths=model.widths(), model=model, batch=(x, torch.zeros(8, dtype=torch.long))
+    )
     return strategy.step(model, optim, ctx, (x, torch.zeros(8, dtype=torch.long)))
 
 
@@ -38,7 +48,9 @@ def grow(model, optim, policy, initializer="net2wider", n=3):
 @pytest.mark.parametrize("opt", ["adam", "sgd"])
 def test_incumbents_kept_bit_identical(policy, opt):
     model, optim, _ = trained(opt=opt)
-    before = {n: {k: v.clone() for k, v in optim.state[p].items() if torch.is_tensor(v)} for n, p in model.named_parameters()}
+    before = {
+        n: {k: v.clone() for k, v in optim.state[p].items() if torch.is_tensor(v)} for n, p in model.named_parameters()
+    }
     grow(model, optim, policy)
     for name, p in model.named_parameters():
         for key, old in before[name].items():

@@ -208,8 +208,18 @@ def test_trigger_cooldown_schedule_and_state():
     assert len(trigger.check(ctx(5, 0))) == 1
     assert trigger.check(ctx(10, 1)) == []  # cooling down
     state = json.loads(json.dumps(trigger.state_dict()))
-    other = TRIGGERS.build({"name": "senn", "check_every": 5, "cooldown_epochs": 2, "alpha": 0.0, "tau": 0.0,
-                            "depth": False, "n_proposals": 8, "n_steps": 2})
+    other = TRIGGERS.build(
+        {
+            "name": "senn",
+            "check_every": 5,
+            "cooldown_epochs": 2,
+            "alpha": 0.0,
+            "tau": 0.0,
+            "depth": False,
+            "n_proposals": 8,
+            "n_steps": 2,
+        }
+    )
     other.load_state_dict(state)
     assert other.check(ctx(15, 2)) == trigger.check(ctx(15, 2)) != []
     with pytest.raises(ValueError, match="tau"):
@@ -253,8 +263,11 @@ def test_depth_proposals_pay_the_layer_cost_and_go_through_the_strategy():
             return gain in self.last_depth_scores.values()
 
     trigger = _DepthOnly(layer_cost=1.0, layer_cooldown=2, **kw)
-    strategy = GrowthStrategy(trigger, SENNInitializer(n_proposals=10), deepener=DEEPENERS.build(
-        {"name": "net2deeper", "activation": "rational"}))
+    strategy = GrowthStrategy(
+        trigger,
+        SENNInitializer(n_proposals=10),
+        deepener=DEEPENERS.build({"name": "net2deeper", "activation": "rational"}),
+    )
     (event,) = strategy.step(model, None, _ctx(model, x, y), (x[:32], y[:32]))
     assert event.kind == "deepen" and event.preservation_error < 1e-5 and len(model.sites()) == 2
     assert trigger.layer_cooldown_left == 2
@@ -276,7 +289,10 @@ class TestSENNInitializerConformance(InitializerConformance):
 
 class TestSENNTriggerConformance(TriggerConformance):
     @pytest.fixture(
-        params=[{}, {"check_every": 60, "cooldown_epochs": 1, "alpha": 0.0, "max_per_check": 2, "n_proposals": 8, "n_steps": 2}],
+        params=[
+            {},
+            {"check_every": 60, "cooldown_epochs": 1, "alpha": 0.0, "max_per_check": 2, "n_proposals": 8, "n_steps": 2},
+        ],
         ids=["defaults", "fast"],
     )
     def trigger_factory(self, request):
@@ -285,5 +301,7 @@ class TestSENNTriggerConformance(TriggerConformance):
     def test_fast_settings_fire(self):
         from growray.testing.triggers import standard_contexts
 
-        trigger = TRIGGERS.build({"name": "senn", "check_every": 60, "cooldown_epochs": 1, "alpha": 0.0, "n_proposals": 8})
+        trigger = TRIGGERS.build(
+            {"name": "senn", "check_every": 60, "cooldown_epochs": 1, "alpha": 0.0, "n_proposals": 8}
+        )
         assert any(trigger.check(ctx) for ctx in standard_contexts())

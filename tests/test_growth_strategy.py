@@ -37,15 +37,20 @@ def test_schedule_strategy_grows_at_steps_and_respects_max_width(batch_norm):
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     probe = (torch.randn(32, 2, 3), torch.randint(0, 4, (32,)))
     strategy = GrowthStrategy(
-        ScheduleTrigger(every_steps=5, n_units=3), Net2WiderInitializer(), max_width=9,
-        trigger_name="schedule", initializer_name="net2wider",
+        ScheduleTrigger(every_steps=5, n_units=3),
+        Net2WiderInitializer(),
+        max_width=9,
+        trigger_name="schedule",
+        initializer_name="net2wider",
     )
     events = _train(model, strategy, 22, opt, probe)
     assert model.widths() == {"hidden.0": 9, "hidden.1": 9}
     got = [(e.step, e.site, e.width_before, e.width_after) for e in events]
     assert got == [
-        (5, "hidden.0", 4, 7), (5, "hidden.1", 3, 6),
-        (10, "hidden.0", 7, 9), (10, "hidden.1", 6, 9),  # clipped to max_width
+        (5, "hidden.0", 4, 7),
+        (5, "hidden.1", 3, 6),
+        (10, "hidden.0", 7, 9),
+        (10, "hidden.1", 6, 9),  # clipped to max_width
     ]  # steps 15, 20: nothing left, no events
     for e in events:
         assert e.kind == "widen" and e.trigger == "schedule" and e.initializer == "net2wider"

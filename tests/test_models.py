@@ -15,8 +15,12 @@ def test_registries():
     assert ACTIVATIONS.names() == ["gelu", "leaky_relu", "rational", "relu", "silu", "smooth_leaky", "tanh"]
     assert isinstance(make_activation("gelu"), nn.GELU)
     assert set(MODELS.user_parameters("mlp")) == {
-        "hidden", "activation", "batch_norm",
-        "hidden_ids", "hidden_activations", "hidden_dropin",  # per-block options written by grown specs
+        "hidden",
+        "activation",
+        "batch_norm",
+        "hidden_ids",
+        "hidden_activations",
+        "hidden_dropin",  # per-block options written by grown specs
     }
 
 
@@ -47,8 +51,14 @@ def test_spec_round_trip(batch_norm):
     m.eval()
     spec = m.spec()
     d = json.loads(spec.to_json())
-    assert d == {"kind": "mlp", "input_shape": [2, 3], "n_classes": 4, "hidden": [7, 5],
-                 "activation": "silu", "batch_norm": batch_norm}
+    assert d == {
+        "kind": "mlp",
+        "input_shape": [2, 3],
+        "n_classes": 4,
+        "hidden": [7, 5],
+        "activation": "silu",
+        "batch_norm": batch_norm,
+    }
     assert ArchSpec.from_dict(spec.to_dict()) == spec
     rebuilt = build_model(ArchSpec.from_json(spec.to_json()))
     rebuilt.load_state_dict(m.state_dict())

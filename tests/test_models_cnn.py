@@ -23,9 +23,19 @@ def test_registered_with_typed_defaults():
     assert "cnn" in MODELS
     params = MODELS.user_parameters("cnn")
     assert set(params) == {
-        "channels", "pool_after", "kernel_size", "hidden", "activation", "batch_norm",
+        "channels",
+        "pool_after",
+        "kernel_size",
+        "hidden",
+        "activation",
+        "batch_norm",
         # per-block options written by grown specs (stable site ids, inserted layers' activations, DropIn gates)
-        "conv_ids", "conv_activations", "conv_dropin", "hidden_ids", "hidden_activations", "hidden_dropin",
+        "conv_ids",
+        "conv_activations",
+        "conv_dropin",
+        "hidden_ids",
+        "hidden_activations",
+        "hidden_dropin",
     }
     assert params["channels"].default == [16, 32] and params["pool_after"].default is None
     m = MODELS.build("cnn", input_shape=(3, 32, 32), n_classes=10)
@@ -35,8 +45,16 @@ def test_registered_with_typed_defaults():
 
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_structure_and_forward(batch_norm):
-    m = GrowableCNN((2, 12, 10), 3, channels=[4, 5, 6], pool_after=[0, 2], kernel_size=5,
-                    hidden=[7, 8], activation="gelu", batch_norm=batch_norm)
+    m = GrowableCNN(
+        (2, 12, 10),
+        3,
+        channels=[4, 5, 6],
+        pool_after=[0, 2],
+        kernel_size=5,
+        hidden=[7, 8],
+        activation="gelu",
+        batch_norm=batch_norm,
+    )
     assert m.sites() == ["conv.0", "conv.1", "conv.2", "fc.0", "fc.1"]
     assert m.widths() == {"conv.0": 4, "conv.1": 5, "conv.2": 6, "fc.0": 7, "fc.1": 8}
     assert m(torch.randn(4, 2, 12, 10)).shape == (4, 3)
@@ -83,8 +101,17 @@ def test_spec_round_trip(batch_norm):
     _fill_running_stats(m, x)
     spec = m.spec()
     d = json.loads(spec.to_json())
-    assert d == {"kind": "cnn", "input_shape": [3, 8, 8], "n_classes": 4, "channels": [4, 6], "pool_after": [1],
-                 "kernel_size": 3, "hidden": [5], "activation": "silu", "batch_norm": batch_norm}
+    assert d == {
+        "kind": "cnn",
+        "input_shape": [3, 8, 8],
+        "n_classes": 4,
+        "channels": [4, 6],
+        "pool_after": [1],
+        "kernel_size": 3,
+        "hidden": [5],
+        "activation": "silu",
+        "batch_norm": batch_norm,
+    }
     assert ArchSpec.from_dict(spec.to_dict()) == spec
     rebuilt = build_model(ArchSpec.from_json(spec.to_json()))
     rebuilt.load_state_dict(m.state_dict())
@@ -129,7 +156,10 @@ def test_unknown_site_and_activation():
     [
         ({"input_shape": (64,)}, r"input_shape must be \(C, H, W\).*got \(64,\)"),
         ({"input_shape": (1, 0, 8)}, r"input_shape must be \(C, H, W\) of positive ints"),
-        ({"input_shape": (1, 4, 4), "channels": [2, 2, 2]}, r"3 max-pools .* shrink input_shape \(1, 4, 4\) to 0x0.*pool fewer"),
+        (
+            {"input_shape": (1, 4, 4), "channels": [2, 2, 2]},
+            r"3 max-pools .* shrink input_shape \(1, 4, 4\) to 0x0.*pool fewer",
+        ),
         ({"input_shape": (1, 8, 2), "channels": [2, 2]}, r"to 2x0"),
         ({"n_classes": 0}, "n_classes must be an int >= 1; got 0"),
         ({"channels": []}, r"channels must list at least one width"),

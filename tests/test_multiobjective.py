@@ -4,8 +4,8 @@ the front tagged in MLflow, pareto.csv and the plot on the sweep, `growray paret
 from __future__ import annotations
 
 import pytest
-
 from conftest import tiny_experiment
+
 from growray.pareto import pareto_front
 
 pytestmark = pytest.mark.timeout(300)
@@ -27,7 +27,10 @@ def mo_sweep(ray_session, tmp_path_factory):
             "constraints": ["cost/latency_ms <= 1000", "cost/params <= 2000"],
             "sampler": {"name": "nsga2", "population_size": 2},
             "num_samples": 5,
-            "space": {"model.hidden.0": {"type": "int", "low": 2, "high": 24}, "trainer.lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}},
+            "space": {
+                "model.hidden.0": {"type": "int", "low": 2, "high": 24},
+                "trainer.lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+            },
         },
     )
     return exp, run_sweep(exp, live_interval_s=60), tmp
@@ -60,10 +63,23 @@ def test_every_trial_has_costs_and_the_latency_protocol(mo_sweep):
     _, result, _ = mo_sweep
     client = MlflowClient(result.tracking_uri)
     for r in client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.parent_run_id}'"):
-        for key in ("cost/params", "cost/flops", "cost/latency_ms", "cost/latency_p95_ms", "cost/train_flops", "cost/train_seconds"):
+        for key in (
+            "cost/params",
+            "cost/flops",
+            "cost/latency_ms",
+            "cost/latency_p95_ms",
+            "cost/train_flops",
+            "cost/train_seconds",
+        ):
             assert key in r.data.metrics, key
-        for key in ("cost.latency.batch_sizes", "cost.latency.dtype", "cost.latency.threads", "cost.latency.device",
-                    "cost.latency.warmup", "cost.latency.min_run_time"):
+        for key in (
+            "cost.latency.batch_sizes",
+            "cost.latency.dtype",
+            "cost.latency.threads",
+            "cost.latency.device",
+            "cost.latency.warmup",
+            "cost.latency.min_run_time",
+        ):
             assert key in r.data.params, key
         assert r.data.params["cost.latency.batch_sizes"] == "16"
 

@@ -65,7 +65,9 @@ def test_supernet_forward_backward_shapes(shape, nodes):
 
 def test_supernet_spec_round_trip_keeps_alphas():
     torch.manual_seed(0)
-    model = DartsSupernet((1, 8, 8), 3, channels=4, layers=2, nodes=2, multiplier=2, ops=["skip_connect", "sep_conv_3x3"])
+    model = DartsSupernet(
+        (1, 8, 8), 3, channels=4, layers=2, nodes=2, multiplier=2, ops=["skip_connect", "sep_conv_3x3"]
+    )
     with torch.no_grad():
         model.alpha_normal.normal_()
     assert "alpha_normal" in model.state_dict()
@@ -268,7 +270,9 @@ def test_discretized_network_inherits_weights_and_matches_a_peaked_supernet():
 
 
 def test_discretized_rejects_incompatible_genotypes():
-    model = DartsSupernet((1, 8, 8), 3, channels=4, layers=3, nodes=2, multiplier=2, ops=["skip_connect", "sep_conv_3x3"])
+    model = DartsSupernet(
+        (1, 8, 8), 3, channels=4, layers=3, nodes=2, multiplier=2, ops=["skip_connect", "sep_conv_3x3"]
+    )
     two_nodes = {
         "normal": [["max_pool_3x3", 0], ["skip_connect", 1], ["sep_conv_3x3", 2], ["skip_connect", 0]],
         "reduce": [["skip_connect", 0], ["skip_connect", 1], ["sep_conv_3x3", 2], ["skip_connect", 0]],

@@ -216,7 +216,9 @@ def test_derive_returns_the_best_scored_sample():
 
 def test_search_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
     torch.manual_seed(7)
-    search = EnasSearch(EnasController(n_nodes=2, hidden=8), samples_per_step=3, generator=torch.Generator().manual_seed(1))
+    search = EnasSearch(
+        EnasController(n_nodes=2, hidden=8), samples_per_step=3, generator=torch.Generator().manual_seed(1)
+    )
     search.train_controller(lambda g: float(_skips(g)), steps=2)
     torch.save(search.state_dict(), tmp_path / "s.pt")
     next_stats = search.train_controller(lambda g: float(_skips(g)), steps=1)

@@ -33,8 +33,13 @@ def _exp(method: str, **nas):
             "data": {"name": "digits", "image": True},
             "model": model,
             "trainer": {"epochs": 2, "batch_size": 256, "optimizer": "sgd", "lr": 0.05, "eval_batch_size": 2048},
-            "nas": {"method": method, "controller": {"steps": 2, "samples_per_step": 3}, "derive_samples": 4,
-                    "bn_calibration_batches": 1, **nas},
+            "nas": {
+                "method": method,
+                "controller": {"steps": 2, "samples_per_step": 3},
+                "derive_samples": 4,
+                "bn_calibration_batches": 1,
+                **nas,
+            },
             "costs": {"latency": {"enabled": False}},
         }
     )
@@ -94,7 +99,14 @@ def test_darts_uses_disjoint_halves_for_weights_and_architecture(images):
 
 
 def test_darts_plus_early_stop_records_the_reason(images):
-    model = {"name": "darts_supernet", "layers": 1, "channels": 2, "nodes": 1, "multiplier": 1, "ops": ["none", "skip_connect"]}
+    model = {
+        "name": "darts_supernet",
+        "layers": 1,
+        "channels": 2,
+        "nodes": 1,
+        "multiplier": 1,
+        "ops": ["none", "skip_connect"],
+    }
     exp = validate_dict({**_exp("darts").to_dict(), "model": model, "nas": {"method": "darts", "early_stop_skips": 1}})
     rec = MemoryRecorder()
     trainer = build_trainer(exp, images, recorder=rec)
@@ -124,8 +136,12 @@ def test_resume_from_checkpoint_continues_the_search_exactly(images, tmp_path, m
 
 def test_retrain_builds_the_evaluation_network_from_the_genotype(images):
     exp = _exp("darts", retrain={"epochs": 1, "channels": 3, "layers": 2, "drop_path": 0.1})
-    genotype = {"normal": [["sep_conv_3x3", 0], ["skip_connect", 1]], "normal_concat": [2],
-                "reduce": [["max_pool_3x3", 0], ["sep_conv_3x3", 1]], "reduce_concat": [2]}
+    genotype = {
+        "normal": [["sep_conv_3x3", 0], ["skip_connect", 1]],
+        "normal_concat": [2],
+        "reduce": [["max_pool_3x3", 0], ["sep_conv_3x3", 1]],
+        "reduce_concat": [2],
+    }
     rexp = retrain_experiment(exp, genotype)
     assert rexp.nas is None and rexp.model["name"] == "cell_network"
     assert (rexp.model["channels"], rexp.model["layers"], rexp.trainer.epochs) == (3, 2, 1)
@@ -137,8 +153,13 @@ def test_retrain_builds_the_evaluation_network_from_the_genotype(images):
 
 def test_model_space_file_fills_the_model_section():
     exp = validate_dict(
-        {"name": "x", "data": {"name": "digits", "image": True}, "model": {"space": "darts_cnn", "layers": 2, "nodes": 2, "multiplier": 2},
-         "nas": {"method": "darts"}, "trainer": {"epochs": 2}},
+        {
+            "name": "x",
+            "data": {"name": "digits", "image": True},
+            "model": {"space": "darts_cnn", "layers": 2, "nodes": 2, "multiplier": 2},
+            "nas": {"method": "darts"},
+            "trainer": {"epochs": 2},
+        },
         base_dir=ROOT / "experiments",
     )
     assert exp.model["name"] == "darts_supernet" and exp.model["layers"] == 2
@@ -148,29 +169,53 @@ def test_model_space_file_fills_the_model_section():
 def test_nas_config_errors_name_the_path_and_the_fix():
     with pytest.raises(ConfigError) as info:
         validate_dict(
-            {"name": "x", "data": {"name": "digits"}, "model": {"name": "mlp"}, "nas": {"method": "enas", "order": 3},
-             "search": {"sampler": {"name": "grid"}, "space": {"trainer.lr": {"type": "float", "low": 0.1, "high": 0.2}}}}
+            {
+                "name": "x",
+                "data": {"name": "digits"},
+                "model": {"name": "mlp"},
+                "nas": {"method": "enas", "order": 3},
+                "search": {
+                    "sampler": {"name": "grid"},
+                    "space": {"trainer.lr": {"type": "float", "low": 0.1, "high": 0.2}},
+                },
+            }
         )
     text = str(info.value)
     assert "nas.order" in text
     with pytest.raises(ConfigError) as info:
-        validate_dict({"name": "x", "data": {"name": "digits"}, "model": {"name": "mlp"}, "nas": {"method": "enas"},
-                       "search": {"sampler": {"name": "grid"}, "space": {"trainer.lr": {"type": "float", "low": 0.1, "high": 0.2}}}})
+        validate_dict(
+            {
+                "name": "x",
+                "data": {"name": "digits"},
+                "model": {"name": "mlp"},
+                "nas": {"method": "enas"},
+                "search": {
+                    "sampler": {"name": "grid"},
+                    "space": {"trainer.lr": {"type": "float", "low": 0.1, "high": 0.2}},
+                },
+            }
+        )
     text = str(info.value)
     assert "model.name" in text and "enas_supernet" in text
     assert "search.space.trainer.lr" in text and "step" in text
     with pytest.raises(ConfigError, match="data.image: true"):
-        validate_dict({"name": "x", "data": {"name": "digits"}, "model": {"name": "darts_supernet"}, "nas": {"method": "darts"}})
+        validate_dict(
+            {"name": "x", "data": {"name": "digits"}, "model": {"name": "darts_supernet"}, "nas": {"method": "darts"}}
+        )
 
 
 def test_list_valued_choices_reach_the_trial_as_lists():
     from growray.tune.space import SpaceFunction
 
     exp = validate_dict(
-        {"name": "x", "data": {"name": "digits", "image": True},
-         "model": {"name": "darts_supernet", "layers": 1, "channels": 2, "nodes": 1, "multiplier": 1},
-         "nas": {"method": "darts"}, "trainer": {"epochs": 2},
-         "search": {"space": {"model.ops": {"type": "categorical", "choices": [OPS, ["none", "skip_connect"]]}}}}
+        {
+            "name": "x",
+            "data": {"name": "digits", "image": True},
+            "model": {"name": "darts_supernet", "layers": 1, "channels": 2, "nodes": 1, "multiplier": 1},
+            "nas": {"method": "darts"},
+            "trainer": {"epochs": 2},
+            "search": {"space": {"model.ops": {"type": "categorical", "choices": [OPS, ["none", "skip_connect"]]}}},
+        }
     )
     import optuna
 
@@ -184,9 +229,18 @@ def test_list_valued_choices_reach_the_trial_as_lists():
 
 def test_grid_sampler_rejects_too_many_samples_and_enumerates_every_point():
     with pytest.raises(ConfigError, match="the grid has 4 points"):
-        validate_dict({"name": "x", "data": {"name": "digits"}, "model": {"name": "mlp"},
-                       "search": {"sampler": {"name": "grid"}, "num_samples": 5,
-                                  "space": {"seed": {"type": "categorical", "choices": [0, 1, 2, 3]}}}})
+        validate_dict(
+            {
+                "name": "x",
+                "data": {"name": "digits"},
+                "model": {"name": "mlp"},
+                "search": {
+                    "sampler": {"name": "grid"},
+                    "num_samples": 5,
+                    "space": {"seed": {"type": "categorical", "choices": [0, 1, 2, 3]}},
+                },
+            }
+        )
     import optuna
 
     from growray.tune.samplers import build_sampler

@@ -22,13 +22,27 @@ def sweep(ray_session, tmp_path_factory):
             "seed": 0,
             "output_dir": str(tmp / "runs"),
             "data": {"name": "digits", "image": True},
-            "model": {"name": "darts_supernet", "layers": 1, "channels": 2, "nodes": 1, "multiplier": 1,
-                      "ops": ["skip_connect", "sep_conv_3x3", "max_pool_3x3"]},
+            "model": {
+                "name": "darts_supernet",
+                "layers": 1,
+                "channels": 2,
+                "nodes": 1,
+                "multiplier": 1,
+                "ops": ["skip_connect", "sep_conv_3x3", "max_pool_3x3"],
+            },
             "trainer": {"epochs": 2, "batch_size": 256, "optimizer": "sgd", "lr": 0.05, "eval_batch_size": 2048},
-            "nas": {"method": "darts", "bn_calibration_batches": 1,
-                    "retrain": {"enabled": True, "epochs": 1, "channels": 2, "layers": 1}},
-            "search": {"space": {"nas.order": {"type": "categorical", "choices": [1, 2]}},
-                       "sampler": {"name": "grid"}, "metric": "nas/retrain_val_acc", "num_samples": 2, "max_concurrent": 2},
+            "nas": {
+                "method": "darts",
+                "bn_calibration_batches": 1,
+                "retrain": {"enabled": True, "epochs": 1, "channels": 2, "layers": 1},
+            },
+            "search": {
+                "space": {"nas.order": {"type": "categorical", "choices": [1, 2]}},
+                "sampler": {"name": "grid"},
+                "metric": "nas/retrain_val_acc",
+                "num_samples": 2,
+                "max_concurrent": 2,
+            },
             "costs": {"latency": {"enabled": False}},
             "resources": {"cpu": 1},
             "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}"},
@@ -87,7 +101,9 @@ def test_growray_retrain_command_trains_a_search_run_again(sweep, capsys):
     _, result, _ = sweep
     client, runs = _runs(result)
     search = next(r for r in runs if r.data.tags.get("growray.kind") == "darts")
-    code = main(["retrain", search.info.run_id, "--tracking-uri", result.tracking_uri, "--set", "nas.retrain.channels=3"])
+    code = main(
+        ["retrain", search.info.run_id, "--tracking-uri", result.tracking_uri, "--set", "nas.retrain.channels=3"]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "nas/retrain_val_acc=" in out

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import tiny_experiment
 
 pytestmark = pytest.mark.timeout(400)
@@ -28,7 +27,12 @@ def test_pbt_exploits_across_widths(ray_session, tmp_path):
                 "model.hidden.0": {"type": "categorical", "choices": [3, 6, 12, 24]},
                 "trainer.lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
             },
-            "scheduler": {"name": "pbt", "perturbation_interval": 2, "mutate": ["trainer.lr"], "quantile_fraction": 0.5},
+            "scheduler": {
+                "name": "pbt",
+                "perturbation_interval": 2,
+                "mutate": ["trainer.lr"],
+                "quantile_fraction": 0.5,
+            },
             "num_samples": 4,
             "max_concurrent": 2,
         },

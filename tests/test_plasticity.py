@@ -47,8 +47,19 @@ def test_tiny_grow_vs_prune_logs_every_plasticity_metric(splits, arm, options):
     trainer, hook, rec = _run(splits, arm=arm, compactness=0.5, **options)
     init = {s: [sl.tensor.detach().clone() for sl in _slices(trainer.model, s)] for s in trainer.model.sites()}
     trainer.fit()
-    common = {"cycle_acc", "taa", "active_units", "active_units/hidden.0", "active_units/hidden.1", "active_weights",
-              "post_act_parity", "post_grad_parity", "post_grad_parity/hidden.0", "wt_acc", "wt_val_acc"}
+    common = {
+        "cycle_acc",
+        "taa",
+        "active_units",
+        "active_units/hidden.0",
+        "active_units/hidden.1",
+        "active_weights",
+        "post_act_parity",
+        "post_grad_parity",
+        "post_grad_parity/hidden.0",
+        "wt_acc",
+        "wt_val_acc",
+    }
     grow_only = {"exit_act_parity", "exit_grad_parity", "end_act_parity", "end_grad_parity", "end_grad_parity/cycle1"}
     logged = {k.removeprefix("plasticity/") for k in rec.metrics if k.startswith("plasticity/")}
     assert common <= logged

@@ -66,12 +66,15 @@ def test_alpha_heatmap_draws_both_cells_and_marks_the_kept_op(alphas: dict) -> N
     png_pixels(fig)
 
 
-@pytest.mark.parametrize(("bad", "match"), [
-    ({"normal": [[0.5, 0.5]] * 5}, r"shape \(5, 2\); expected \(5, 3\)"),
-    ({"normal": [[2.0, -1.0, 0.0]] * 5}, "softmax over the ops, not raw α"),
-    ({"normal": [[np.nan, 0.5, 0.5]] * 5}, r"weights in \[0, 1\]"),
-    ({}, "non-empty mapping"),
-])
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ({"normal": [[0.5, 0.5]] * 5}, r"shape \(5, 2\); expected \(5, 3\)"),
+        ({"normal": [[2.0, -1.0, 0.0]] * 5}, "softmax over the ops, not raw α"),
+        ({"normal": [[np.nan, 0.5, 0.5]] * 5}, r"weights in \[0, 1\]"),
+        ({}, "non-empty mapping"),
+    ],
+)
 def test_alpha_heatmap_rejects_bad_input(bad: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         alpha_heatmap_figure(bad, OPS, EDGES)

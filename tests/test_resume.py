@@ -35,7 +35,9 @@ search:
 def growray(*args: str, cwd: Path, **kw):
     exe = Path(sys.executable).with_name("growray")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([str(exe), *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(
+        [str(exe), *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw
+    )
 
 
 def wait_for_checkpoint(cwd: Path, timeout: float = 120) -> None:
@@ -50,8 +52,8 @@ def wait_for_checkpoint(cwd: Path, timeout: float = 120) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
 def test_resume_after_driver_failure(tmp_path, sig):
-    from mlflow import MlflowClient
     import optuna
+    from mlflow import MlflowClient
 
     (tmp_path / "exp.yaml").write_text(EXPERIMENT)
     run = growray("run", "exp.yaml", cwd=tmp_path)

@@ -231,7 +231,11 @@ def test_moment_transplant_copies_the_incumbents_slots(optim):
     model = _mlp(hidden=(6, 5))
     _mask(model, {"hidden.0": [4, 5]})
     x, y = _batch()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9) if optim == "sgd" else torch.optim.Adam(model.parameters())
+    opt = (
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        if optim == "sgd"
+        else torch.optim.Adam(model.parameters())
+    )
     for _ in range(2):
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()

@@ -7,9 +7,25 @@ from growray.tune.table import LiveTrialTable, format_table, short_params
 
 def test_rows_show_placement_widths_and_config():
     table = LiveTrialTable("val/acc")
-    trial = SimpleNamespace(trial_id="t1", status="RUNNING", config={"growth.trigger.name": "plateau", "model.hidden.0": 12, "trainer.lr": 0.00312})
-    table.on_trial_result(0, [trial], trial, {"epoch": 3, "val/acc": 0.91234, "cost/params": 610.0, "growth/width/hidden.0": 14.0,
-                                              "hostname": "node-a", "pid": 42, "gpu_ids": "0"})
+    trial = SimpleNamespace(
+        trial_id="t1",
+        status="RUNNING",
+        config={"growth.trigger.name": "plateau", "model.hidden.0": 12, "trainer.lr": 0.00312},
+    )
+    table.on_trial_result(
+        0,
+        [trial],
+        trial,
+        {
+            "epoch": 3,
+            "val/acc": 0.91234,
+            "cost/params": 610.0,
+            "growth/width/hidden.0": 14.0,
+            "hostname": "node-a",
+            "pid": 42,
+            "gpu_ids": "0",
+        },
+    )
     (row,) = table.rows([trial])
     assert row["where"] == "node-a:42:gpu0"
     assert row["widths"] == "[14]" and row["val/acc"] == "0.9123"

@@ -123,9 +123,8 @@ def test_memory_recorder_keeps_everything():
 
 
 def test_context_manager_marks_failure():
-    with pytest.raises(RuntimeError):
-        with MemoryRecorder() as rec:
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), MemoryRecorder() as rec:
+        raise RuntimeError("boom")
     assert rec.status == "FAILED"
 
 
@@ -186,9 +185,7 @@ def test_mlflow_recorder_params(store, client, exp_id):
 
 def test_mlflow_recorder_artifacts_and_parent(store, client, exp_id):
     parent = create_sweep_run(store, exp_id, run_name="artifacts-sweep", tags={})
-    rec = MlflowRecorder(
-        store, exp_id, run_name="trial-0", parent_run_id=parent, tags={"growray.kind": "growth"}
-    )
+    rec = MlflowRecorder(store, exp_id, run_name="trial-0", parent_run_id=parent, tags={"growray.kind": "growth"})
     rec.log_dict({"widths": [16, 8]}, "architecture.json")
     rec.log_dict({"trainer": {"lr": 0.01}}, "config.yaml")
     rec.log_text("hello", "notes.txt")
@@ -232,9 +229,7 @@ def test_mlflow_recorder_continues_run(store, client, exp_id):
 def test_experiment_create_get_and_deleted(store, client):
     eid = get_or_create_experiment(store, "to-delete")
     assert get_or_create_experiment(store, "to-delete") == eid
-    assert client.get_experiment(eid).artifact_location == default_artifact_location(
-        store, "to-delete"
-    )
+    assert client.get_experiment(eid).artifact_location == default_artifact_location(store, "to-delete")
     client.delete_experiment(eid)
     with pytest.raises(ValueError, match="deleted.*mlflow experiments restore"):
         get_or_create_experiment(store, "to-delete")

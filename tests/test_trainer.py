@@ -21,7 +21,11 @@ EXP = {
     "data": {"name": "digits"},
     "model": {"name": "mlp", "hidden": [6, 5], "batch_norm": True},
     "trainer": {"epochs": 4, "batch_size": 128, "optimizer": "adam", "lr": 0.01, "log_every_steps": 2},
-    "growth": {"trigger": {"name": "schedule", "every_steps": 6, "n_units": 3}, "initializer": "random", "max_width": 14},
+    "growth": {
+        "trigger": {"name": "schedule", "every_steps": 6, "n_units": 3},
+        "initializer": "random",
+        "max_width": 14,
+    },
 }
 
 
@@ -121,7 +125,9 @@ def test_costs_follow_the_architecture(digits, monkeypatch):
     assert final["cost/latency_p95_ms"] >= final["cost/latency_ms"] > 0 and final["cost/latency_ms/bs8"] > 0
     assert rec.params["cost.latency.batch_sizes"] == "1,8" and rec.params["cost.latency.device"] == "cpu"
     assert rec.params["cost.latency.threads"] == str(torch.get_num_threads())
-    assert len(calls) == len({json.dumps(s.to_dict(), sort_keys=True) for s in calls})  # never twice on one architecture
+    assert len(calls) == len(
+        {json.dumps(s.to_dict(), sort_keys=True) for s in calls}
+    )  # never twice on one architecture
     flops = [v for _, v in rec.metrics["cost/train_flops"]]
     assert flops == sorted(flops) and flops[-1] > 0
     # static network: one measurement for the whole run

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import tiny_experiment
 
 pytestmark = pytest.mark.timeout(300)
@@ -31,7 +30,9 @@ def _kill_after_grown_checkpoint(out: Path, killed: dict, stop: threading.Event)
             continue
         meta = json.loads(meta_file.read_text())
         ckpts = sorted(Path(meta["storage_path"]).glob("*/checkpoint_*/arch.json"))
-        grown = [c for c in ckpts if int(c.parent.name.split("_")[1]) >= 2 and json.loads(c.read_text())["hidden"] != [6, 6]]
+        grown = [
+            c for c in ckpts if int(c.parent.name.split("_")[1]) >= 2 and json.loads(c.read_text())["hidden"] != [6, 6]
+        ]
         if not grown:
             continue
         client = MlflowClient(meta["tracking_uri"])
@@ -58,7 +59,9 @@ def test_killed_worker_resumes_grown_trial_in_same_run(ray_session, tmp_path):
     )
     killed: dict = {}
     stop = threading.Event()
-    killer = threading.Thread(target=_kill_after_grown_checkpoint, args=(tmp_path / "runs" / "kill", killed, stop), daemon=True)
+    killer = threading.Thread(
+        target=_kill_after_grown_checkpoint, args=(tmp_path / "runs" / "kill", killed, stop), daemon=True
+    )
     killer.start()
     try:
         result = run_sweep(exp, live_interval_s=60)
@@ -83,7 +86,10 @@ def test_killed_worker_resumes_grown_trial_in_same_run(ray_session, tmp_path):
     assert len(val) == EPOCHS
     assert len({m.step for m in val}) == EPOCHS
     # the architecture never fell back to the initial one: width series is non-decreasing
-    widths = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "growth/width/hidden.0"), key=lambda m: m.step)]
+    widths = [
+        m.value
+        for m in sorted(client.get_metric_history(run.info.run_id, "growth/width/hidden.0"), key=lambda m: m.step)
+    ]
     assert widths == sorted(widths) and widths[-1] > max(killed["widths"]) >= 8
     # no growth event recorded twice
     events = json.loads(open(client.download_artifacts(run.info.run_id, "growth_events.json")).read())

@@ -6,10 +6,10 @@ from ._models import (
     Constraint,
     CostsConfig,
     Experiment,
+    GrowthConfig,
     LatencyConfig,
     NewbornDiagnosticsConfig,
     Objective,
-    GrowthConfig,
     ResourcesConfig,
     SchedulerConfig,
     SearchConfig,
@@ -17,27 +17,27 @@ from ._models import (
     TrackingConfig,
     TrainerConfig,
 )
-from ._nas import ControllerConfig, NasConfig, RetrainConfig, SUPERNETS
+from ._nas import SUPERNETS, ControllerConfig, NasConfig, RetrainConfig
 from ._plasticity import PlasticityConfig
 from ._plugins import plugin_schema
 
 __all__ = [
     "PLUGIN_PATHS",
+    "SUPERNETS",
     "ConfigError",
     "ConfigIssue",
-    "ControllerConfig",
-    "NasConfig",
-    "PlasticityConfig",
-    "RetrainConfig",
-    "SUPERNETS",
     "Constraint",
+    "ControllerConfig",
     "CostsConfig",
-    "LatencyConfig",
-    "NewbornDiagnosticsConfig",
-    "Objective",
     "Experiment",
     "GrowthConfig",
+    "LatencyConfig",
+    "NasConfig",
+    "NewbornDiagnosticsConfig",
+    "Objective",
+    "PlasticityConfig",
     "ResourcesConfig",
+    "RetrainConfig",
     "SchedulerConfig",
     "SearchConfig",
     "SearchParam",

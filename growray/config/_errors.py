@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ConfigIssue", "ConfigError", "format_path"]
+__all__ = ["ConfigError", "ConfigIssue", "format_path"]
 
 _MISSING = object()
 

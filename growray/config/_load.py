@@ -24,10 +24,10 @@ from ._plugins import validate_plugin
 __all__ = [
     "PLUGIN_PATHS",
     "apply_overrides",
+    "get_path",
     "load_experiment",
     "load_yaml",
     "resolve_space_file",
-    "get_path",
     "validate_dict",
 ]
 
@@ -62,9 +62,7 @@ def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = F
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -80,7 +78,7 @@ def load_yaml(path: str | Path) -> Any:
     except OSError as exc:
         raise ConfigError([ConfigIssue(str(path), f"cannot read the file: {exc.strerror or exc}")]) from None
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -107,9 +105,7 @@ def _space_candidates(ref: str, base_dir: Path | None) -> list[Path]:
     return out
 
 
-def resolve_space_file(
-    ref: str, base_dir: Path | None, exclude: Path | None = None
-) -> tuple[Path | None, list[Path]]:
+def resolve_space_file(ref: str, base_dir: Path | None, exclude: Path | None = None) -> tuple[Path | None, list[Path]]:
     """Find a search-space file by name or path (never ``exclude``, the experiment file itself)."""
     candidates = [p for p in _space_candidates(ref, base_dir) if exclude is None or p != exclude.resolve()]
     for p in candidates:
@@ -233,7 +229,9 @@ def validate_dict(
         found, searched = resolve_space_file(ref, base_dir, Path(source) if source else None)
         if found is None:
             issues.append(
-                ConfigIssue("search.space", "search-space file not found; looked in: " + ", ".join(map(str, searched)), ref)
+                ConfigIssue(
+                    "search.space", "search-space file not found; looked in: " + ", ".join(map(str, searched)), ref
+                )
             )
             search["space"] = {}
         else:
@@ -299,7 +297,11 @@ def _include_model_space(
     found, searched = resolve_space_file(ref, base_dir, exclude)
     if found is None:
         raw["model"] = {k: v for k, v in section.items() if k != "space"}
-        return [ConfigIssue("model.space", "architecture-space file not found; looked in: " + ", ".join(map(str, searched)), ref)]
+        return [
+            ConfigIssue(
+                "model.space", "architecture-space file not found; looked in: " + ", ".join(map(str, searched)), ref
+            )
+        ]
     try:
         loaded = load_yaml(found)
     except ConfigError as exc:
@@ -308,7 +310,9 @@ def _include_model_space(
         return [ConfigIssue("model.space", f"{found} must hold a 'model' mapping (an architecture space)", ref)]
     unknown = sorted(set(loaded) - {"model", "description"})
     if unknown:
-        return [ConfigIssue("model.space", f"{found}: unknown top-level keys {unknown}; accepted: model, description", ref)]
+        return [
+            ConfigIssue("model.space", f"{found}: unknown top-level keys {unknown}; accepted: model, description", ref)
+        ]
     raw["model"] = {**loaded["model"], **{k: v for k, v in section.items() if k != "space"}}
     return []
 
@@ -341,7 +345,11 @@ def _check_semantics(exp: Experiment, *, check_space: bool) -> list[ConfigIssue]
     issues += _check_sampler_support(exp)
     if exp.resources.gpu > 0 and exp.trainer.device == "cpu":
         issues.append(
-            ConfigIssue("resources.gpu", "trials ask Ray for a GPU but trainer.device is 'cpu'; set one of them", exp.resources.gpu)
+            ConfigIssue(
+                "resources.gpu",
+                "trials ask Ray for a GPU but trainer.device is 'cpu'; set one of them",
+                exp.resources.gpu,
+            )
         )
     if exp.growth is not None and exp.growth.max_width is not None:
         hidden = exp.model.get("hidden")
@@ -391,22 +399,32 @@ def _check_growth_against_model(exp: Experiment) -> list[ConfigIssue]:
     issues = []
     unknown = [s for s in exp.growth.sites or [] if s not in sites]
     if unknown:
-        issues.append(ConfigIssue("growth.sites", f"not sites of this model; its sites are {', '.join(sites)}", unknown))
+        issues.append(
+            ConfigIssue("growth.sites", f"not sites of this model; its sites are {', '.join(sites)}", unknown)
+        )
     grown = [s for s in exp.growth.sites or sites if s in sites]
     initializer = INITIALIZERS.build(exp.growth.initializer)
     trigger = TRIGGERS.build(exp.growth.trigger)
     deepener = DEEPENERS.build(exp.growth.deepen) if exp.growth.deepen is not None else None
     for site in grown:
         if deepener is not None and (reason := deepener.check_site(model, site)):
-            issues.append(ConfigIssue("growth.deepen.name", f"cannot deepen after site {site}: {reason}", exp.growth.deepen["name"]))
+            issues.append(
+                ConfigIssue(
+                    "growth.deepen.name", f"cannot deepen after site {site}: {reason}", exp.growth.deepen["name"]
+                )
+            )
         if hasattr(initializer, "check_site") and (reason := initializer.check_site(model, site, exp.growth.max_width)):
             issues.append(
-                ConfigIssue("growth.initializer.name", f"cannot grow site {site}: {reason}", exp.growth.initializer["name"])
+                ConfigIssue(
+                    "growth.initializer.name", f"cannot grow site {site}: {reason}", exp.growth.initializer["name"]
+                )
             )
         if hasattr(trigger, "check_site") and (
             reason := trigger.check_site(model, site, exp.growth.max_width, exp.growth.buffer_size)
         ):
-            issues.append(ConfigIssue("growth.trigger.name", f"cannot watch site {site}: {reason}", exp.growth.trigger["name"]))
+            issues.append(
+                ConfigIssue("growth.trigger.name", f"cannot watch site {site}: {reason}", exp.growth.trigger["name"])
+            )
     return _dedupe(issues)
 
 
@@ -423,11 +441,17 @@ def _check_nas(exp: Experiment) -> list[ConfigIssue]:
     want = SUPERNETS[exp.nas.method]
     if exp.model["name"] != want:
         issues.append(
-            ConfigIssue("model.name", f"nas.method {exp.nas.method!r} searches a {want!r} model "
-                        f"(e.g. model: {{space: {'darts_cnn' if want == 'darts_supernet' else 'enas_micro'}}})", exp.model["name"])
+            ConfigIssue(
+                "model.name",
+                f"nas.method {exp.nas.method!r} searches a {want!r} model "
+                f"(e.g. model: {{space: {'darts_cnn' if want == 'darts_supernet' else 'enas_micro'}}})",
+                exp.model["name"],
+            )
         )
     if exp.growth is not None:
-        issues.append(ConfigIssue("growth", "a trial either grows a network or searches a supernet: remove growth or nas", "set"))
+        issues.append(
+            ConfigIssue("growth", "a trial either grows a network or searches a supernet: remove growth or nas", "set")
+        )
     shape = describe_dataset(exp.data)
     if shape is not None and not issues:
         try:
@@ -435,10 +459,17 @@ def _check_nas(exp: Experiment) -> list[ConfigIssue]:
                 MODELS.build(exp.model, input_shape=shape[0], n_classes=shape[1])
         except (ValueError, TypeError) as exc:
             hint = " (digits: set data.image: true)" if exp.data["name"] == "digits" and len(shape[0]) == 1 else ""
-            issues.append(ConfigIssue("model", f"cannot be built for {exp.data['name']} inputs {shape[0]}: {exc}{hint}"))
+            issues.append(
+                ConfigIssue("model", f"cannot be built for {exp.data['name']} inputs {shape[0]}: {exc}{hint}")
+            )
     if exp.nas.warmup_epochs >= exp.trainer.epochs:
-        issues.append(ConfigIssue("nas.warmup_epochs", f"must be below trainer.epochs ({exp.trainer.epochs}), "
-                                  "or no architecture step ever happens", exp.nas.warmup_epochs))
+        issues.append(
+            ConfigIssue(
+                "nas.warmup_epochs",
+                f"must be below trainer.epochs ({exp.trainer.epochs}), or no architecture step ever happens",
+                exp.nas.warmup_epochs,
+            )
+        )
     return issues
 
 
@@ -447,20 +478,35 @@ def _check_plasticity(exp: Experiment) -> list[ConfigIssue]:
     assert p is not None
     issues = []
     if exp.trainer.epochs % p.cycles:
-        issues.append(ConfigIssue("plasticity.cycles", f"trainer.epochs ({exp.trainer.epochs}) must be a multiple of the "
-                                  f"cycles; e.g. trainer.epochs: {p.cycles * max(1, exp.trainer.epochs // p.cycles)}", p.cycles))
+        issues.append(
+            ConfigIssue(
+                "plasticity.cycles",
+                f"trainer.epochs ({exp.trainer.epochs}) must be a multiple of the "
+                f"cycles; e.g. trainer.epochs: {p.cycles * max(1, exp.trainer.epochs // p.cycles)}",
+                p.cycles,
+            )
+        )
     for other in ("growth", "nas"):
         if getattr(exp, other) is not None:
-            issues.append(ConfigIssue(other, "the Grow-vs-Prune protocol edits unit masks of a fixed network: "
-                                      f"remove {other} or plasticity", "set"))
+            issues.append(
+                ConfigIssue(
+                    other,
+                    f"the Grow-vs-Prune protocol edits unit masks of a fixed network: remove {other} or plasticity",
+                    "set",
+                )
+            )
     if exp.model["name"] != "mlp":
-        issues.append(ConfigIssue("model.name", "plasticity edits the hidden units of an 'mlp' model", exp.model["name"]))
+        issues.append(
+            ConfigIssue("model.name", "plasticity edits the hidden units of an 'mlp' model", exp.model["name"])
+        )
     elif p.sites is not None:
         hidden = exp.model.get("hidden", [32])
         known = [f"hidden.{i}" for i in range(len(hidden))]
         unknown = [s for s in p.sites if s not in known]
         if unknown:
-            issues.append(ConfigIssue("plasticity.sites", f"not sites of this model; its sites are {', '.join(known)}", unknown))
+            issues.append(
+                ConfigIssue("plasticity.sites", f"not sites of this model; its sites are {', '.join(known)}", unknown)
+            )
     return issues
 
 
@@ -470,8 +516,13 @@ def _static_space_checks(space: dict[str, Any]) -> list[ConfigIssue]:
     from ._nas import NasConfig
     from ._plasticity import PlasticityConfig
 
-    sections = {"trainer": TrainerConfig, "growth": GrowthConfig, "resources": ResourcesConfig, "nas": NasConfig,
-                "plasticity": PlasticityConfig}
+    sections = {
+        "trainer": TrainerConfig,
+        "growth": GrowthConfig,
+        "resources": ResourcesConfig,
+        "nas": NasConfig,
+        "plasticity": PlasticityConfig,
+    }
     registries = _registries()
     issues: list[ConfigIssue] = []
     for key, param in space.items():
@@ -479,12 +530,23 @@ def _static_space_checks(space: dict[str, Any]) -> list[ConfigIssue]:
         parts = str(key).split(".")
         if parts[0] not in Experiment.model_fields:
             hint = closest(parts[0], sorted(Experiment.model_fields))
-            issues.append(ConfigIssue(where, f"{parts[0]!r} is not a section of the experiment" + (f" (did you mean {hint!r}?)" if hint else "")))
+            issues.append(
+                ConfigIssue(
+                    where,
+                    f"{parts[0]!r} is not a section of the experiment" + (f" (did you mean {hint!r}?)" if hint else ""),
+                )
+            )
             continue
         model = sections.get(parts[0])
         if model is not None and len(parts) == 2 and parts[1] not in model.model_fields:
             hint = closest(parts[1], sorted(model.model_fields))
-            issues.append(ConfigIssue(where, f"{parts[0]} has no key {parts[1]!r}; accepted: {', '.join(sorted(model.model_fields))}" + (f" (did you mean {hint!r}?)" if hint else "")))
+            issues.append(
+                ConfigIssue(
+                    where,
+                    f"{parts[0]} has no key {parts[1]!r}; accepted: {', '.join(sorted(model.model_fields))}"
+                    + (f" (did you mean {hint!r}?)" if hint else ""),
+                )
+            )
             continue
         section = ".".join(parts[:-1])
         if parts[-1] == "name" and section in registries and isinstance(param, dict):
@@ -492,7 +554,14 @@ def _static_space_checks(space: dict[str, Any]) -> list[ConfigIssue]:
             for choice in param.get("choices") or []:
                 if choice not in registry:
                     hint = closest(str(choice), registry.names())
-                    issues.append(ConfigIssue(f"{where}.choices", f"unknown {registry.kind}; registered: {', '.join(registry.names())}" + (f" (did you mean {hint!r}?)" if hint else ""), choice))
+                    issues.append(
+                        ConfigIssue(
+                            f"{where}.choices",
+                            f"unknown {registry.kind}; registered: {', '.join(registry.names())}"
+                            + (f" (did you mean {hint!r}?)" if hint else ""),
+                            choice,
+                        )
+                    )
     return issues
 
 
@@ -503,20 +572,43 @@ def _check_sampler_support(exp: Experiment) -> list[ConfigIssue]:
     name = exp.search.sampler["name"]
     issues = []
     if exp.search.multi_objective and name in SINGLE_OBJECTIVE_SAMPLERS:
-        issues.append(ConfigIssue("search.sampler.name", f"{name!r} optimizes one objective; for search.objectives use one of: "
-                                  + ", ".join(sorted(set(CONSTRAINED_SAMPLERS) | {"random", "qmc"})), name))
+        issues.append(
+            ConfigIssue(
+                "search.sampler.name",
+                f"{name!r} optimizes one objective; for search.objectives use one of: "
+                + ", ".join(sorted(set(CONSTRAINED_SAMPLERS) | {"random", "qmc"})),
+                name,
+            )
+        )
     if name in DISCRETE_SAMPLERS and isinstance(exp.search.space, dict):
         for key, p in exp.search.space.items():
             if p.type == "float" and p.step is None:
-                issues.append(ConfigIssue(f"search.space.{key}", f"sampler {name!r} enumerates a grid: give this float "
-                                          "parameter a 'step', or make it categorical", "no step"))
+                issues.append(
+                    ConfigIssue(
+                        f"search.space.{key}",
+                        f"sampler {name!r} enumerates a grid: give this float "
+                        "parameter a 'step', or make it categorical",
+                        "no step",
+                    )
+                )
         size = _grid_size(exp.search.space)
         if size is not None and exp.search.num_samples > size:
-            issues.append(ConfigIssue("search.num_samples", f"the grid has {size} points; more trials would repeat "
-                                      f"points: use num_samples <= {size}", exp.search.num_samples))
+            issues.append(
+                ConfigIssue(
+                    "search.num_samples",
+                    f"the grid has {size} points; more trials would repeat points: use num_samples <= {size}",
+                    exp.search.num_samples,
+                )
+            )
     if exp.search.constraints and name not in CONSTRAINED_SAMPLERS:
-        issues.append(ConfigIssue("search.sampler.name", f"{name!r} ignores constraints (it samples without looking at trial results); "
-                                  f"use one of: {', '.join(CONSTRAINED_SAMPLERS)}", name))
+        issues.append(
+            ConfigIssue(
+                "search.sampler.name",
+                f"{name!r} ignores constraints (it samples without looking at trial results); "
+                f"use one of: {', '.join(CONSTRAINED_SAMPLERS)}",
+                name,
+            )
+        )
     return issues
 
 
@@ -554,17 +646,23 @@ def _check_space(exp: Experiment) -> list[ConfigIssue]:
     for key, param in space.items():
         where = ("search", "space", key)
         if not key or any(not part for part in key.split(".")):
-            issues.append(ConfigIssue(format_path(where), "a parameter is a dotted path into the experiment, e.g. trainer.lr"))
+            issues.append(
+                ConfigIssue(format_path(where), "a parameter is a dotted path into the experiment, e.g. trainer.lr")
+            )
             continue
         if key.split(".")[0] in ("search", "tracking", "name", "output_dir"):
-            issues.append(ConfigIssue(format_path(where), "this section cannot be searched (it describes the sweep itself)"))
+            issues.append(
+                ConfigIssue(format_path(where), "this section cannot be searched (it describes the sweep itself)")
+            )
             continue
         conditions: dict[str, Any] = {}
         for cond_path, cond_value in (param.when or {}).items():
             cond_where = format_path(where + ("when", cond_path))
             if cond_path not in seen and not get_path(base, cond_path.split("."))[0]:
                 issues.append(
-                    ConfigIssue(cond_where, "a condition refers to an earlier search parameter or an existing config path")
+                    ConfigIssue(
+                        cond_where, "a condition refers to an earlier search parameter or an existing config path"
+                    )
                 )
                 continue
             conditions[cond_path] = cond_value[0] if isinstance(cond_value, list) and cond_value else cond_value

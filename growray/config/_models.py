@@ -12,13 +12,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
-    "Experiment",
     "Constraint",
     "CostsConfig",
-    "LatencyConfig",
+    "Experiment",
     "GrowthConfig",
-    "Objective",
+    "LatencyConfig",
     "NewbornDiagnosticsConfig",
+    "Objective",
     "ResourcesConfig",
     "SchedulerConfig",
     "SearchConfig",
@@ -78,7 +78,8 @@ class GrowthConfig(_Section):
     max_width: int | None = Field(None, ge=1, description="no site grows beyond this many units")
     sites: list[str] | None = Field(None, description="sites allowed to grow (default: all)")
     optimizer_state: Literal["zero", "transplant", "reset"] = Field(
-        "zero", description="new units' optimizer slots: zero | transplant (matched incumbent) | reset (no Adam amplification)"
+        "zero",
+        description="new units' optimizer slots: zero | transplant (matched incumbent) | reset (no Adam amplification)",
     )
     buffer_size: int = Field(
         256, ge=2, description="recent training samples kept for data-driven triggers and initializers"
@@ -112,7 +113,7 @@ class SearchParam(_Section):
         return value
 
     @model_validator(mode="after")
-    def _check_kind(self) -> "SearchParam":
+    def _check_kind(self) -> SearchParam:
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("a categorical parameter needs a non-empty 'choices' list")
@@ -211,7 +212,7 @@ class SearchConfig(_Section):
     time_budget_s: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _check_objectives(self) -> "SearchConfig":
+    def _check_objectives(self) -> SearchConfig:
         if len(self.objectives) == 1:
             raise ValueError("objectives: give two or more for a Pareto search, or use metric/mode for one")
         names = [o.metric for o in self.objectives]
@@ -232,7 +233,9 @@ class SearchConfig(_Section):
             space = self.space if isinstance(self.space, dict) else {}
             for name in self.scheduler.mutate:
                 if name not in space:
-                    raise ValueError(f"scheduler.mutate: {name!r} is not a search.space parameter ({', '.join(space) or 'none'})")
+                    raise ValueError(
+                        f"scheduler.mutate: {name!r} is not a search.space parameter ({', '.join(space) or 'none'})"
+                    )
                 if space[name].when:
                     raise ValueError(f"scheduler.mutate: {name!r} is conditional; PBT mutates unconditional parameters")
         return self
@@ -304,8 +307,8 @@ class Experiment(_Section):
     model: PluginDict
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     growth: GrowthConfig | None = None
-    nas: "NasConfig | None" = None
-    plasticity: "PlasticityConfig | None" = None
+    nas: NasConfig | None = None
+    plasticity: PlasticityConfig | None = None
     search: SearchConfig = Field(default_factory=SearchConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     costs: CostsConfig = Field(default_factory=CostsConfig)
@@ -327,12 +330,14 @@ class Experiment(_Section):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "Experiment":
+    def with_overrides(self, overrides: dict[str, Any]) -> Experiment:
         """A new, fully re-validated experiment with dotted-path values replaced (one trial's params)."""
         from ._load import apply_overrides, validate_dict
 
         if isinstance(self.search.space, dict):  # Optuna's labels of list-valued choices -> the lists
-            overrides = {k: self.search.space[k].decode(v) if k in self.search.space else v for k, v in overrides.items()}
+            overrides = {
+                k: self.search.space[k].decode(v) if k in self.search.space else v for k, v in overrides.items()
+            }
         return validate_dict(apply_overrides(self.to_dict(), overrides), check_space=False)
 
 

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from ._models import _Section
 
-__all__ = ["ControllerConfig", "NasConfig", "RetrainConfig", "SUPERNETS"]
+__all__ = ["SUPERNETS", "ControllerConfig", "NasConfig", "RetrainConfig"]
 
 #: nas.method -> the model it searches
 SUPERNETS = {"darts": "darts_supernet", "enas": "enas_supernet"}
@@ -50,7 +50,9 @@ class RetrainConfig(_Section):
     batch_size: int | None = Field(None, ge=1)
     weight_decay: float | None = Field(None, ge=0)
     drop_path: float = Field(0.0, ge=0, lt=1, description="drop-path probability in the evaluation network")
-    seed: int | None = Field(None, description="initial weights of the retrained network (default: the experiment's seed)")
+    seed: int | None = Field(
+        None, description="initial weights of the retrained network (default: the experiment's seed)"
+    )
 
 
 class NasConfig(_Section):
@@ -66,10 +68,14 @@ class NasConfig(_Section):
     warmup_epochs: int = Field(0, ge=0, description="DARTS: epochs of weight-only training before alpha steps")
     # --- both
     arch_split: float = Field(
-        0.5, gt=0, lt=1,
+        0.5,
+        gt=0,
+        lt=1,
         description="share of the training split held out for architecture steps (DARTS) / controller rewards (ENAS)",
     )
-    eval_every_epochs: int = Field(1, ge=1, description="measure the relaxed/discrete gap every N epochs (and at the end)")
+    eval_every_epochs: int = Field(
+        1, ge=1, description="measure the relaxed/discrete gap every N epochs (and at the end)"
+    )
     bn_calibration_batches: int = Field(
         4, ge=1, description="training batches that recalibrate BatchNorm statistics of the discretized network"
     )
@@ -78,12 +84,14 @@ class NasConfig(_Section):
     )
     # --- ENAS
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
-    derive_samples: int = Field(100, ge=1, description="ENAS: cells sampled and scored on a validation batch to derive one")
+    derive_samples: int = Field(
+        100, ge=1, description="ENAS: cells sampled and scored on a validation batch to derive one"
+    )
     # --- after the search
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
 
     @model_validator(mode="after")
-    def _check(self) -> "NasConfig":
+    def _check(self) -> NasConfig:
         b1, b2 = self.arch_betas
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"arch_betas must both be in [0, 1); got {list(self.arch_betas)}")

@@ -20,25 +20,34 @@ class PlasticityConfig(_Section):
     """
 
     arm: Literal["grow", "prune"] = Field(
-        "prune", description="prune: start dense, remove the lowest-scoring units and IMP-rewind; "
-        "grow: start with initial_fraction of the units and activate dormant ones"
+        "prune",
+        description="prune: start dense, remove the lowest-scoring units and IMP-rewind; "
+        "grow: start with initial_fraction of the units and activate dormant ones",
     )
     compactness: float = Field(
-        0.5, gt=0, le=1, description="final budget: the fraction of units (budget: units) or weights (budget: weights) kept"
+        0.5,
+        gt=0,
+        le=1,
+        description="final budget: the fraction of units (budget: units) or weights (budget: weights) kept",
     )
     budget: Literal["units", "weights"] = Field(
-        "units", description="units: compactness of every site's units; weights: of the sites' weights, "
-        "converted to per-site unit targets (the same unit fraction everywhere)"
+        "units",
+        description="units: compactness of every site's units; weights: of the sites' weights, "
+        "converted to per-site unit targets (the same unit fraction everywhere)",
     )
     cycles: int = Field(5, ge=1, description="number of cycles; edits happen at the cycles - 1 boundaries")
-    initial_fraction: float = Field(0.1, gt=0, le=1, description="grow: fraction of each site's units active at the start")
+    initial_fraction: float = Field(
+        0.1, gt=0, le=1, description="grow: fraction of each site's units active at the start"
+    )
     tau: float = Field(0.05, ge=0, description="a unit is active on an input where its post-activation exceeds tau")
     selection: Literal["activity", "gradmax"] = Field(
-        "activity", description="grow: which dormant units are born: activity (fraction above tau) | "
-        "gradmax (norm of the fan-out gradient they would receive)"
+        "activity",
+        description="grow: which dormant units are born: activity (fraction above tau) | "
+        "gradmax (norm of the fan-out gradient they would receive)",
     )
     insertion: Literal["keep", "net2wider"] = Field(
-        "keep", description="grow: newborns keep their dormant weights | net2wider (copy an incumbent, split its fan-out)"
+        "keep",
+        description="grow: newborns keep their dormant weights | net2wider (copy an incumbent, split its fan-out)",
     )
     net2wider_noise: float = Field(
         0.01, ge=0, description="net2wider: relative noise on the copied fan-in rows (0: copies never separate)"
@@ -47,13 +56,18 @@ class PlasticityConfig(_Section):
         "zero", description="grow: newborn optimizer slots: zero | transplant (moments of a matched incumbent)"
     )
     rewind_step: int = Field(
-        0, ge=0, description="prune: optimizer step whose weights survivors are rewound to (0: initialisation); "
-        "must not be after the first edit"
+        0,
+        ge=0,
+        description="prune: optimizer step whose weights survivors are rewound to (0: initialisation); "
+        "must not be after the first edit",
     )
-    score: str = Field("magnitude", description="prune: unit scorer (growray.sparse.UNIT_SCORERS): magnitude | activity")
+    score: str = Field(
+        "magnitude", description="prune: unit scorer (growray.sparse.UNIT_SCORERS): magnitude | activity"
+    )
     sites: list[str] | None = Field(None, description="sites to edit (default: all sites of the model)")
     winning_ticket: bool = Field(
-        True, description="after training, freeze the final mask, re-initialise and retrain from scratch (plasticity/wt_acc)"
+        True,
+        description="after training, freeze the final mask, re-initialise and retrain from scratch (plasticity/wt_acc)",
     )
     wt_epochs: int | None = Field(None, ge=1, description="winning-ticket retraining epochs (default: trainer.epochs)")
     wt_seed: int = Field(0, description="seed of the winning ticket's re-initialisation and data order")

@@ -18,10 +18,10 @@ from growray.registry import Registry, closest
 
 from ._errors import ConfigIssue, format_path
 
-__all__ = ["validate_plugin", "plugin_schema"]
+__all__ = ["plugin_schema", "validate_plugin"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _params_model(registry: Registry, name: str) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for pname, p in registry.user_parameters(name).items():
@@ -58,7 +58,9 @@ def validate_plugin(
         return None, [ConfigIssue(where, f"expected a {registry.kind} name or a mapping with 'name'", raw)]
     name = raw.get("name")
     if name is None:
-        return None, [ConfigIssue(f"{where}.name", f"missing; registered {registry.kind}s: {', '.join(registry.names())}")]
+        return None, [
+            ConfigIssue(f"{where}.name", f"missing; registered {registry.kind}s: {', '.join(registry.names())}")
+        ]
     if name not in registry:
         hint = closest(name, registry.names()) if isinstance(name, str) else None
         msg = f"unknown {registry.kind}; registered: {', '.join(registry.names())}"

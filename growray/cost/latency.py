@@ -53,7 +53,9 @@ class LatencyProtocol:
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}; got {self.dtype!r}")
         if self.threads is not None and not (_is_int(self.threads) and self.threads >= 1):
-            raise ValueError(f"threads must be an int >= 1, or null to keep torch's current count; got {self.threads!r}")
+            raise ValueError(
+                f"threads must be an int >= 1, or null to keep torch's current count; got {self.threads!r}"
+            )
         if not (_is_int(self.warmup) and self.warmup >= 0):
             raise ValueError(f"warmup must be an int >= 0 (untimed forward passes); got {self.warmup!r}")
         mrt = self.min_run_time

@@ -168,9 +168,7 @@ def check_fractions(**fractions: object) -> None:
     total = sum(float(v) for v in fractions.values())  # type: ignore[arg-type]
     if len(fractions) > 1 and total >= 1.0:
         names = " + ".join(fractions)
-        raise ValueError(
-            f"{names} must sum to less than 1 (the rest is the training split); got {total:g}"
-        )
+        raise ValueError(f"{names} must sum to less than 1 (the rest is the training split); got {total:g}")
 
 
 # --- splitting ---------------------------------------------------------------------------
@@ -259,9 +257,7 @@ def split_indices(
 # --- standardization -----------------------------------------------------------------------
 
 
-def standardize(
-    train: np.ndarray, *others: np.ndarray, per_feature: bool = True
-) -> tuple[np.ndarray, ...]:
+def standardize(train: np.ndarray, *others: np.ndarray, per_feature: bool = True) -> tuple[np.ndarray, ...]:
     """Shift and scale every array with the mean and std of ``train`` only.
 
     Args:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IDXFormatError", "LABELS_MAGIC", "IMAGES_MAGIC", "read_idx"]
+__all__ = ["IMAGES_MAGIC", "LABELS_MAGIC", "IDXFormatError", "read_idx"]
 
 LABELS_MAGIC = 0x00000801
 IMAGES_MAGIC = 0x00000803

@@ -9,7 +9,7 @@ import numpy as np
 from growray.data._base import Dataset
 from growray.registry import Registry
 
-__all__ = ["DATASETS", "load_dataset", "describe_dataset"]
+__all__ = ["DATASETS", "describe_dataset", "load_dataset"]
 
 DATASETS: Registry[Dataset] = Registry("dataset", context_args=("seed",))
 

@@ -37,8 +37,13 @@ def digits(seed: int, val_fraction: float = 0.15, test_fraction: float = 0.15, i
     )
     val, test = parts["val_fraction"], parts["test_fraction"]
     return standardized_dataset(
-        "digits", (x[train], y[train]), (x[val], y[val]), (x[test], y[test]),
-        input_shape=shape, n_classes=10, per_feature=True,
+        "digits",
+        (x[train], y[train]),
+        (x[val], y[val]),
+        (x[test], y[test]),
+        input_shape=shape,
+        n_classes=10,
+        per_feature=True,
     )
 
 

@@ -97,9 +97,7 @@ def _download(root: str | None, folders: list[Path]) -> dict[str, Path]:
     try:
         import torchvision.datasets
     except ImportError as e:
-        raise ImportError(
-            "fashion_mnist with `download: true` needs torchvision: pip install torchvision"
-        ) from e
+        raise ImportError("fashion_mnist with `download: true` needs torchvision: pip install torchvision") from e
     log.info("fashion_mnist: downloading through torchvision into %s", target)
     try:
         torchvision.datasets.FashionMNIST(str(target), train=True, download=True)
@@ -176,16 +174,25 @@ def fashion_mnist(
     x_train_all, y_train_all, x_test, y_test = _load(files)
 
     train, val, test = limited_splits(
-        (x_train_all, y_train_all.astype(np.int64)), (x_test, y_test.astype(np.int64)),
-        seed=seed, val_fraction=val_fraction, limit_train=limit_train, limit_test=limit_test,
+        (x_train_all, y_train_all.astype(np.int64)),
+        (x_test, y_test.astype(np.int64)),
+        seed=seed,
+        val_fraction=val_fraction,
+        limit_train=limit_train,
+        limit_test=limit_test,
     )
 
     def scaled(split: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         return (split[0].astype(np.float32) / np.float32(255.0))[:, None, :, :], split[1]
 
     return standardized_dataset(
-        "fashion_mnist", scaled(train), scaled(val), scaled(test),
-        input_shape=(1, 28, 28), n_classes=10, per_feature=False,
+        "fashion_mnist",
+        scaled(train),
+        scaled(val),
+        scaled(test),
+        input_shape=(1, 28, 28),
+        n_classes=10,
+        per_feature=False,
     )
 
 

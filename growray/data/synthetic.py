@@ -67,9 +67,7 @@ def synthetic(
     q, _ = np.linalg.qr(data_rng.standard_normal((n_features, rank)))  # orthonormal columns
     x = z @ q.T
     y = _teacher_labels(z, data_rng)
-    train, parts = split_indices(
-        y, {"test_fraction": test_fraction, "val_fraction": val_fraction}, split_rng
-    )
+    train, parts = split_indices(y, {"test_fraction": test_fraction, "val_fraction": val_fraction}, split_rng)
     n_flip_each = int(round(noise * n_samples / 2))
     if n_flip_each:
         flip = np.concatenate([noise_rng.choice(np.flatnonzero(y == c), n_flip_each, replace=False) for c in (0, 1)])
@@ -81,8 +79,13 @@ def synthetic(
         )
     val, test = parts["val_fraction"], parts["test_fraction"]
     return standardized_dataset(
-        "synthetic", (x[train], y[train]), (x[val], y[val]), (x[test], y[test]),
-        input_shape=(n_features,), n_classes=2, per_feature=True,
+        "synthetic",
+        (x[train], y[train]),
+        (x[val], y[val]),
+        (x[test], y[test]),
+        input_shape=(n_features,),
+        n_classes=2,
+        per_feature=True,
     )
 
 

@@ -96,16 +96,34 @@ class _Source:
 
 SOURCES: dict[str, _Source] = {
     "mnist": _Source(
-        "mnist", "MNIST/raw", ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-        ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"), True, "the four *-ubyte.gz files",
-        (1, 28, 28), 10,
+        "mnist",
+        "MNIST/raw",
+        ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+        True,
+        "the four *-ubyte.gz files",
+        (1, 28, 28),
+        10,
     ),
     "cifar10": _Source(
-        "cifar10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
-        False, "cifar-10-python.tar.gz", (3, 32, 32), 10,
+        "cifar10",
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        ("test_batch",),
+        False,
+        "cifar-10-python.tar.gz",
+        (3, 32, 32),
+        10,
     ),
     "cifar100": _Source(
-        "cifar100", "cifar-100-python", ("train",), ("test",), False, "cifar-100-python.tar.gz", (3, 32, 32), 100,
+        "cifar100",
+        "cifar-100-python",
+        ("train",),
+        ("test",),
+        False,
+        "cifar-100-python.tar.gz",
+        (3, 32, 32),
+        100,
     ),
 }
 
@@ -291,8 +309,13 @@ def _standardize_channels(train: np.ndarray, *others: np.ndarray) -> list[np.nda
 
 
 def _load(
-    source: _Source, seed: int, root: object, val_fraction: float,
-    limit_train: int | None, limit_test: int | None, download: bool,
+    source: _Source,
+    seed: int,
+    root: object,
+    val_fraction: float,
+    limit_train: int | None,
+    limit_test: int | None,
+    download: bool,
 ) -> Dataset:
     check_fractions(val_fraction=val_fraction)
     check_positive_int("limit_train", limit_train, allow_none=True, minimum=2)
@@ -317,17 +340,29 @@ def _load(
         x_test, y_test = _read_cifar(source, [files[f] for f in source.test_files])
 
     train, val, test = limited_splits(
-        (x_all, y_all), (x_test, y_test),
-        seed=seed, val_fraction=val_fraction, limit_train=limit_train, limit_test=limit_test,
+        (x_all, y_all),
+        (x_test, y_test),
+        seed=seed,
+        val_fraction=val_fraction,
+        limit_train=limit_train,
+        limit_test=limit_test,
     )
     xs = _standardize_channels(train[0], val[0], test[0])
     return Dataset(
-        name=source.name, x_train=xs[0], y_train=train[1], x_val=xs[1], y_val=val[1],
-        x_test=xs[2], y_test=test[1], input_shape=source.input_shape, n_classes=source.n_classes,
+        name=source.name,
+        x_train=xs[0],
+        y_train=train[1],
+        x_val=xs[1],
+        y_val=val[1],
+        x_test=xs[2],
+        y_test=test[1],
+        input_shape=source.input_shape,
+        n_classes=source.n_classes,
     )
 
 
 # --- registered datasets -------------------------------------------------------------------------
+
 
 @DATASETS.register("mnist")
 def mnist(

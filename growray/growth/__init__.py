@@ -69,4 +69,4 @@ __all__ = [
 ]
 
 # Registration happens on import: SENN's trigger and initializer.
-from growray.growth import senn as _senn  # noqa: E402,F401  isort: skip
+from growray.growth import senn as _senn  # noqa: F401  isort: skip

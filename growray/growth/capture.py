@@ -86,7 +86,9 @@ def capture_site(
         if not with_grad:
             with torch.no_grad():
                 model(x)
-            return SiteCapture(inputs=seen["producer_in"], pre=seen["producer"], post=seen["act"], consumer_inputs=seen["consumer_in"])
+            return SiteCapture(
+                inputs=seen["producer_in"], pre=seen["producer"], post=seen["act"], consumer_inputs=seen["consumer_in"]
+            )
         with torch.enable_grad():
             logits = model(x.detach())
             loss = F.cross_entropy(logits, y)

@@ -181,8 +181,14 @@ def _norm_input_stats(model: nn.Module, norm: nn.Module, x: Tensor) -> tuple[Ten
     else in eval mode (DropIn gates use their expectation, so the result is deterministic).
     Running statistics are restored, so the model is left exactly as it was."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [{k: getattr(m, k).clone() for k in ("running_mean", "running_var", "num_batches_tracked")
-              if getattr(m, k, None) is not None} for m in norms]
+    saved = [
+        {
+            k: getattr(m, k).clone()
+            for k in ("running_mean", "running_var", "num_batches_tracked")
+            if getattr(m, k, None) is not None
+        }
+        for m in norms
+    ]
     seen: list[Tensor] = []
     handle = norm.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
     was_training = model.training
@@ -316,7 +322,10 @@ class DropInDeepener(Deepener):
 
 
 def add_new_parameters(
-    optimizer: torch.optim.Optimizer, model: nn.Module, new_params: list[nn.Parameter], anchor: nn.Parameter | None = None
+    optimizer: torch.optim.Optimizer,
+    model: nn.Module,
+    new_params: list[nn.Parameter],
+    anchor: nn.Parameter | None = None,
 ) -> None:
     """Let ``optimizer`` train ``new_params`` without touching anyone else's state.
 

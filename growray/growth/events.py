@@ -48,7 +48,7 @@ class GrowthEvent:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GrowthEvent":
+    def from_dict(cls, d: dict[str, Any]) -> GrowthEvent:
         names = {f.name for f in fields(cls)}
         required = {f.name for f in fields(cls) if f.default is MISSING}
         unknown, missing = sorted(set(d) - names), sorted(required - set(d))

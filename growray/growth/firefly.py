@@ -125,10 +125,17 @@ class FireflyInitializer(Initializer):
         ones_s = torch.ones(n_split, dtype=w.dtype, device=w.device)
         ones_f = torch.ones(n_fresh, dtype=w.dtype, device=w.device)
         rows, new_cols = assemble(delta, v, ones_s, ones_f)
-        widen(scratch, site, WidthProposal(
-            rows.reshape(-1, *w.shape[1:]), bias, columns_to_fan_out(new_cols, cw, spatial),
-            None if not n_split else columns_to_fan_out(inc_cols, cw, spatial), norm,
-        ))
+        widen(
+            scratch,
+            site,
+            WidthProposal(
+                rows.reshape(-1, *w.shape[1:]),
+                bias,
+                columns_to_fan_out(new_cols, cw, spatial),
+                None if not n_split else columns_to_fan_out(inc_cols, cw, spatial),
+                norm,
+            ),
+        )
         smods = scratch.site_modules(site)
         p_name, c_name = _param_name(scratch, smods.producer.weight), _param_name(scratch, smods.consumer.weight)
         for p in scratch.parameters():

@@ -174,13 +174,22 @@ def auxiliary_gradient(
         pad = _conv_padding(consumer)
         out_pad = []
         for i in range(2):
-            full = (delta.shape[2 + i] - 1) * consumer.stride[i] - 2 * pad[i] + consumer.dilation[i] * (consumer.kernel_size[i] - 1) + 1
+            full = (
+                (delta.shape[2 + i] - 1) * consumer.stride[i]
+                - 2 * pad[i]
+                + consumer.dilation[i] * (consumer.kernel_size[i] - 1)
+                + 1
+            )
             out_pad.append(grid[i] - full)
         m = torch.zeros(c_out * kh * kw, d_in, dtype=delta.dtype, device=delta.device)
         for start in range(0, n_samples, chunk):
             d = F.conv_transpose2d(
-                delta[start : start + chunk], kern, stride=consumer.stride, padding=pad,
-                output_padding=tuple(out_pad), dilation=consumer.dilation,
+                delta[start : start + chunk],
+                kern,
+                stride=consumer.stride,
+                padding=pad,
+                output_padding=tuple(out_pad),
+                dilation=consumer.dilation,
             )  # (n, C_out*K, H, W): dL/dz scattered back to the positions each tap reads
             m += torch.einsum("nap,nip->ai", d.flatten(2), patches[start : start + chunk].flatten(2))
         return AuxiliaryGradient(m, cap)

@@ -52,7 +52,9 @@ def match_incumbents(incumbents: torch.Tensor, newborns: torch.Tensor) -> torch.
     return idx
 
 
-def _new_slots(value: torch.Tensor, change: ParamChange, key: str, policy: str, sources: torch.Tensor | None) -> torch.Tensor:
+def _new_slots(
+    value: torch.Tensor, change: ParamChange, key: str, policy: str, sources: torch.Tensor | None
+) -> torch.Tensor:
     n_extra = change.new.shape[change.dim] - change.n_old
     extra = list(value.shape)
     extra[change.dim] = n_extra

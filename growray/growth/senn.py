@@ -95,7 +95,9 @@ class SiteData:
     def add_input(self, a_p: Tensor, g: Tensor, g_hat: Tensor, tikhonov: float) -> None:
         """Rescore as if the unit with activations ``a_p`` ``(N,)`` had been added (zero fan-out:
         the gradients are unchanged, the consumer gains an input)."""
-        a = torch.cat([self.consumer_inputs[:, :-1], a_p[:, None].to(self.consumer_inputs), self.consumer_inputs[:, -1:]], 1)
+        a = torch.cat(
+            [self.consumer_inputs[:, :-1], a_p[:, None].to(self.consumer_inputs), self.consumer_inputs[:, -1:]], 1
+        )
         self.consumer_inputs = a
         self.stats = layer_stats(a, g, g_hat, self.stats.grad_sq, tikhonov)
 
@@ -231,7 +233,7 @@ class SENNTrigger(Trigger):
         _check_int("max_per_check", max_per_check, 1)
         _check_int("seed", seed, 0)
         if not isinstance(depth, bool):
-            raise ValueError(f"depth must be true or false; got {depth!r}")  # noqa: TRY004 - config value check
+            raise ValueError(f"depth must be true or false; got {depth!r}")
         self.check_every = check_every
         self.cooldown_epochs = cooldown_epochs
         self.tau = _check_float("tau", tau, 0.0, strict=False)
@@ -258,8 +260,14 @@ class SENNTrigger(Trigger):
 
     def _best(self, feats: Tensor, act: Callable[[Tensor], Tensor], stats: LayerStats, gen: torch.Generator):
         fan_ins, gains = optimize_proposals(
-            feats, act, stats, n_proposals=self.n_proposals, n_steps=self.n_steps,
-            step_size=self.step_size, tikhonov=self.tikhonov, generator=gen,
+            feats,
+            act,
+            stats,
+            n_proposals=self.n_proposals,
+            n_steps=self.n_steps,
+            step_size=self.step_size,
+            tikhonov=self.tikhonov,
+            generator=gen,
         )
         i = sample_winner(gains, self.temperature, gen)
         return fan_ins[i], float(gains[i])
@@ -386,8 +394,12 @@ class SENNInitializer(Initializer):
     def _hinted(self, hint: Any, n_in: int, n_new: int) -> list[tuple[list[float], float]]:
         if hint is None:
             return []
-        if not isinstance(hint, dict) or not isinstance(hint.get("fan_in"), list) or not isinstance(hint.get("bias"), list):
-            raise ValueError(  # noqa: TRY004 - a malformed payload is a value error
+        if (
+            not isinstance(hint, dict)
+            or not isinstance(hint.get("fan_in"), list)
+            or not isinstance(hint.get("bias"), list)
+        ):
+            raise ValueError(
                 f"senn hint must be {{'fan_in': [[...]], 'bias': [...]}} (a senn trigger payload); got {hint!r}"
             )
         rows = [(list(r), float(b)) for r, b in zip(hint["fan_in"], hint["bias"])]
@@ -417,8 +429,14 @@ class SENNInitializer(Initializer):
             for _ in range(n_new - len(units)):
                 gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
                 fan_ins, gains = optimize_proposals(
-                    data.inputs, data.activation, data.stats, n_proposals=self.n_proposals, n_steps=self.n_steps,
-                    step_size=self.step_size, tikhonov=self.tikhonov, generator=gen,
+                    data.inputs,
+                    data.activation,
+                    data.stats,
+                    n_proposals=self.n_proposals,
+                    n_steps=self.n_steps,
+                    step_size=self.step_size,
+                    tikhonov=self.tikhonov,
+                    generator=gen,
                 )
                 u = fan_ins[sample_winner(gains, self.temperature, gen)]
                 data.add_input(data.activation((u @ data.inputs.t())[None])[0], g, g_hat, self.tikhonov)

@@ -71,7 +71,9 @@ class GrowthStrategy:
                 f"optimizer_state must be one of {list(OPTIMIZER_STATE_POLICIES)}; got {optimizer_state!r}"
             )
         if deepener is not None and not isinstance(deepener, Deepener):
-            raise TypeError(f"deepener must be a Deepener (growray.growth.DEEPENERS) or None; got {type(deepener).__name__}")
+            raise TypeError(
+                f"deepener must be a Deepener (growray.growth.DEEPENERS) or None; got {type(deepener).__name__}"
+            )
         if max_depth is not None and (not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 1):
             raise ValueError(f"max_depth must be an int >= 1 (hidden blocks) or null; got {max_depth!r}")
         self.trigger = trigger
@@ -110,8 +112,10 @@ class GrowthStrategy:
                     raise UnknownNameError("site", req.site, model_sites)
                 if self.sites is not None and req.site not in self.sites:
                     continue
-                event = self._deepen(model, optimizer, ctx, req, x) if req.kind == "deepen" else (
-                    self._widen(model, optimizer, ctx, req, x)
+                event = (
+                    self._deepen(model, optimizer, ctx, req, x)
+                    if req.kind == "deepen"
+                    else (self._widen(model, optimizer, ctx, req, x))
                 )
                 if event is not None:
                     events.append(event)
@@ -120,7 +124,9 @@ class GrowthStrategy:
             model.train(was_training)
         return events
 
-    def _event(self, model: nn.Module, ctx: TriggerContext, req: GrowthRequest, x: Tensor, **fields: Any) -> GrowthEvent:
+    def _event(
+        self, model: nn.Module, ctx: TriggerContext, req: GrowthRequest, x: Tensor, **fields: Any
+    ) -> GrowthEvent:
         return GrowthEvent(
             step=ctx.step,
             epoch=ctx.epoch,
@@ -133,7 +139,12 @@ class GrowthStrategy:
         )
 
     def _widen(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer | None, ctx: TriggerContext, req: GrowthRequest, x: Tensor
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        ctx: TriggerContext,
+        req: GrowthRequest,
+        x: Tensor,
     ) -> GrowthEvent | None:
         locked = model.locked_sites() if callable(getattr(model, "locked_sites", None)) else {}
         if req.site in locked:
@@ -157,7 +168,10 @@ class GrowthStrategy:
         with torch.no_grad():
             after = model(x)
         return self._event(
-            model, ctx, req, x,
+            model,
+            ctx,
+            req,
+            x,
             site=req.site,
             kind="widen",
             n_added=n,
@@ -171,7 +185,12 @@ class GrowthStrategy:
         )
 
     def _deepen(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer | None, ctx: TriggerContext, req: GrowthRequest, x: Tensor
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        ctx: TriggerContext,
+        req: GrowthRequest,
+        x: Tensor,
     ) -> GrowthEvent | None:
         if self.deepener is None:
             raise ValueError(
@@ -194,7 +213,10 @@ class GrowthStrategy:
         with torch.no_grad():
             after = model(x)
         return self._event(
-            model, ctx, req, x,
+            model,
+            ctx,
+            req,
+            x,
             site=change.new_site,
             kind="deepen",
             n_added=change.width,

@@ -35,7 +35,9 @@ def _width_attrs(module: nn.Module) -> tuple[str, str]:
     for cls, attrs in _WIDTH_ATTRS.items():
         if isinstance(module, cls):
             if getattr(module, "groups", 1) != 1:
-                raise TypeError(f"cannot widen a grouped {type(module).__name__} (groups={module.groups}); only groups=1")
+                raise TypeError(
+                    f"cannot widen a grouped {type(module).__name__} (groups={module.groups}); only groups=1"
+                )
             return attrs
     supported = ", ".join(c.__name__ for c in _WIDTH_ATTRS)
     raise TypeError(f"cannot widen a {type(module).__name__}; supported layers: {supported}")
@@ -79,7 +81,9 @@ def widen(model: nn.Module, site: str, proposal: WidthProposal) -> list[ParamCha
     pw, cw = producer.weight, consumer.weight
     width = pw.shape[0]
     if spatial < 1 or (spatial > 1 and not isinstance(consumer, nn.Linear)):
-        raise ValueError(f"site {site!r}: spatial={spatial} must be 1, or > 1 only for a Linear consumer after a flatten")
+        raise ValueError(
+            f"site {site!r}: spatial={spatial} must be 1, or > 1 only for a Linear consumer after a flatten"
+        )
     if cw.shape[1] != width * spatial:
         raise ValueError(
             f"site {site!r}: consumer reads {cw.shape[1]} inputs but the producer makes {width} units"
@@ -90,8 +94,10 @@ def widen(model: nn.Module, site: str, proposal: WidthProposal) -> list[ParamCha
     if proposal.incumbent_fan_out is not None:
         _check_shape("incumbent_fan_out", proposal.incumbent_fan_out, tuple(cw.shape))
     if (producer.bias is None) != (proposal.bias is None):
-        raise ValueError(f"site {site!r}: the producer {'has' if producer.bias is not None else 'has no'} bias, "
-                         f"the proposal {'has' if proposal.bias is not None else 'has no'} bias")
+        raise ValueError(
+            f"site {site!r}: the producer {'has' if producer.bias is not None else 'has no'} bias, "
+            f"the proposal {'has' if proposal.bias is not None else 'has no'} bias"
+        )
     if proposal.bias is not None:
         _check_shape("bias", proposal.bias, (n,))
     norm_keys = [k for k in _NORM_KEYS if norm is not None and getattr(norm, k, None) is not None]

@@ -56,8 +56,8 @@ class TriggerContext:
     widths: dict[str, int]
     train_loss: float | None = None
     val_loss: float | None = None
-    model: "nn.Module | None" = None
-    batch: "tuple[Tensor, Tensor] | None" = None
+    model: nn.Module | None = None
+    batch: tuple[Tensor, Tensor] | None = None
     """Recent *training* samples (a rolling buffer kept by the growth hook, up to
     ``growth.buffer_size``): data-driven triggers measure activations/gradients on it."""
 
@@ -169,8 +169,10 @@ class PlateauTrigger(Trigger):
         _check_int("patience", patience, 1)
         _check_int("n_units", n_units, 1)
         _check_int("cooldown", cooldown, 0)
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not (
-            math.isfinite(min_delta) and min_delta >= 0
+        if (
+            isinstance(min_delta, bool)
+            or not isinstance(min_delta, (int, float))
+            or not (math.isfinite(min_delta) and min_delta >= 0)
         ):
             raise ValueError(f"min_delta must be a finite float >= 0; got {min_delta!r}")
         self.patience = patience

@@ -4,10 +4,10 @@ from growray.models.activations import ACTIVATIONS, make_activation
 from growray.models.cnn import GrowableCNN
 from growray.models.mlp import GrowableMLP
 from growray.models.sites import GrowableModel, SiteModules
-from growray.models.spec import MODELS, ArchSpec, build_model
 
 # Registration happens on import.
-from growray.models.smooth_leaky import RandSmoothLeaky  # noqa: E402  isort: skip
+from growray.models.smooth_leaky import RandSmoothLeaky
+from growray.models.spec import MODELS, ArchSpec, build_model
 
 __all__ = [
     "ACTIVATIONS",

@@ -79,7 +79,9 @@ def _check_pool_after(pool_after: object, n_convs: int) -> list[int]:
     if pool_after is None:
         return list(range(n_convs))
     if isinstance(pool_after, (str, bytes)) or not isinstance(pool_after, Sequence):
-        raise ValueError(f"pool_after must be a list of conv indices or null (pool after every conv); got {pool_after!r}")
+        raise ValueError(
+            f"pool_after must be a list of conv indices or null (pool after every conv); got {pool_after!r}"
+        )
     for i in pool_after:
         if not _is_int(i) or not 0 <= i < n_convs:
             raise ValueError(

@@ -57,7 +57,9 @@ class DropInGate(nn.Module):
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         if x.shape != z.shape:
-            raise ValueError(f"a DropIn block needs its input and output to have the same shape; got {tuple(x.shape)} -> {tuple(z.shape)}")
+            raise ValueError(
+                f"a DropIn block needs its input and output to have the same shape; got {tuple(x.shape)} -> {tuple(z.shape)}"
+            )
         g = self.value().to(z.dtype)
         if not self.training:
             return (1 - g) * x + g * z
@@ -74,7 +76,13 @@ class _HiddenBlock(nn.Module):
     """
 
     def __init__(
-        self, in_features: int, out_features: int, activation: str, batch_norm: bool, dropin: bool = False, site_id: int = 0
+        self,
+        in_features: int,
+        out_features: int,
+        activation: str,
+        batch_norm: bool,
+        dropin: bool = False,
+        site_id: int = 0,
     ):
         super().__init__()
         self.linear = nn.Linear(in_features, out_features)
@@ -112,7 +120,9 @@ def _check_block_options(
         raise ValueError(f"{prefix}_ids must be distinct ints >= 0; got {list(out_ids)!r}")
     acts = [default_activation] * n if activations is None else activations
     if isinstance(acts, (str, bytes)) or not isinstance(acts, Sequence) or len(acts) != n:
-        raise ValueError(f"{prefix}_activations must list one activation name per block ({n}) or be null; got {activations!r}")
+        raise ValueError(
+            f"{prefix}_activations must list one activation name per block ({n}) or be null; got {activations!r}"
+        )
     for a in acts:
         make_activation(a)  # "did you mean" on an unknown name
     gates = [False] * n if dropin is None else dropin

@@ -44,7 +44,9 @@ def _positive(name: str, v: object) -> float:
     return float(v)
 
 
-@ACTIVATIONS.register("smooth_leaky", description="randomized smooth leaky: a x + (1-a) x sigmoid(c x / p), a ~ U(l, u)")
+@ACTIVATIONS.register(
+    "smooth_leaky", description="randomized smooth leaky: a x + (1-a) x sigmoid(c x / p), a ~ U(l, u)"
+)
 class RandSmoothLeaky(nn.Module):
     """Randomized Smooth-Leaky (module docstring).
 

@@ -39,7 +39,7 @@ class ArchSpec:
         return {"kind": self.kind, **copy.deepcopy(self.params)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ArchSpec":
+    def from_dict(cls, d: dict[str, Any]) -> ArchSpec:
         if "kind" not in d:
             raise ValueError(f"an architecture dict needs a 'kind' key (a model name); got keys {sorted(d)}")
         params = copy.deepcopy(dict(d))
@@ -49,7 +49,7 @@ class ArchSpec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, s: str) -> "ArchSpec":
+    def from_json(cls, s: str) -> ArchSpec:
         return cls.from_dict(json.loads(s))
 
 

@@ -211,9 +211,7 @@ class DartsArchitect:
         self.order = _check_order(order)
         self.grad_clip = grad_clip
         self.loss_fn = loss_fn
-        self.optimizer = torch.optim.Adam(
-            model.arch_parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay
-        )
+        self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay)
 
     def _unroll_settings(
         self, w_optimizer: torch.optim.Optimizer

@@ -97,7 +97,9 @@ class SearchCell(nn.Module):
 
 def _check_ops(ops: object) -> list[str]:
     if isinstance(ops, (str, bytes)) or not isinstance(ops, Sequence) or len(ops) == 0:
-        raise ValueError(f"ops must be a non-empty list of op names (registered: {', '.join(OPS.names())}); got {ops!r}")
+        raise ValueError(
+            f"ops must be a non-empty list of op names (registered: {', '.join(OPS.names())}); got {ops!r}"
+        )
     names = list(ops)
     for name in names:
         OPS.get(name)  # the registry's error lists the valid names and the closest match

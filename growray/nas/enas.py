@@ -150,7 +150,7 @@ class EnasSupernet(nn.Module):
         if len(set(ops)) != len(ops):
             raise ValueError(f"ops must not repeat a name; got {list(ops)!r}")
         if not isinstance(affine, bool):
-            raise ValueError(f"affine must be true or false; got {affine!r}")  # noqa: TRY004 - config errors are ValueErrors
+            raise ValueError(f"affine must be true or false; got {affine!r}")
         if isinstance(drop_path, bool) or not isinstance(drop_path, (int, float)) or not 0.0 <= drop_path < 1.0:
             raise ValueError(f"drop_path must be a probability in [0, 1); got {drop_path!r}")
         self.input_shape = (c_in, h, w)
@@ -180,7 +180,9 @@ class EnasSupernet(nn.Module):
         """``genotype`` as a ``Genotype`` that fits this supernet, or a ValueError saying why."""
         g = Genotype.from_dict(genotype)
         if g.n_nodes != self.n_nodes:
-            raise ValueError(f"the genotype has {g.n_nodes} nodes per cell; this enas_supernet has nodes={self.n_nodes}")
+            raise ValueError(
+                f"the genotype has {g.n_nodes} nodes per cell; this enas_supernet has nodes={self.n_nodes}"
+            )
         everything = tuple(range(2, self.n_nodes + 2))
         for name in ("normal", "reduce"):
             pairs, concat = g.cell(name)
@@ -191,7 +193,9 @@ class EnasSupernet(nn.Module):
                 )
             bad = sorted({op for op, _ in pairs} - set(self.op_names))
             if bad:
-                raise ValueError(f"genotype.{name} uses {bad}, which are not candidates of this supernet: {list(self.op_names)}")
+                raise ValueError(
+                    f"genotype.{name} uses {bad}, which are not candidates of this supernet: {list(self.op_names)}"
+                )
         return g
 
     def set_arch(self, genotype: Genotype | dict[str, Any]) -> None:

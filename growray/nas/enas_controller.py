@@ -165,7 +165,9 @@ class EnasController(nn.Module):
                 )
             for k, (op, idx) in enumerate(cell):
                 if op not in self.op_names:
-                    raise ValueError(f"genotype.{name}[{k}] uses op {op!r}; the controller's ops are {list(self.op_names)}")
+                    raise ValueError(
+                        f"genotype.{name}[{k}] uses op {op!r}; the controller's ops are {list(self.op_names)}"
+                    )
                 if not _is_int(idx) or not 0 <= idx <= k // 2 + 1:
                     raise ValueError(
                         f"genotype.{name}[{k}] (node {k // 2}) reads input {idx!r}; node j may read 0..j+1 "
@@ -201,7 +203,9 @@ class EnasController(nn.Module):
             given = None
             if forced is not None:  # (n, 2 * n_nodes) op ids and input ids
                 cell_of = [getattr(g, name) for g in forced]
-                given_op = torch.tensor([[self.op_names.index(op) for op, _ in c] for c in cell_of], device=zeros.device)
+                given_op = torch.tensor(
+                    [[self.op_names.index(op) for op, _ in c] for c in cell_of], device=zeros.device
+                )
                 given_in = torch.tensor([[idx for _, idx in c] for c in cell_of], device=zeros.device)
                 given = (given_op, given_in)
             anchors: list[torch.Tensor] = []
@@ -217,11 +221,15 @@ class EnasController(nn.Module):
                     state = self.lstm(x, state)
                     query = self.attn_query(state[0])[:, None, :]
                     scores = self.attn_v(torch.tanh(torch.stack(keys, dim=1) + query)).squeeze(-1)
-                    idx, lp, h = self._decide(c_in * torch.tanh(scores / t), None if given is None else given[1][:, k], generator)
+                    idx, lp, h = self._decide(
+                        c_in * torch.tanh(scores / t), None if given is None else given[1][:, k], generator
+                    )
                     log_prob, entropy = log_prob + lp, entropy + h
                     state = self.lstm(torch.stack(anchors, dim=1)[rows, idx], state)
                     logits = self.op_head(state[0])
-                    op, lp, h = self._decide(c_op * torch.tanh(logits / t), None if given is None else given[0][:, k], generator)
+                    op, lp, h = self._decide(
+                        c_op * torch.tanh(logits / t), None if given is None else given[0][:, k], generator
+                    )
                     log_prob, entropy = log_prob + lp, entropy + h
                     x = self.op_embedding(op)
                     decisions.append((op, idx))
@@ -231,12 +239,16 @@ class EnasController(nn.Module):
                 x = start
             cells.append(decisions)
         genotypes = []
-        ops = [[torch.stack([op for op, _ in c], 1).tolist(), torch.stack([i for _, i in c], 1).tolist()] for c in cells]
+        ops = [
+            [torch.stack([op for op, _ in c], 1).tolist(), torch.stack([i for _, i in c], 1).tolist()] for c in cells
+        ]
         for b in range(n):
             normal, reduce = (
                 tuple((self.op_names[o], i) for o, i in zip(cell_ops[b], cell_ins[b])) for cell_ops, cell_ins in ops
             )
-            genotypes.append(Genotype(normal=normal, normal_concat=self.concat, reduce=reduce, reduce_concat=self.concat))
+            genotypes.append(
+                Genotype(normal=normal, normal_concat=self.concat, reduce=reduce, reduce_concat=self.concat)
+            )
         return genotypes, log_prob, entropy
 
 
@@ -276,7 +288,11 @@ class EnasSearch:
     ):
         if not isinstance(controller, EnasController):
             raise TypeError(f"controller must be an EnasController; got {type(controller).__name__}")
-        if isinstance(baseline_decay, bool) or not isinstance(baseline_decay, (int, float)) or not 0 <= baseline_decay < 1:
+        if (
+            isinstance(baseline_decay, bool)
+            or not isinstance(baseline_decay, (int, float))
+            or not 0 <= baseline_decay < 1
+        ):
             raise ValueError(f"baseline_decay must be a number in [0, 1); got {baseline_decay!r}")
         if isinstance(entropy_weight, bool) or not isinstance(entropy_weight, (int, float)) or not entropy_weight >= 0:
             raise ValueError(f"entropy_weight must be a number >= 0; got {entropy_weight!r}")

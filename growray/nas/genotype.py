@@ -127,16 +127,16 @@ class Genotype:
         if isinstance(d, Genotype):
             return d
         if not isinstance(d, dict):
-            raise ValueError(  # noqa: TRY004 - config errors are ValueErrors
-                f"a genotype must be a mapping with keys normal, reduce (and *_concat); got {d!r}"
-            )
+            raise ValueError(f"a genotype must be a mapping with keys normal, reduce (and *_concat); got {d!r}")
         allowed = {"normal", "normal_concat", "reduce", "reduce_concat"}
         unknown = sorted(set(d) - allowed)
         if unknown:
             raise ValueError(f"genotype has unknown key(s) {unknown}; accepted: {sorted(allowed)}")
         missing = [k for k in ("normal", "reduce") if k not in d]
         if missing:
-            raise ValueError(f"genotype is missing {missing}; it needs 'normal' and 'reduce' lists of [op, input] pairs")
+            raise ValueError(
+                f"genotype is missing {missing}; it needs 'normal' and 'reduce' lists of [op, input] pairs"
+            )
         normal = _check_pairs("normal", d["normal"])
         everything = list(range(2, len(normal) // 2 + 2))
         return cls(

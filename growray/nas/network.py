@@ -180,9 +180,9 @@ class CellNetwork(nn.Module):
         check_positive("layers", layers)
         check_positive("stem_multiplier", stem_multiplier)
         if not isinstance(affine, bool):
-            raise ValueError(f"affine must be true or false; got {affine!r}")  # noqa: TRY004 - config errors are ValueErrors
+            raise ValueError(f"affine must be true or false; got {affine!r}")
         if not isinstance(pool_bn, bool):
-            raise ValueError(f"pool_bn must be true or false; got {pool_bn!r}")  # noqa: TRY004 - config errors are ValueErrors
+            raise ValueError(f"pool_bn must be true or false; got {pool_bn!r}")
         if isinstance(drop_path, bool) or not isinstance(drop_path, (int, float)) or not 0.0 <= drop_path < 1.0:
             raise ValueError(f"drop_path must be a probability in [0, 1); got {drop_path!r}")
         self.genotype = Genotype.from_dict(genotype)

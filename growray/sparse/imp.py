@@ -53,7 +53,9 @@ class RewindSnapshot:
         for name, p in current.items():
             saved = self.params[name]
             if saved.shape != p.shape:
-                raise ValueError(f"rewind snapshot {name!r} has shape {tuple(saved.shape)}; the model's is {tuple(p.shape)}")
+                raise ValueError(
+                    f"rewind snapshot {name!r} has shape {tuple(saved.shape)}; the model's is {tuple(p.shape)}"
+                )
             p.copy_(saved.to(p.device, p.dtype))
         if masks is not None:
             masks.zero_inactive()

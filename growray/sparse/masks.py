@@ -135,7 +135,9 @@ class UnitMasks:
             if m.dim() != 1 or m.numel() == 0:
                 raise ValueError(f"mask of site {site!r} must be a non-empty 1-D tensor; got shape {tuple(m.shape)}")
             if not bool(((m == 0) | (m == 1)).all()):
-                raise ValueError(f"mask of site {site!r} must hold only 0 and 1; got values {sorted(set(m.tolist()))[:5]}")
+                raise ValueError(
+                    f"mask of site {site!r} must hold only 0 and 1; got values {sorted(set(m.tolist()))[:5]}"
+                )
             self._masks[site] = m.float().clone()
         self._model: nn.Module | None = None
         self._handles: list = []
@@ -150,9 +152,7 @@ class UnitMasks:
         return cls({s: torch.ones(widths[s]) for s in _check_sites(model, sites)})
 
     @classmethod
-    def random(
-        cls, model: nn.Module, counts: Mapping[str, int], generator: torch.Generator | None = None
-    ) -> UnitMasks:
+    def random(cls, model: nn.Module, counts: Mapping[str, int], generator: torch.Generator | None = None) -> UnitMasks:
         """``counts[site]`` units of each site active, drawn uniformly (torch's global RNG by default)."""
         widths = model.widths()
         masks = {}
@@ -191,7 +191,9 @@ class UnitMasks:
     # ------------------------------------------------------------------ editing
     def set_units(self, site: str, units: Tensor, active: bool) -> None:
         """Switch ``units`` of ``site`` on or off (call ``snapshot_inactive`` afterwards)."""
-        self._masks[site][torch.as_tensor(units, dtype=torch.long).to(self._masks[site].device)] = 1.0 if active else 0.0
+        self._masks[site][torch.as_tensor(units, dtype=torch.long).to(self._masks[site].device)] = (
+            1.0 if active else 0.0
+        )
 
     # ------------------------------------------------------------------ model binding
     def attach(self, model: nn.Module) -> UnitMasks:

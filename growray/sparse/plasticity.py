@@ -122,9 +122,7 @@ def match_sources(model: nn.Module, site: str, incumbents: Tensor, newborns: Ten
 
 
 @torch.no_grad()
-def net2wider_insert(
-    model: nn.Module, site: str, newborns: Tensor, sources: Tensor, noise: float = 0.0
-) -> None:
+def net2wider_insert(model: nn.Module, site: str, newborns: Tensor, sources: Tensor, noise: float = 0.0) -> None:
     """Newborn ``newborns[i]`` copies the fan-in, bias and BatchNorm entries (running
     statistics included) of ``sources[i]``; each source's fan-out column is divided by
     its number of copies + 1 and shared by all of them. Exact without noise."""

@@ -89,9 +89,12 @@ class DeepenerConformance:
         change = _deepen(deepener, model, site, batch)
         assert change.site == site and change.new_site not in before_sites
         sites = model.sites()
-        assert sites == before_sites[: before_sites.index(site) + 1] + [change.new_site] + before_sites[
-            before_sites.index(site) + 1 :
-        ], "the new block follows its site; every other site keeps its name and place"
+        assert (
+            sites
+            == before_sites[: before_sites.index(site) + 1]
+            + [change.new_site]
+            + before_sites[before_sites.index(site) + 1 :]
+        ), "the new block follows its site; every other site keeps its name and place"
         assert model.widths() == {**widths, change.new_site: widths[site]} and change.width == widths[site]
         block_params = {id(p) for p in model.block(change.new_site).parameters()}
         assert block_params and {id(p) for p in change.new_params} == block_params

@@ -189,9 +189,7 @@ class MlflowRecorder(_ClosingMixin):
         size = self._limits["MAX_METRICS_PER_BATCH"]
         while self._buffer:
             chunk = self._buffer[:size]
-            self._client.log_batch(
-                self.run_id, metrics=[Metric(k, v, ts, s) for k, v, ts, s in chunk]
-            )
+            self._client.log_batch(self.run_id, metrics=[Metric(k, v, ts, s) for k, v, ts, s in chunk])
             del self._buffer[: len(chunk)]  # only what was written; a failure keeps the rest
 
     def close(self, status: str = "FINISHED") -> None:

@@ -55,7 +55,9 @@ class ParetoReport:
             {
                 **r,
                 **{m: f"{r[m]:.4g}" for m in self.metrics},
-                "pareto": "yes" if r["pareto"] else ("stopped" if r["stopped_early"] else ("" if r["feasible"] else "infeasible")),
+                "pareto": "yes"
+                if r["pareto"]
+                else ("stopped" if r["stopped_early"] else ("" if r["feasible"] else "infeasible")),
                 "config": short_params(json.loads(r["config"]) if r["config"] else {}, limit=90),
             }
             for r in rows

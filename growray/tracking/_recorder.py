@@ -13,9 +13,9 @@ import io
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "RUN_STATUSES",
     "MemoryRecorder",
     "NullRecorder",
-    "RUN_STATUSES",
     "Recorder",
     "check_status",
     "flatten_params",
@@ -77,9 +77,7 @@ def flatten_params(cfg: dict[str, Any], prefix: str = "") -> dict[str, str]:
 def check_status(status: str) -> str:
     """Return ``status`` if it is a terminal MLflow run status, else raise ValueError."""
     if status not in RUN_STATUSES:
-        raise ValueError(
-            f"run status must be one of {', '.join(RUN_STATUSES)}; got {status!r}"
-        )
+        raise ValueError(f"run status must be one of {', '.join(RUN_STATUSES)}; got {status!r}")
     return status
 
 

@@ -93,7 +93,9 @@ def open_retrain_run(tracking_uri: str, search: SearchRun) -> MlflowRecorder:
     )
 
 
-def link_retrain(tracking_uri: str, search_run_id: str, retrain_run_id: str, metrics: dict[str, float], step: int) -> None:
+def link_retrain(
+    tracking_uri: str, search_run_id: str, retrain_run_id: str, metrics: dict[str, float], step: int
+) -> None:
     """Tag the search run with its retrain run and copy the retrained accuracy onto it."""
     import time
 

@@ -19,12 +19,10 @@ from pathlib import Path
 
 from ._store import _sqlite_path, absolute_tracking_uri
 
-__all__ = ["UIProcess", "ui_command", "start_ui", "wait_healthy"]
+__all__ = ["UIProcess", "start_ui", "ui_command", "wait_healthy"]
 
 
-def ui_command(
-    tracking_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 1
-) -> list[str]:
+def ui_command(tracking_uri: str, host: str = "127.0.0.1", port: int = 5000, workers: int = 1) -> list[str]:
     """The ``mlflow server`` command line for ``tracking_uri``.
 
     Runs with this interpreter (``python -m mlflow``). A relative sqlite URI is made

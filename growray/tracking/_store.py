@@ -129,9 +129,7 @@ def get_or_create_experiment(tracking_uri: str, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
-            return client.create_experiment(
-                name, artifact_location=default_artifact_location(tracking_uri, name)
-            )
+            return client.create_experiment(name, artifact_location=default_artifact_location(tracking_uri, name))
         except MlflowException as exc:  # created concurrently by someone else
             exp = client.get_experiment_by_name(name)
             if exp is None:
@@ -146,9 +144,7 @@ def get_or_create_experiment(tracking_uri: str, name: str) -> str:
     return exp.experiment_id
 
 
-def create_sweep_run(
-    tracking_uri: str, experiment_id: str, *, run_name: str, tags: dict[str, str]
-) -> str:
+def create_sweep_run(tracking_uri: str, experiment_id: str, *, run_name: str, tags: dict[str, str]) -> str:
     """Create the parent run of a sweep and return its id.
 
     The run carries ``growray.kind=sweep``, ``growray.sweep=<run_name>`` and
@@ -230,8 +226,7 @@ def list_sweeps(tracking_uri: str, experiment: str | None = None) -> list[dict[s
         if exp is None or exp.lifecycle_stage == "deleted":
             names = sorted(e.name for e in client.search_experiments())
             raise ValueError(
-                f"no experiment {experiment!r} in {tracking_uri}; existing: "
-                f"{', '.join(names) or '(none)'}"
+                f"no experiment {experiment!r} in {tracking_uri}; existing: {', '.join(names) or '(none)'}"
             )
         experiments = [exp]
     if not experiments:
@@ -260,7 +255,6 @@ def list_sweeps(tracking_uri: str, experiment: str | None = None) -> list[dict[s
             }
         )
     return out
-
 
 
 def finalize_child_run(tracking_uri: str, run_id: str, *, failed: bool, error: str | None = None) -> None:
@@ -301,9 +295,14 @@ def latest_sweep_run(tracking_uri: str, experiment: str) -> Any:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         names = sorted(e.name for e in client.search_experiments())
-        raise ValueError(f"no MLflow experiment {experiment!r} in {tracking_uri}; experiments: {', '.join(names) or '(none)'}")
+        raise ValueError(
+            f"no MLflow experiment {experiment!r} in {tracking_uri}; experiments: {', '.join(names) or '(none)'}"
+        )
     runs = client.search_runs(
-        [exp.experiment_id], f"tags.`growray.kind` = '{SWEEP_KIND}'", order_by=["attributes.start_time DESC"], max_results=1
+        [exp.experiment_id],
+        f"tags.`growray.kind` = '{SWEEP_KIND}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
     )
     return runs[0] if runs else None
 

@@ -38,9 +38,7 @@ def _new_figure(figsize: tuple[float, float]):
     return fig
 
 
-def growth_timeline_figure(
-    initial_widths: dict[str, int], events: list[dict[str, Any]], final_step: int
-):
+def growth_timeline_figure(initial_widths: dict[str, int], events: list[dict[str, Any]], final_step: int):
     """Width of every growth site against the optimizer step.
 
     Args:
@@ -62,9 +60,7 @@ def growth_timeline_figure(
                 f"{', '.join(_REQUIRED_EVENT_KEYS)} (got keys {sorted(ev)})"
             )
     ordered = sorted(events, key=lambda e: e["step"])
-    series: dict[str, tuple[list[int], list[int]]] = {
-        site: ([0], [int(w)]) for site, w in initial_widths.items()
-    }
+    series: dict[str, tuple[list[int], list[int]]] = {site: ([0], [int(w)]) for site, w in initial_widths.items()}
     marks: dict[str, list[tuple[int, int, Any]]] = {}
     for ev in ordered:
         site, step, width = str(ev["site"]), int(ev["step"]), int(ev["width_after"])
@@ -168,11 +164,14 @@ def _check_weights(
 ) -> dict[str, np.ndarray]:
     """``{cell: (n_edges, n_ops) array}`` after checking shapes and that values are weights."""
     if not isinstance(alphas, dict) or not alphas:
-        raise ValueError(f"{where} must be a non-empty mapping {{cell type: [[weight per op] per edge]}}; got {alphas!r}")
+        raise ValueError(
+            f"{where} must be a non-empty mapping {{cell type: [[weight per op] per edge]}}; got {alphas!r}"
+        )
     shape = (len(edge_labels), len(op_names))
     if 0 in shape:
-        raise ValueError(f"{where}: op_names and edge_labels must be non-empty; got {len(op_names)} ops, "
-                         f"{len(edge_labels)} edges")
+        raise ValueError(
+            f"{where}: op_names and edge_labels must be non-empty; got {len(op_names)} ops, {len(edge_labels)} edges"
+        )
     out = {}
     for cell in _cell_names(list(alphas)):
         try:
@@ -180,11 +179,15 @@ def _check_weights(
         except (TypeError, ValueError) as e:
             raise ValueError(f"{where}[{cell!r}] must be a rectangular list of numbers: {e}") from e
         if w.shape != shape:
-            raise ValueError(f"{where}[{cell!r}] has shape {w.shape}; expected {shape} "
-                             f"(one row per edge label, one column per op name)")
+            raise ValueError(
+                f"{where}[{cell!r}] has shape {w.shape}; expected {shape} "
+                f"(one row per edge label, one column per op name)"
+            )
         if not np.all(np.isfinite(w)) or w.min() < -1e-6 or w.max() > 1 + 1e-6:
-            raise ValueError(f"{where}[{cell!r}] must hold weights in [0, 1] (softmax over the ops, not raw α); "
-                             f"got values in [{np.nanmin(w):.3g}, {np.nanmax(w):.3g}]")
+            raise ValueError(
+                f"{where}[{cell!r}] must hold weights in [0, 1] (softmax over the ops, not raw α); "
+                f"got values in [{np.nanmin(w):.3g}, {np.nanmax(w):.3g}]"
+            )
         out[cell] = w
     return out
 
@@ -238,9 +241,16 @@ def alpha_heatmap_figure(
         chosen = _chosen_ops(w, op_names)
         for i in range(n_edges):
             for j in range(n_ops):
-                ax.text(j, i, f"{w[i, j]:.2f}", ha="center", va="center", fontsize=fontsize,
-                        color="black" if w[i, j] > 0.55 else "white",
-                        fontweight="bold" if j == chosen[i] else "normal")
+                ax.text(
+                    j,
+                    i,
+                    f"{w[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=fontsize,
+                    color="black" if w[i, j] > 0.55 else "white",
+                    fontweight="bold" if j == chosen[i] else "normal",
+                )
             ax.add_patch(Rectangle((chosen[i] - 0.5, i - 0.5), 1, 1, fill=False, ec="tab:red", lw=1.6))
         ax.set_xticks(range(n_ops), op_names, rotation=40, ha="right", fontsize=8)
         ax.set_yticks(range(n_edges), [_tex_label(e) for e in edge_labels], fontsize=8)
@@ -332,22 +342,27 @@ def _check_cell(genotype: dict[str, Any], cell: str) -> tuple[list[tuple[str, in
     """``(pairs, concat)`` of one cell after checking the format (two pairs per node)."""
     pairs = genotype[cell]
     if isinstance(pairs, (str, bytes)) or not isinstance(pairs, (list, tuple)) or not pairs or len(pairs) % 2:
-        raise ValueError(f"genotype[{cell!r}] must be a non-empty list of [op, input] pairs, two per node; "
-                         f"got {pairs!r}")
+        raise ValueError(
+            f"genotype[{cell!r}] must be a non-empty list of [op, input] pairs, two per node; got {pairs!r}"
+        )
     out = []
     for j, pair in enumerate(pairs):
         ok = isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], str)
         idx = pair[1] if ok else None
         if not ok or isinstance(idx, bool) or not isinstance(idx, int) or not 0 <= idx < j // 2 + 2:
-            raise ValueError(f"genotype[{cell!r}][{j}] must be [op name, input] with input in 0..{j // 2 + 1} "
-                             f"(0, 1 = the cell inputs, i + 2 = node i); got {pair!r}")
+            raise ValueError(
+                f"genotype[{cell!r}][{j}] must be [op name, input] with input in 0..{j // 2 + 1} "
+                f"(0, 1 = the cell inputs, i + 2 = node i); got {pair!r}"
+            )
         out.append((pair[0], idx))
     n_nodes = len(out) // 2
     concat = genotype.get(f"{cell}_concat", list(range(2, n_nodes + 2)))
     if not isinstance(concat, (list, tuple)) or any(
         isinstance(c, bool) or not isinstance(c, int) or not 2 <= c < n_nodes + 2 for c in concat
     ):
-        raise ValueError(f"genotype[{cell + '_concat'!r}] must list intermediate nodes 2..{n_nodes + 1}; got {concat!r}")
+        raise ValueError(
+            f"genotype[{cell + '_concat'!r}] must list intermediate nodes 2..{n_nodes + 1}; got {concat!r}"
+        )
     return out, list(concat)
 
 
@@ -383,16 +398,35 @@ def _draw_cell(ax, pairs: list[tuple[str, int]], concat: list[int], title: str, 
     def arrow(src: int, dst: int, rad: float, label: str | None, t: float = 0.6) -> None:
         (x1, y1), (x2, y2) = pos[src], pos[dst]
         color = colors[label] if label else "0.6"
-        ax.annotate("", xy=(x2, y2), xytext=(x1, y1), zorder=1, arrowprops={
-            "arrowstyle": "-|>", "color": color, "lw": 1.4 if label else 1.0, "shrinkA": 13, "shrinkB": 13,
-            "connectionstyle": f"arc3,rad={rad}",
-        })
+        ax.annotate(
+            "",
+            xy=(x2, y2),
+            xytext=(x1, y1),
+            zorder=1,
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": color,
+                "lw": 1.4 if label else 1.0,
+                "shrinkA": 13,
+                "shrinkB": 13,
+                "connectionstyle": f"arc3,rad={rad}",
+            },
+        )
         if label:  # a point of arc3's quadratic Bézier, nearer the destination than the source
             cx, cy = (x1 + x2) / 2 + rad * (y2 - y1), (y1 + y2) / 2 - rad * (x2 - x1)
             lx = (1 - t) ** 2 * x1 + 2 * (1 - t) * t * cx + t**2 * x2
             ly = (1 - t) ** 2 * y1 + 2 * (1 - t) * t * cy + t**2 * y2
-            ax.text(lx, ly, label, fontsize=7, ha="center", va="center", zorder=3, color=color,
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": color, "lw": 0.6, "alpha": 0.9})
+            ax.text(
+                lx,
+                ly,
+                label,
+                fontsize=7,
+                ha="center",
+                va="center",
+                zorder=3,
+                color=color,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": color, "lw": 0.6, "alpha": 0.9},
+            )
 
     for i in range(n_nodes):
         (op_a, in_a), (op_b, in_b) = pairs[2 * i], pairs[2 * i + 1]
@@ -406,8 +440,16 @@ def _draw_cell(ax, pairs: list[tuple[str, int]], concat: list[int], title: str, 
         arrow(c, out, 0.0, None)
     for k, (x, y) in pos.items():
         kind = "input" if k < 2 else "output" if k == out else "node"
-        ax.text(x, y, names[k], ha="center", va="center", fontsize=10, zorder=4,
-                bbox={"boxstyle": "round,pad=0.35", "fc": _NODE_COLORS[kind], "ec": "0.3"})
+        ax.text(
+            x,
+            y,
+            names[k],
+            ha="center",
+            va="center",
+            fontsize=10,
+            zorder=4,
+            bbox={"boxstyle": "round,pad=0.35", "fc": _NODE_COLORS[kind], "ec": "0.3"},
+        )
     ax.set_xlim(-0.6, pos[out][0] + 0.6)
     ax.set_ylim(-2.1, 2.1)
     ax.set_aspect("equal")

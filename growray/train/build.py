@@ -21,7 +21,7 @@ from .nas_hooks import build_nas_hook
 from .plasticity_hook import PlasticityHook
 from .trainer import Trainer
 
-__all__ = ["build_trainer", "resolve_device", "build_hooks", "split_for_nas"]
+__all__ = ["build_hooks", "build_trainer", "resolve_device", "split_for_nas"]
 
 
 def resolve_device(exp: Experiment) -> torch.device:
@@ -49,7 +49,9 @@ def split_for_nas(exp: Experiment, splits: TensorSplits) -> tuple[TensorSplits, 
     return dataclasses.replace(splits, train=(x[w_idx], y[w_idx])), (x[a_idx], y[a_idx])
 
 
-def build_hooks(exp: Experiment, splits: TensorSplits, arch_split: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[Hook]:
+def build_hooks(
+    exp: Experiment, splits: TensorSplits, arch_split: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> list[Hook]:
     hooks: list[Hook] = []
     if exp.nas is not None:
         if arch_split is None:

@@ -19,7 +19,7 @@ import torch
 
 from growray.models import ArchSpec
 
-__all__ = ["CheckpointData", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FILES"]
+__all__ = ["CHECKPOINT_FILES", "CheckpointData", "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_FILES = ("arch.json", "state.pt", "meta.json")
 

@@ -67,7 +67,7 @@ class GrowthHook(Hook):
         y = torch.cat([b[1] for b in self._recent])[-self.buffer_size :]
         return x, y
 
-    def _grow(self, trainer: "Trainer", phase: str, **losses: float | None) -> None:
+    def _grow(self, trainer: Trainer, phase: str, **losses: float | None) -> None:
         ctx = TriggerContext(
             step=trainer.step,
             epoch=trainer.epoch,
@@ -91,7 +91,7 @@ class GrowthHook(Hook):
     def _diagnosing(self) -> bool:
         return self.diagnostics is not None and self.diagnostics.enabled and bool(self._recent)
 
-    def _measure(self, trainer: "Trainer", sites: list[str]) -> dict[str, tuple[float, float]]:
+    def _measure(self, trainer: Trainer, sites: list[str]) -> dict[str, tuple[float, float]]:
         """Newborn log-parity at ``sites`` on the recent training samples; logged at this step."""
         batch = self.recent_batch()
         if batch is None or not sites:
@@ -109,7 +109,7 @@ class GrowthHook(Hook):
         trainer.recorder.log_metrics(metrics, step=trainer.step)
         return out
 
-    def _follow_up(self, trainer: "Trainer") -> None:
+    def _follow_up(self, trainer: Trainer) -> None:
         """Every ``every_steps`` after birth, until ``horizon_steps``: is the cohort integrating?"""
         d = self.diagnostics
         if not self._diagnosing() or d.every_steps == 0:
@@ -121,13 +121,13 @@ class GrowthHook(Hook):
         ]
         self._measure(trainer, due)
 
-    def on_step_end(self, trainer: "Trainer", loss: float) -> None:
+    def on_step_end(self, trainer: Trainer, loss: float) -> None:
         self._remember(trainer.last_batch)
         advance_dropin(trainer.model)
         self._follow_up(trainer)
         self._grow(trainer, "step", train_loss=loss)
 
-    def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         self._grow(trainer, "epoch", train_loss=None, val_loss=metrics["val/loss"])
         trigger = self.strategy.trigger
         # SENN: the natural expansion score per site and the best proposal's lower bound
@@ -138,12 +138,12 @@ class GrowthHook(Hook):
         for site, gain in (getattr(trigger, "last_scores", None) or {}).items():
             metrics[f"growth/senn_delta_eta/{site}"] = float(gain)
 
-    def on_checkpoint(self, trainer: "Trainer") -> None:
+    def on_checkpoint(self, trainer: Trainer) -> None:
         if len(trainer.events) != self._written_events:
             trainer.recorder.log_dict(trainer.events, "growth_events.json")
             self._written_events = len(trainer.events)
 
-    def on_fit_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
+    def on_fit_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         from growray.tracking import growth_timeline_figure
 
         self.on_checkpoint(trainer)

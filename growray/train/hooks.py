@@ -17,24 +17,24 @@ class Hook:
 
     name: str = "hook"
 
-    def on_fit_start(self, trainer: "Trainer") -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         """Called once before the first step (also after a restore)."""
 
-    def on_batch_start(self, trainer: "Trainer", xb: "torch.Tensor", yb: "torch.Tensor") -> None:
+    def on_batch_start(self, trainer: Trainer, xb: torch.Tensor, yb: torch.Tensor) -> None:
         """Called before each training forward with the batch about to be used (a DARTS
         architecture step, an ENAS architecture sample)."""
 
-    def on_step_end(self, trainer: "Trainer", loss: float) -> None:
+    def on_step_end(self, trainer: Trainer, loss: float) -> None:
         """Called after every optimizer step."""
 
-    def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         """Called after validation; may add entries to ``metrics`` before they are logged."""
 
-    def on_checkpoint(self, trainer: "Trainer") -> None:
+    def on_checkpoint(self, trainer: Trainer) -> None:
         """Called before each epoch's report (Tune may end the trial there): keep small
         artifacts current here, so a trial stopped by a scheduler still has them."""
 
-    def on_fit_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
+    def on_fit_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         """Called after the final evaluation; log artifacts here."""
 
     def state_dict(self) -> dict[str, Any]:

@@ -110,10 +110,10 @@ class _NasHook(Hook):
         self._written_genotype: str | None = None
 
     # -- the gap
-    def _due(self, trainer: "Trainer") -> bool:
+    def _due(self, trainer: Trainer) -> bool:
         return trainer.epoch % self.cfg.eval_every_epochs == 0 or trainer.epoch >= trainer.cfg.epochs
 
-    def _discrete_accuracy(self, trainer: "Trainer", network: nn.Module) -> tuple[float, float]:
+    def _discrete_accuracy(self, trainer: Trainer, network: nn.Module) -> tuple[float, float]:
         network = network.to(trainer.device)
         x_train, _ = trainer.data.train
         bs = trainer.cfg.batch_size
@@ -128,7 +128,7 @@ class _NasHook(Hook):
         }
 
     # -- artifacts
-    def _log_genotype(self, trainer: "Trainer") -> None:
+    def _log_genotype(self, trainer: Trainer) -> None:
         if self.genotype is None:
             return
         text = self.genotype.to_dict()
@@ -137,10 +137,10 @@ class _NasHook(Hook):
             trainer.recorder.log_dict(text, "genotype.json")
             self._written_genotype = key
 
-    def on_checkpoint(self, trainer: "Trainer") -> None:
+    def on_checkpoint(self, trainer: Trainer) -> None:
         self._log_genotype(trainer)
 
-    def on_fit_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
+    def on_fit_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         self._log_genotype(trainer)
         if self.history:
             trainer.recorder.log_dict({"history": self.history}, "nas_history.json")
@@ -171,7 +171,7 @@ class DartsHook(_NasHook):
         self.architect: Any = None
         self.last_arch_stats: dict[str, float] = {}
 
-    def on_fit_start(self, trainer: "Trainer") -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         from growray.nas import DartsArchitect
 
         if not hasattr(trainer.model, "arch_parameters"):
@@ -190,12 +190,12 @@ class DartsHook(_NasHook):
             self._pending_tensors = None
         self.genotype = trainer.model.genotype()
 
-    def on_batch_start(self, trainer: "Trainer", xb: torch.Tensor, yb: torch.Tensor) -> None:
+    def on_batch_start(self, trainer: Trainer, xb: torch.Tensor, yb: torch.Tensor) -> None:
         if trainer.epoch < self.cfg.warmup_epochs:
             return
         self.last_arch_stats = self.architect.step((xb, yb), self.arch.next(), trainer.optimizer)
 
-    def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         model = trainer.model
         self.genotype = model.genotype()
         metrics.update({k: float(v) for k, v in self.last_arch_stats.items()})
@@ -205,7 +205,9 @@ class DartsHook(_NasHook):
         if self._due(trainer):
             relaxed = metrics["val/acc"]
             _, discrete = self._discrete_accuracy(trainer, model.discretized(self.genotype))
-            metrics.update({"nas/relaxed_val_acc": relaxed, "nas/discrete_val_acc": discrete, "nas/gap": relaxed - discrete})
+            metrics.update(
+                {"nas/relaxed_val_acc": relaxed, "nas/discrete_val_acc": discrete, "nas/gap": relaxed - discrete}
+            )
             self.history.append(
                 {
                     "epoch": trainer.epoch,
@@ -224,20 +226,28 @@ class DartsHook(_NasHook):
                 f"{int(metrics['nas/skip_count'])} skip_connect (nas.early_stop_skips = {limit})"
             )
 
-    def on_fit_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
+    def on_fit_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         super().on_fit_end(trainer, metrics)
         model = trainer.model
         alphas = {k: v.detach().cpu().tolist() for k, v in model.alphas().items()}
-        trainer.recorder.log_dict({"op_names": list(model.op_names), "edges": model.edges(), "alphas": alphas}, "alphas.json")
+        trainer.recorder.log_dict(
+            {"op_names": list(model.op_names), "edges": model.edges(), "alphas": alphas}, "alphas.json"
+        )
         from growray.tracking.plots import alpha_heatmap_figure, alpha_history_figure
 
         labels = edge_labels(model.edges())
-        trainer.recorder.log_figure(alpha_heatmap_figure(alphas, list(model.op_names), labels, title="softmax(α) at the end"),
-                                    "plots/alpha_heatmap.png")
+        trainer.recorder.log_figure(
+            alpha_heatmap_figure(alphas, list(model.op_names), labels, title="softmax(α) at the end"),
+            "plots/alpha_heatmap.png",
+        )
         if len(self.history) >= 2:
             trainer.recorder.log_figure(
-                alpha_history_figure([h["alphas"] for h in self.history], list(model.op_names), labels,
-                                     epochs=[h["epoch"] for h in self.history]),
+                alpha_history_figure(
+                    [h["alphas"] for h in self.history],
+                    list(model.op_names),
+                    labels,
+                    epochs=[h["epoch"] for h in self.history],
+                ),
                 "plots/alpha_history.png",
             )
 
@@ -256,7 +266,7 @@ class EnasHook(_NasHook):
         self.search: Any = None
         self.sample_gen = torch.Generator().manual_seed(seed + 104729)
 
-    def on_fit_start(self, trainer: "Trainer") -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         from growray.nas.enas import EnasController, EnasSearch
 
         model = trainer.model
@@ -293,7 +303,7 @@ class EnasHook(_NasHook):
             genotype, _, _ = self.search.controller.sample(generator=self.sample_gen)
         return genotype
 
-    def on_batch_start(self, trainer: "Trainer", xb: torch.Tensor, yb: torch.Tensor) -> None:
+    def on_batch_start(self, trainer: Trainer, xb: torch.Tensor, yb: torch.Tensor) -> None:
         trainer.model.set_arch(self._sample())
 
     def _reward_fn(self, model: nn.Module) -> Callable[[Genotype], float]:
@@ -302,7 +312,7 @@ class EnasHook(_NasHook):
 
         return reward
 
-    def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         model = trainer.model
         stats = self.search.train_controller(self._reward_fn(model), self.cfg.controller.steps)
         metrics.update({k: float(v) for k, v in stats.items()})
@@ -319,14 +329,21 @@ class EnasHook(_NasHook):
                 for i in range(0, len(y_val), bs)
             ) / max(len(y_val), 1)
             _, discrete = self._discrete_accuracy(trainer, model.discretized(self.genotype))
-            metrics.update({"nas/relaxed_val_acc": relaxed, "nas/discrete_val_acc": discrete, "nas/gap": relaxed - discrete})
+            metrics.update(
+                {"nas/relaxed_val_acc": relaxed, "nas/discrete_val_acc": discrete, "nas/gap": relaxed - discrete}
+            )
             # val/acc of a supernet trial: its derived cell on the shared weights (the trainer's own
             # evaluation used whichever cell was sampled last).
             metrics["val/acc"] = relaxed
             metrics.pop("val/loss", None)  # that loss was the last sampled cell's, not the derived one's
             self.history.append(
-                {"epoch": trainer.epoch, "step": trainer.step, "genotype": self.genotype.to_dict(),
-                 "relaxed_val_acc": relaxed, "discrete_val_acc": discrete}
+                {
+                    "epoch": trainer.epoch,
+                    "step": trainer.step,
+                    "genotype": self.genotype.to_dict(),
+                    "relaxed_val_acc": relaxed,
+                    "discrete_val_acc": discrete,
+                }
             )
         model.set_arch(self.genotype)  # the final test evaluation uses the derived cell
         metrics.update(self._collapse_metrics(self.genotype))
@@ -334,9 +351,15 @@ class EnasHook(_NasHook):
     def tensor_state(self) -> dict[str, Any]:
         if self.search is None:
             return {}
-        return {"search": self.search.state_dict(), "arch_batches": self.arch.state_dict(), "sample_gen": self.sample_gen.get_state()}
+        return {
+            "search": self.search.state_dict(),
+            "arch_batches": self.arch.state_dict(),
+            "sample_gen": self.sample_gen.get_state(),
+        }
 
 
-def build_nas_hook(cfg: NasConfig, arch_split: tuple[torch.Tensor, torch.Tensor], batch_size: int, seed: int) -> _NasHook:
+def build_nas_hook(
+    cfg: NasConfig, arch_split: tuple[torch.Tensor, torch.Tensor], batch_size: int, seed: int
+) -> _NasHook:
     cls = DartsHook if cfg.method == "darts" else EnasHook
     return cls(cfg, arch_split, batch_size, seed)

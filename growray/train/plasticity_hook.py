@@ -191,13 +191,18 @@ class PlasticityHook(Hook):
         cfg, model = self.cfg, trainer.model
         if cfg.arm == "prune":
             if self.snapshot is None:
-                raise RuntimeError(f"no rewind snapshot at step {trainer.step}: plasticity.rewind_step={cfg.rewind_step} was never reached")
+                raise RuntimeError(
+                    f"no rewind snapshot at step {trainer.step}: plasticity.rewind_step={cfg.rewind_step} was never reached"
+                )
             scorer = UNIT_SCORERS.build({"name": cfg.score, **({"tau": cfg.tau} if cfg.score == "activity" else {})})
             pruned = select_prune(model, self.masks, scorer, self.targets, cycle, cfg.cycles, self._batch(trainer)[0])
             cohort = {
                 "cycle": cycle,
                 "new": {s: idx.tolist() for s, idx in pruned.items()},
-                "old": {s: [j for j in self.masks.active(s).tolist() if j not in set(idx.tolist())] for s, idx in pruned.items()},
+                "old": {
+                    s: [j for j in self.masks.active(s).tolist() if j not in set(idx.tolist())]
+                    for s, idx in pruned.items()
+                },
             }
             out = self._parity("post", [cohort], trainer)  # before the removal: pruned vs kept
             apply_prune(model, self.masks, pruned, self.snapshot, trainer.optimizer)
@@ -237,8 +242,9 @@ class PlasticityHook(Hook):
             for site, new in cohort["new"].items():
                 if not new:
                     continue
-                a, g = cohort_parity(trainer.model, site, torch.tensor(new), torch.tensor(cohort["old"][site]),
-                                     self.probe, self.cfg.tau)
+                a, g = cohort_parity(
+                    trainer.model, site, torch.tensor(new), torch.tensor(cohort["old"][site]), self.probe, self.cfg.tau
+                )
                 per_site.setdefault(site, []).append((a, g))
                 pairs.append((a, g))
             if per_cohort and pairs:
@@ -257,7 +263,11 @@ class PlasticityHook(Hook):
     # ------------------------------------------------------------------ end
     def _masks_artifact(self) -> dict[str, Any]:
         assert self.masks is not None
-        return {"arm": self.cfg.arm, "targets": self.targets, "active": {s: self.masks.active(s).tolist() for s in self.masks.sites}}
+        return {
+            "arm": self.cfg.arm,
+            "targets": self.targets,
+            "active": {s: self.masks.active(s).tolist() for s in self.masks.sites},
+        }
 
     def on_checkpoint(self, trainer: Trainer) -> None:
         if self.masks is not None:

@@ -11,23 +11,24 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+import growray.nas  # noqa: F401  registers the NAS models, so checkpoints of supernets rebuild
 from growray.config import CostsConfig, TrainerConfig
 from growray.cost import LatencyProtocol, TrainingCompute, count_params, forward_flops, measure_latency
 from growray.data import TensorSplits
 from growray.metrics import width_metric
-import growray.nas  # noqa: F401  registers the NAS models, so checkpoints of supernets rebuild
 from growray.models import build_model
 
 from .checkpoint import CheckpointData, load_checkpoint, save_checkpoint
 from .hooks import Hook
 
-__all__ = ["Trainer", "TrainingDivergedError", "make_optimizer", "scheduled_lr", "weight_parameters", "ReportFn"]
+__all__ = ["ReportFn", "Trainer", "TrainingDivergedError", "make_optimizer", "scheduled_lr", "weight_parameters"]
 
 #: ``report(metrics, checkpoint_dir)``; the checkpoint dir may be deleted after the call returns.
 ReportFn = Callable[[dict[str, Any], "str | None"], None]
@@ -145,7 +146,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ restore
     @classmethod
-    def from_checkpoint(cls, directory: str, data: TensorSplits, cfg: TrainerConfig, **kwargs: Any) -> "Trainer":
+    def from_checkpoint(cls, directory: str, data: TensorSplits, cfg: TrainerConfig, **kwargs: Any) -> Trainer:
         """Rebuild model and optimizer from a checkpoint's spec and state (not from any config)."""
         device = torch.device(kwargs.get("device", "cpu"))
         ckpt = load_checkpoint(directory, map_location=device)
@@ -267,7 +268,7 @@ class Trainer:
         for ev in events:
             self.events.append(ev.to_dict() if hasattr(ev, "to_dict") else dict(ev))
         metrics = {**self.architecture_metrics(), **self.costs()}
-        metrics["growth/preservation_error"] = float(max(e["preservation_error"] for e in self.events[-len(events):]))
+        metrics["growth/preservation_error"] = float(max(e["preservation_error"] for e in self.events[-len(events) :]))
         self.recorder.log_metrics(metrics, step=self.step)
 
     @torch.no_grad()

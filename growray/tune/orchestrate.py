@@ -32,7 +32,16 @@ from .table import LiveTrialTable, format_table, short_params
 from .trial import SweepContext, trial_main
 from .writer import start_writer
 
-__all__ = ["SetupError", "SweepResult", "SweepStorage", "TrialSummary", "absolute_tracking_uri", "find_sweep", "resume_sweep", "run_sweep"]
+__all__ = [
+    "SetupError",
+    "SweepResult",
+    "SweepStorage",
+    "TrialSummary",
+    "absolute_tracking_uri",
+    "find_sweep",
+    "resume_sweep",
+    "run_sweep",
+]
 
 
 @dataclass
@@ -93,7 +102,18 @@ class SweepResult:
                     "mlflow run": t.mlflow_run_id or "",
                 }
             )
-        cols = ["trial", "status", "epochs", self.metric, "best val/acc", "test/acc", "params", "widths", "config", "mlflow run"]
+        cols = [
+            "trial",
+            "status",
+            "epochs",
+            self.metric,
+            "best val/acc",
+            "test/acc",
+            "params",
+            "widths",
+            "config",
+            "mlflow run",
+        ]
         return format_table(rows, cols)
 
 
@@ -239,7 +259,9 @@ def _mutations(exp: Experiment) -> dict[str, Any]:
         if p.type == "categorical":
             out[name] = list(p.choices or [])
         elif p.type == "int":
-            out[name] = tune.lograndint(int(p.low), int(p.high) + 1) if p.log else tune.randint(int(p.low), int(p.high) + 1)
+            out[name] = (
+                tune.lograndint(int(p.low), int(p.high) + 1) if p.log else tune.randint(int(p.low), int(p.high) + 1)
+            )
         else:
             out[name] = tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
     return out
@@ -428,7 +450,9 @@ def run_sweep(
         tags={
             "growray.sweep": sweep_name,
             "growray.trial_kind": exp.kind,
-            OBJECTIVES_TAG: json.dumps([{"metric": m, "mode": d} for m, d in zip(exp.search.metrics, exp.search.modes)]),
+            OBJECTIVES_TAG: json.dumps(
+                [{"metric": m, "mode": d} for m, d in zip(exp.search.metrics, exp.search.modes)]
+            ),
             CONSTRAINTS_TAG: json.dumps([c.model_dump() for c in exp.search.constraints]),
             **provenance,
         },
@@ -496,16 +520,26 @@ def resume_sweep(
     dataset = load_dataset(exp.data, seed=exp.seed)
     started_ray = _init_ray(address, verbose)
     ray_root = meta.get("ray_root") or str(Path(meta["storage_path"]).parent)
-    storage = SweepStorage(exp.output_dir, Path(meta.get("state_dir") or Path(ray_root).parent), ray_root,
-                           shared_storage or bool(meta.get("shared_storage")) or "://" in ray_root)
+    storage = SweepStorage(
+        exp.output_dir,
+        Path(meta.get("state_dir") or Path(ray_root).parent),
+        ray_root,
+        shared_storage or bool(meta.get("shared_storage")) or "://" in ray_root,
+    )
     _check_cluster_storage(storage, started_ray)
     resumed = int(run_tags(meta["tracking_uri"], meta["parent_run_id"]).get("growray.resumed", 0))
     parent = MlflowRecorder(meta["tracking_uri"], meta["experiment_id"], run_id=meta["parent_run_id"])
     parent.set_tags({"growray.resumed": str(resumed + 1)})
     writer = start_writer(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"])
     with _session(parent, started_ray, writer):
-        ctx = SweepContext(meta["tracking_uri"], meta["experiment_id"], meta["parent_run_id"], meta["sweep"],
-                           meta.get("provenance", {}), writer)
+        ctx = SweepContext(
+            meta["tracking_uri"],
+            meta["experiment_id"],
+            meta["parent_run_id"],
+            meta["sweep"],
+            meta.get("provenance", {}),
+            writer,
+        )
         tuner = tune.Tuner.restore(
             meta["storage_path"],
             trainable=_trainable(exp, dataset, ctx),

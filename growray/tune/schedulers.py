@@ -275,6 +275,12 @@ class ParetoHalvingScheduler(FIFOScheduler):
         decision = TrialScheduler.CONTINUE if position < keep else TrialScheduler.STOP
         logger.debug(
             "ParetoHalving rung %s: trial %s %s ranks %d of %d (keep %d) -> %s",
-            rung["milestone"], trial_id, vector, position + 1, len(ids), keep, decision,
+            rung["milestone"],
+            trial_id,
+            vector,
+            position + 1,
+            len(ids),
+            keep,
+            decision,
         )
         return decision

@@ -57,7 +57,7 @@ class SpaceFunction:
         return None
 
     @classmethod
-    def from_experiment(cls, exp: Any) -> "SpaceFunction":
+    def from_experiment(cls, exp: Any) -> SpaceFunction:
         from growray.config import get_path
 
         space = exp.search.space if isinstance(exp.search.space, dict) else {}

@@ -88,10 +88,16 @@ def resolve_storage(output_dir: str, name: str, *, shared: bool = False, cwd: Pa
     """
     base = Path.cwd() if cwd is None else cwd
     if not output_dir.strip():
-        raise SetupError("output_dir: must name a folder or a URI (e.g. runs, file:///mnt/shared/runs, s3://bucket/runs); got ''")
+        raise SetupError(
+            "output_dir: must name a folder or a URI (e.g. runs, file:///mnt/shared/runs, s3://bucket/runs); got ''"
+        )
     parsed = urlparse(output_dir)
     if parsed.scheme == "file":
-        if not output_dir.startswith("file://") or parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
+        if (
+            not output_dir.startswith("file://")
+            or parsed.netloc not in ("", "localhost")
+            or not parsed.path.startswith("/")
+        ):
             raise SetupError(
                 f"output_dir: a file URI names an absolute folder on a mount every node shares, "
                 f"file:///mnt/shared/runs (three slashes); got {output_dir!r}"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Iterable, TextIO
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 from ray import tune
 
@@ -13,6 +14,7 @@ __all__ = ["LiveTrialTable", "format_table", "short_params"]
 
 def short_params(config: dict[str, Any], limit: int = 60) -> str:
     """``growth.trigger.name=plateau lr=0.0031`` — last path element, compact values."""
+
     def short(path: list[str]) -> str:
         if path[-1] == "name" or path[-1].isdigit():  # growth.trigger.name -> trigger, model.hidden.0 -> hidden.0
             return path[-2] if path[-1] == "name" else ".".join(path[-2:])

@@ -97,7 +97,10 @@ def _new_run(
         from growray.tracking import MlflowRecorder
 
         recorder = MlflowRecorder(
-            sweep.tracking_uri, sweep.experiment_id, run_name=trial_name, parent_run_id=sweep.parent_run_id,
+            sweep.tracking_uri,
+            sweep.experiment_id,
+            run_name=trial_name,
+            parent_run_id=sweep.parent_run_id,
             tags=all_tags,
         )
     resolved = exp.to_dict()
@@ -153,16 +156,24 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
             # an interrupted sweep stopped this trial inside report(): it is running again
             tags = {"growray.stopped_early": "false", **where}
             if exploited:
-                tags.update({"growray.exploited_from": donor, "growray.exploited_at_epoch": str(meta["epoch"]),
-                             "growray.searched_now": json.dumps(config, sort_keys=True, default=str)})
+                tags.update(
+                    {
+                        "growray.exploited_from": donor,
+                        "growray.exploited_at_epoch": str(meta["epoch"]),
+                        "growray.searched_now": json.dumps(config, sort_keys=True, default=str),
+                    }
+                )
             else:
                 tags["growray.restores"] = str(restores)
             recorder.set_tags(tags)
             trainer = build_trainer(exp, dataset, recorder=recorder, report=report, checkpoint_dir=d)
             trainer.meta_extra["restores"] = restores
-            print(f"[growray] {trial_name}: restored at epoch {trainer.epoch}, step {trainer.step}, "
-                  f"widths {trainer.model.widths()}, MLflow run {run_id}", flush=True)
-    elif (run_id := _find_run(sweep, trial_name)):
+            print(
+                f"[growray] {trial_name}: restored at epoch {trainer.epoch}, step {trainer.step}, "
+                f"widths {trainer.model.widths()}, MLflow run {run_id}",
+                flush=True,
+            )
+    elif run_id := _find_run(sweep, trial_name):
         # Restarted before its first checkpoint (worker died, or the sweep was interrupted):
         # the same run continues; the deterministic re-run's already-logged steps are skipped.
         recorder = _continue_run(sweep, run_id)
@@ -191,8 +202,14 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
         recorder.set_tags({"growray.failure": str(exc)})
         recorder.close("FAILED")
         nan = float("nan")
-        tune.report({**{m: nan for m in exp.search.metrics}, "growray/diverged": 1.0, "epoch": float(trainer.epoch),
-                     "mlflow_run_id": recorder.run_id})
+        tune.report(
+            {
+                **{m: nan for m in exp.search.metrics},
+                "growray/diverged": 1.0,
+                "epoch": float(trainer.epoch),
+                "mlflow_run_id": recorder.run_id,
+            }
+        )
         return
     except BaseException as exc:  # a crash Ray may retry: the run stays resumable
         # Exactly once: MLflow keeps what was flushed at epoch boundaries (with each checkpoint);
@@ -206,8 +223,9 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
         _retrain_stage(exp, trainer, final, dataset, sweep, recorder.run_id, report)
 
 
-def _retrain_stage(exp: Any, trainer: Any, final: dict[str, Any], dataset: Any, sweep: SweepContext,
-                   run_id: str, report: Any) -> None:
+def _retrain_stage(
+    exp: Any, trainer: Any, final: dict[str, Any], dataset: Any, sweep: SweepContext, run_id: str, report: Any
+) -> None:
     """NAS trials with ``nas.retrain.enabled``: train the genotype from scratch into a linked
     run, then report once more so Optuna sees ``nas/retrain_val_acc``. A worker that dies
     here restarts from the search's last checkpoint (nothing left to search) and retrains again."""
@@ -217,7 +235,9 @@ def _retrain_stage(exp: Any, trainer: Any, final: dict[str, Any], dataset: Any, 
     genotype = next(h for h in trainer.hooks if h.name == "nas").genotype
     search = search_run_in_hand(sweep.tracking_uri, run_id, exp.to_dict(), genotype.to_dict())
     relaxed = final.get("nas/relaxed_val_acc")
-    _, metrics = record_retrain(sweep.tracking_uri, search, exp, dataset, device=trainer.device, relaxed_val_acc=relaxed)
+    _, metrics = record_retrain(
+        sweep.tracking_uri, search, exp, dataset, device=trainer.device, relaxed_val_acc=relaxed
+    )
     retrained = {k: v for k, v in metrics.items() if k.startswith("nas/retrain")}
     print(f"[growray] retrained {search.run_id}: {retrained}", flush=True)
     report({**final, **retrained, "step": trainer.step}, None)

@@ -112,9 +112,9 @@ def start_writer(tracking_uri: str, experiment_id: str, parent_run_id: str) -> A
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     node = ray.get_runtime_context().get_node_id()
-    writer = MlflowWriter.options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False)
-    ).remote(tracking_uri, experiment_id, parent_run_id)
+    writer = MlflowWriter.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False)).remote(
+        tracking_uri, experiment_id, parent_run_id
+    )
     writer.ready.remote()
     return writer
 
