@@ -143,7 +143,7 @@ def _uri(args: argparse.Namespace) -> str:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from growray.tracking import list_sweeps
-    from growray.tune.table import format_table
+    from growray.tracking.tables import format_table
 
     rows = list_sweeps(_uri(args), args.experiment)
     if not rows:

@@ -6,14 +6,20 @@ plug-in's parameters: their annotations and defaults are its schema, which the c
 layer turns into a typed, closed model (unknown keys are errors).
 
 Nothing is built at registration time; ``build`` constructs exactly the one asked for.
+
+An entry may carry *capabilities* as data (``@SAMPLERS.register("tpe", constraints=True)``):
+what the rest of growray needs to know about a plug-in without building it, e.g. which
+samplers handle constraints, which packages a plug-in needs (``requires``), which model a
+NAS method searches. Read them with ``registry.get(name).capability(key, default)``.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 __all__ = ["Registry", "RegistryEntry", "UnknownNameError", "closest"]
@@ -47,6 +53,11 @@ class RegistryEntry(Generic[T]):
     name: str
     obj: Callable[..., T]
     description: str
+    capabilities: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def capability(self, key: str, default: Any = None) -> Any:
+        """A capability declared at registration, or ``default``."""
+        return self.capabilities.get(key, default)
 
     def parameters(self, skip: tuple[str, ...] = ()) -> dict[str, inspect.Parameter]:
         """Keyword parameters a user may set, by name (positional-only and skipped excluded)."""
@@ -75,8 +86,10 @@ class Registry(Generic[T]):
         self.context_args = context_args
         self._entries: dict[str, RegistryEntry[T]] = {}
 
-    def register(self, name: str, *, description: str = "") -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """Decorator: ``@TRIGGERS.register("plateau")``."""
+    def register(
+        self, name: str, *, description: str = "", **capabilities: Any
+    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator: ``@TRIGGERS.register("plateau")``; keyword arguments are capabilities."""
         if not name or not name.replace("_", "").isalnum() or name != name.lower():
             raise ValueError(f"{self.kind} names are lower_snake_case; got {name!r}")
 
@@ -84,13 +97,14 @@ class Registry(Generic[T]):
             if name in self._entries and self._entries[name].obj is not obj:
                 raise ValueError(f"{self.kind} {name!r} is already registered to {self._entries[name].obj!r}")
             doc = description or (inspect.getdoc(obj) or "").split("\n", 1)[0]
-            self._entries[name] = RegistryEntry(name, obj, doc)
+            self._entries[name] = RegistryEntry(name, obj, doc, MappingProxyType(dict(capabilities)))
             return obj
 
         return deco
 
-    def names(self) -> list[str]:
-        return sorted(self._entries)
+    def names(self, **capabilities: Any) -> list[str]:
+        """Registered names, sorted; with keywords, only entries whose capabilities match."""
+        return sorted(n for n, e in self._entries.items() if all(e.capability(k) == v for k, v in capabilities.items()))
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

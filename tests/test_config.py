@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from growray.config import ConfigError, Experiment, apply_overrides, load_experiment, validate_dict
-from growray.tune.space import SpaceFunction, active
+from growray.search.space import SpaceFunction, active
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import tiny_experiment
 
-from growray.pareto import pareto_front
+from growray.search.pareto import pareto_front
 
 pytestmark = pytest.mark.timeout(300)
 

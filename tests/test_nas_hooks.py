@@ -205,7 +205,7 @@ def test_nas_config_errors_name_the_path_and_the_fix():
 
 
 def test_list_valued_choices_reach_the_trial_as_lists():
-    from growray.tune.space import SpaceFunction
+    from growray.search.space import SpaceFunction
 
     exp = validate_dict(
         {
@@ -243,7 +243,7 @@ def test_grid_sampler_rejects_too_many_samples_and_enumerates_every_point():
         )
     import optuna
 
-    from growray.tune.samplers import build_sampler
+    from growray.search.samplers import build_sampler
 
     study = optuna.create_study(sampler=build_sampler({"name": "grid"}, 0))
     seen = []

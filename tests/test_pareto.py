@@ -1,4 +1,4 @@
-"""Pareto math (growray.pareto) against brute force, hand-computed cases and bad inputs."""
+"""Pareto math (growray.search.pareto) against brute force, hand-computed cases and bad inputs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from growray.pareto import (
+from growray.search.pareto import (
     crowding_distance,
     dominates,
     non_dominated_sort,

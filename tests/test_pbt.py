@@ -14,7 +14,8 @@ pytestmark = pytest.mark.timeout(400)
 def test_pbt_exploits_across_widths(ray_session, tmp_path):
     from mlflow import MlflowClient
 
-    from growray.tune.orchestrate import run_sweep, sample_population
+    from growray.search.population import sample_population
+    from growray.tune.orchestrate import run_sweep
 
     exp = tiny_experiment(
         tmp_path,

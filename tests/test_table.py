@@ -2,7 +2,8 @@
 
 from types import SimpleNamespace
 
-from growray.tune.table import LiveTrialTable, format_table, short_params
+from growray.tracking.tables import format_table, short_params
+from growray.tune.table import LiveTrialTable
 
 
 def test_rows_show_placement_widths_and_config():

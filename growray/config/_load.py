@@ -38,7 +38,7 @@ def _registries() -> dict[str, tuple[Any, bool]]:
     from growray.data import DATASETS
     from growray.growth import DEEPENERS, INITIALIZERS, TRIGGERS
     from growray.models import MODELS
-    from growray.tune.samplers import SAMPLERS
+    from growray.search.samplers import SAMPLERS
 
     return {
         "data": (DATASETS, False),
@@ -567,20 +567,22 @@ def _static_space_checks(space: dict[str, Any]) -> list[ConfigIssue]:
 
 def _check_sampler_support(exp: Experiment) -> list[ConfigIssue]:
     """Samplers that cannot handle several objectives or constraints are rejected with the reason."""
-    from growray.tune.samplers import CONSTRAINED_SAMPLERS, DISCRETE_SAMPLERS, SINGLE_OBJECTIVE_SAMPLERS
+    from growray.search.samplers import SAMPLERS
 
     name = exp.search.sampler["name"]
+    entry = SAMPLERS.get(name)
+    CONSTRAINED_SAMPLERS = SAMPLERS.names(constraints=True)
     issues = []
-    if exp.search.multi_objective and name in SINGLE_OBJECTIVE_SAMPLERS:
+    if exp.search.multi_objective and not entry.capability("multi_objective"):
         issues.append(
             ConfigIssue(
                 "search.sampler.name",
                 f"{name!r} optimizes one objective; for search.objectives use one of: "
-                + ", ".join(sorted(set(CONSTRAINED_SAMPLERS) | {"random", "qmc"})),
+                + ", ".join(SAMPLERS.names(multi_objective=True)),
                 name,
             )
         )
-    if name in DISCRETE_SAMPLERS and isinstance(exp.search.space, dict):
+    if entry.capability("discrete") and isinstance(exp.search.space, dict):
         for key, p in exp.search.space.items():
             if p.type == "float" and p.step is None:
                 issues.append(

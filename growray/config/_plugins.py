@@ -67,7 +67,7 @@ def validate_plugin(
         if hint:
             msg += f" (did you mean {hint!r}?)"
         return None, [ConfigIssue(f"{where}.name", msg, name)]
-    missing = [m for m in getattr(registry.get(name).obj, "requires", ()) if importlib.util.find_spec(m) is None]
+    missing = [m for m in registry.get(name).capability("requires", ()) if importlib.util.find_spec(m) is None]
     if missing:
         return None, [
             ConfigIssue(

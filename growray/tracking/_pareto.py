@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._store import _client, child_runs, set_run_tags
+from .tables import format_table, short_params
 
 __all__ = ["CONSTRAINTS_TAG", "OBJECTIVES_TAG", "ParetoReport", "record_front", "sweep_front"]
 
@@ -44,13 +45,10 @@ class ParetoReport:
         return buf.getvalue()
 
     def table(self, only_front: bool = True) -> str:
-        from growray.tune.table import format_table  # plain text formatting, no ray import at module level
 
         rows = self.front if only_front else self.rows
         key, mode = self.metrics[0], self.modes[0]
         rows = sorted(rows, key=lambda r: r[key], reverse=mode == "max")
-        from growray.tune.table import short_params
-
         shown = [
             {
                 **r,
@@ -67,7 +65,7 @@ class ParetoReport:
 
 def sweep_front(tracking_uri: str, parent_run_id: str) -> ParetoReport:
     """Compute the front of one sweep from the store (nothing is written)."""
-    from growray.pareto import pareto_front
+    from growray.search.pareto import pareto_front
 
     parent = _client(tracking_uri).get_run(parent_run_id)
     raw = parent.data.tags.get(OBJECTIVES_TAG)

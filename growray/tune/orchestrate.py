@@ -17,10 +17,11 @@ from ray import tune
 from growray import __version__
 from growray.config import Experiment
 from growray.data import load_dataset
+from growray.search.population import sample_population
+from growray.search.samplers import build_sampler
+from growray.search.space import SpaceFunction
 
-from .samplers import build_sampler
 from .search import GrowrayOptunaSearch
-from .space import SpaceFunction
 from .storage import (
     SetupError,
     SweepStorage,
@@ -233,22 +234,6 @@ def _trainable(exp: Experiment, dataset: Any, ctx: SweepContext) -> Any:
         sweep=ctx,
     )
     return tune.with_resources(trainable, {"cpu": exp.resources.cpu, "gpu": exp.resources.gpu})
-
-
-def sample_population(exp: Experiment) -> list[dict[str, Any]]:
-    """PBT's initial population: ``num_samples`` configs from the (conditional) search space,
-    drawn by Optuna's seeded random sampler (Ray refuses search algorithms with PBT)."""
-    import optuna
-
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=exp.seed))
-    space = SpaceFunction.from_experiment(exp)
-    population = []
-    for _ in range(exp.search.num_samples):
-        trial = study.ask()
-        space(trial)
-        population.append(dict(trial.params))
-        study.tell(trial, 0.0)
-    return population
 
 
 def _mutations(exp: Experiment) -> dict[str, Any]:

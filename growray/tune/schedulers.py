@@ -2,7 +2,7 @@
 
 ``ParetoHalvingScheduler`` is the multi-objective analogue of ASHA. A trial is judged once at
 each rung it reaches: its objective vector joins the vectors recorded at that rung, all of them
-are ranked with :func:`growray.pareto.rank_order` (front, then crowding distance, then arrival)
+are ranked with :func:`growray.search.pareto.rank_order` (front, then crowding distance, then arrival)
 and the trial continues only when it lies in the top ``ceil(n / reduction_factor)`` of the
 ``n`` recorded so far. As in ASHA, early arrivals are judged against fewer peers.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from growray.pareto import MODES, rank_order
+from growray.search.pareto import MODES, rank_order
 
 __all__ = ["ParetoHalvingScheduler"]
 

@@ -1,4 +1,10 @@
-"""Optuna samplers by name (``search.sampler``). Optuna is imported only when one is built."""
+"""Optuna samplers by name (``search.sampler``). Optuna is imported only when one is built.
+
+Capabilities (registry data, read by the config checks): ``constraints`` (the sampler uses
+trials' ``Trial.set_constraint`` values), ``multi_objective`` (it handles several
+objectives), ``discrete`` (every parameter must be discrete: categorical, int, or a float
+with a step), ``requires`` (packages it needs).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +12,12 @@ from typing import Any, Literal
 
 from growray.registry import Registry
 
-__all__ = ["CONSTRAINED_SAMPLERS", "DISCRETE_SAMPLERS", "SAMPLERS", "SINGLE_OBJECTIVE_SAMPLERS", "build_sampler"]
+__all__ = ["SAMPLERS", "build_sampler"]
 
 SAMPLERS: Registry[Any] = Registry("sampler")
 
-#: samplers that use trials' constraints (``Trial.set_constraint``) in their search
-CONSTRAINED_SAMPLERS = ("gp", "nsga2", "nsga3", "tpe")
-#: samplers that optimize a single objective only
-SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
-#: samplers that need every parameter discrete (categorical, int, or float with a step)
-DISCRETE_SAMPLERS = ("grid",)
 
-
-@SAMPLERS.register("tpe")
+@SAMPLERS.register("tpe", constraints=True, multi_objective=True)
 def tpe(
     seed: int | None = None,
     n_startup_trials: int = 10,
@@ -42,7 +41,7 @@ def tpe(
     )
 
 
-@SAMPLERS.register("random")
+@SAMPLERS.register("random", multi_objective=True)
 def random(seed: int | None = None) -> Any:
     """Uniform random sampling (a baseline every search should beat)."""
     import optuna
@@ -50,7 +49,7 @@ def random(seed: int | None = None) -> Any:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-@SAMPLERS.register("gp")
+@SAMPLERS.register("gp", constraints=True, multi_objective=True)
 def gp(seed: int | None = None, n_startup_trials: int = 10) -> Any:
     """Gaussian-process BO; conditional parameters fall back to random sampling (Optuna rule)."""
     import optuna
@@ -58,7 +57,7 @@ def gp(seed: int | None = None, n_startup_trials: int = 10) -> Any:
     return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
 
 
-@SAMPLERS.register("nsga2")
+@SAMPLERS.register("nsga2", constraints=True, multi_objective=True)
 def nsga2(seed: int | None = None, population_size: int = 50, crossover_prob: float = 0.9) -> Any:
     """NSGA-II genetic algorithm (multi-objective)."""
     import optuna
@@ -66,7 +65,7 @@ def nsga2(seed: int | None = None, population_size: int = 50, crossover_prob: fl
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size, crossover_prob=crossover_prob)
 
 
-@SAMPLERS.register("nsga3")
+@SAMPLERS.register("nsga3", constraints=True, multi_objective=True)
 def nsga3(seed: int | None = None, population_size: int = 50) -> Any:
     """NSGA-III (many-objective, reference points)."""
     import optuna
@@ -74,7 +73,7 @@ def nsga3(seed: int | None = None, population_size: int = 50) -> Any:
     return optuna.samplers.NSGAIIISampler(seed=seed, population_size=population_size)
 
 
-@SAMPLERS.register("qmc")
+@SAMPLERS.register("qmc", multi_objective=True)
 def qmc(seed: int | None = None, qmc_type: Literal["sobol", "halton"] = "sobol") -> Any:
     """Quasi-Monte-Carlo space filling."""
     import optuna
@@ -82,7 +81,7 @@ def qmc(seed: int | None = None, qmc_type: Literal["sobol", "halton"] = "sobol")
     return optuna.samplers.QMCSampler(seed=seed, qmc_type=qmc_type)
 
 
-@SAMPLERS.register("grid")
+@SAMPLERS.register("grid", multi_objective=True, discrete=True)
 def grid(seed: int | None = None) -> Any:
     """Every combination of a discrete space once (Optuna's BruteForceSampler): categorical,
     int and stepped float parameters only. For repeat protocols: seeds x settings."""
@@ -90,7 +89,7 @@ def grid(seed: int | None = None) -> Any:
 
     import optuna
 
-    from growray.tune._grid import TuneGridSampler
+    from .grid import TuneGridSampler
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return TuneGridSampler(seed=seed)
@@ -103,8 +102,7 @@ def _cmaes(seed: int | None = None, n_startup_trials: int = 1) -> Any:
     return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=n_startup_trials)
 
 
-_cmaes.requires = ("cmaes",)  # type: ignore[attr-defined]
-SAMPLERS.register("cmaes")(_cmaes)
+SAMPLERS.register("cmaes", requires=("cmaes",))(_cmaes)
 
 
 def build_sampler(spec: dict[str, Any], default_seed: int) -> Any:
