@@ -250,7 +250,7 @@ def test_inserted_blocks_are_width_sites_like_any_other(family):
     widths = model.widths()
     for site in model.sites():
         err = _max_change(model, x, lambda s=site: widen(model, s, RandomInitializer().propose(model, s, 2)))
-        assert err == 0.0, site
+        assert err <= 1e-6, site  # zero fan-out; the wider matmuls may round differently (float32)
     assert model.widths() == {site: w + 2 for site, w in widths.items()}
     rebuilt = build_model(ArchSpec.from_json(model.spec().to_json()))
     rebuilt.load_state_dict(model.state_dict())
@@ -413,7 +413,7 @@ def test_schedule_trigger_can_ask_for_depth():
     assert ScheduleTrigger(every_steps=5, kind="deepen", deepen_site="first").check(ctx)[0].site == "conv.0"
     assert ScheduleTrigger(every_steps=5, kind="deepen", deepen_site="conv.1").check(ctx)[0].site == "conv.1"
     assert ScheduleTrigger(every_steps=5, kind="deepen").check(TriggerContext(11, 0, "step", widths)) == []
-    with pytest.raises(ValueError, match="deepen_site 'conv.9' is not a site"):
+    with pytest.raises(ValueError, match=r"deepen_site 'conv\.9' is not a site"):
         ScheduleTrigger(every_steps=5, kind="deepen", deepen_site="conv.9").check(ctx)
     with pytest.raises(ValueError, match="kind must be"):
         ScheduleTrigger(kind="deeper")

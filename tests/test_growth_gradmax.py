@@ -135,7 +135,9 @@ def test_gradmax_function_change_bound(activation, exact):
     widen(model, "hidden.0", GradMaxInitializer().propose(model, "hidden.0", 5, batch=(x, y)))
     with torch.no_grad():
         err = float((model(x) - before).abs().max())
-    assert err == 0.0 if exact else 0 < err < 1e-5
+    # tanh: zero fan-in and no offset preserve the function (to float32 rounding of the wider
+    # matmuls); relu: the birth offset shifts the outputs by ~birth_offset * |w_out|
+    assert err <= 1e-6 if exact else 0 < err < 1e-5
     assert not GradMaxInitializer().preserves_function and GradMaxInitializer(birth_offset=0.0).preserves_function
 
 

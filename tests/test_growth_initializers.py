@@ -49,14 +49,14 @@ def test_net2wider_copies_with_same_mapping(batch_norm):
 def test_net2wider_noise_small_but_measurable(batch_norm):
     init = Net2WiderInitializer(noise=0.05)
     assert not init.preserves_function
-    err, p = _grow(make_probe_model(batch_norm), init)
+    err, _ = _grow(make_probe_model(batch_norm), init)
     assert 1e-6 < err < 0.5
 
 
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_random_exact(batch_norm):
     err, p = _grow(make_probe_model(batch_norm), RandomInitializer(scale=2.0))
-    assert err == 0.0
+    assert err <= 1e-6  # zero fan-out; the wider matmuls may round differently (float32)
     assert p.fan_in.abs().max() <= 2.0 / 6**0.5 and p.fan_in.abs().max() > 0
     assert torch.count_nonzero(p.fan_out) == 0 and torch.count_nonzero(p.bias) == 0
     if batch_norm:

@@ -312,6 +312,9 @@ def test_conv_select_beats_random_filters():
     pre = INITIALIZERS.build("north_pre").propose(model, "conv.0", 2, batch=(x, None)).fan_in
     assert torch.equal(sel, pre)  # NORTH-Pre falls back to Select on conv sites
     conv = model.convs[0].conv
-    act = lambda w: units_matrix(torch.relu(nn.functional.conv2d(x, w, None, conv.stride, conv.padding)))
+
+    def act(w):
+        return units_matrix(torch.relu(nn.functional.conv2d(x, w, None, conv.stride, conv.padding)))
+
     rand = torch.empty(100, 2, 3, 3).uniform_(-0.3, 0.3)
     assert orthogonality_scores(act(sel), cur).min() > orthogonality_scores(act(rand), cur).median()

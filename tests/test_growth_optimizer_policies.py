@@ -123,6 +123,6 @@ def test_match_incumbents_by_direction():
 
 
 def test_transplant_needs_sources():
-    model, optim, _ = trained()
+    _, optim, _ = trained()
     with pytest.raises(ValueError, match="transplant"):
         migrate_optimizer(optim, [], "transplant")

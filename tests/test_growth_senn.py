@@ -201,9 +201,10 @@ def test_trigger_cooldown_schedule_and_state():
     _, x, y = _teacher_data(256)
     model = GrowableMLP((6,), 6, hidden=[1], activation="tanh")
     trigger = SENNTrigger(check_every=5, cooldown_epochs=2, alpha=0.0, tau=0.0, depth=False, n_proposals=8, n_steps=2)
-    ctx = lambda step, epoch, phase="step": TriggerContext(
-        step, epoch, phase, model.widths(), model=model, batch=(x, y)
-    )
+
+    def ctx(step, epoch, phase="step"):
+        return TriggerContext(step, epoch, phase, model.widths(), model=model, batch=(x, y))
+
     assert trigger.check(ctx(4, 0)) == [] and trigger.check(ctx(5, 0, "epoch")) == []
     assert len(trigger.check(ctx(5, 0))) == 1
     assert trigger.check(ctx(10, 1)) == []  # cooling down

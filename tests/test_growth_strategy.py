@@ -69,7 +69,7 @@ def test_sites_restriction_and_event_json_round_trip():
     assert not model.training  # mode restored
     assert model.widths() == {"hidden.0": 4, "hidden.1": 5}
     assert (event.site, event.n_added, event.epoch, event.trigger) == ("hidden.1", 2, 1, "PlateauTrigger")
-    assert event.trigger_score == pytest.approx(0.5) and event.preservation_error == 0.0
+    assert event.trigger_score == pytest.approx(0.5) and event.preservation_error <= 1e-6
     assert event.params_after - event.params_before == 2 * (4 + 1) + 4 * 2
     assert event.flops_after - event.flops_before == 2 * (2 * 4 + 4 * 2)
     d = json.loads(json.dumps(event.to_dict()))
@@ -90,5 +90,5 @@ def test_strategy_validation():
         GrowthStrategy(t, i, optimizer_state="adam_fresh")
     model = GrowableMLP((2, 3), 4, hidden=[4])
     s = GrowthStrategy(ScheduleTrigger(every_steps=1), i, sites=["hiden.0"])
-    with pytest.raises(KeyError, match="did you mean 'hidden.0'"):
+    with pytest.raises(KeyError, match=r"did you mean 'hidden\.0'"):
         s.step(model, None, TriggerContext(1, 0, "step", model.widths()), (torch.randn(2, 2, 3), None))

@@ -46,7 +46,7 @@ def test_plateau_cooldown_and_score():
 
 
 def test_plateau_needs_val_loss():
-    with pytest.raises(ValueError, match="needs ctx.val_loss"):
+    with pytest.raises(ValueError, match=r"needs ctx\.val_loss"):
         PlateauTrigger().check(TriggerContext(1, 0, "epoch", W))
 
 

@@ -77,7 +77,7 @@ def test_unknown_activation_suggests():
 def test_unknown_model_and_site():
     with pytest.raises(UnknownNameError, match="did you mean 'mlp'"):
         build_model(ArchSpec("mlpp", {"input_shape": [4], "n_classes": 2}))
-    with pytest.raises(UnknownNameError, match="did you mean 'hidden.0'"):
+    with pytest.raises(UnknownNameError, match=r"did you mean 'hidden\.0'"):
         GrowableMLP((4,), 2).site_modules("hidden0")
 
 

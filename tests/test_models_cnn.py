@@ -145,7 +145,7 @@ def test_spec_round_trip_after_growth(init):
 
 def test_unknown_site_and_activation():
     m = GrowableCNN((1, 8, 8), 2, channels=[2])
-    with pytest.raises(UnknownNameError, match="did you mean 'conv.0'"):
+    with pytest.raises(UnknownNameError, match=r"did you mean 'conv\.0'"):
         m.site_modules("conv0")
     with pytest.raises(UnknownNameError, match="did you mean 'relu'"):
         GrowableCNN((1, 8, 8), 2, activation="rellu")

@@ -204,7 +204,7 @@ def _norm_input_stats(model: nn.Module, norm: nn.Module, x: Tensor) -> tuple[Ten
             for k, v in state.items():
                 getattr(m, k).copy_(v)
     z = seen[0]
-    dims = [0] + list(range(2, z.dim()))  # samples (and positions)
+    dims = [0, *range(2, z.dim())]  # samples (and positions)
     return z.mean(dim=dims), z.var(dim=dims, unbiased=False)
 
 

@@ -67,7 +67,8 @@ class Initializer(ABC):
     @property
     def preserves_function(self) -> bool:
         """True when growing with this initializer leaves the model's outputs unchanged
-        (in eval mode); the conformance suite then checks it to 1e-5."""
+        (in eval mode), up to float32 rounding: every output within 1e-6, absolutely or
+        relatively (``growray.testing.initializers.assert_function_preserved`` checks it)."""
         return False
 
     @abstractmethod

@@ -28,6 +28,7 @@ from growray.testing.initializers import (
     N_CLASSES,
     PROBE_CASES,
     PROBE_FAMILIES,
+    assert_function_preserved,
     check_registered_parameters,
     probe_batch,
 )
@@ -89,12 +90,10 @@ class DeepenerConformance:
         change = _deepen(deepener, model, site, batch)
         assert change.site == site and change.new_site not in before_sites
         sites = model.sites()
-        assert (
-            sites
-            == before_sites[: before_sites.index(site) + 1]
-            + [change.new_site]
-            + before_sites[before_sites.index(site) + 1 :]
-        ), "the new block follows its site; every other site keeps its name and place"
+        at = before_sites.index(site) + 1
+        assert sites == [*before_sites[:at], change.new_site, *before_sites[at:]], (
+            "the new block follows its site; every other site keeps its name and place"
+        )
         assert model.widths() == {**widths, change.new_site: widths[site]} and change.width == widths[site]
         block_params = {id(p) for p in model.block(change.new_site).parameters()}
         assert block_params and {id(p) for p in change.new_params} == block_params
@@ -112,7 +111,7 @@ class DeepenerConformance:
         _deepen(deepener, model, site, probe_batch(model))
         with torch.no_grad():
             after = model(x)
-        assert (after - before).abs().max().item() <= 1e-5 * max(1.0, before.abs().max().item())
+        assert_function_preserved(before, after, f"{family} {site}")
 
     @_cases
     @pytest.mark.parametrize("opt_name", list(_OPTIMIZERS))
