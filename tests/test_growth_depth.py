@@ -18,6 +18,7 @@ from growray.growth import (
     Net2DeeperDeepener,
     RandomInitializer,
     ScheduleTrigger,
+    SiteLimits,
     Trigger,
     TriggerContext,
     add_new_parameters,
@@ -114,14 +115,14 @@ def test_net2deeper_bn_undoes_itself_on_the_training_batch_in_train_mode(family)
 @pytest.mark.parametrize("activation", ["tanh", "leaky_relu", "gelu", "silu"])
 def test_net2deeper_rejects_activations_that_are_not_idempotent(activation):
     model = _mlp(False, activation)
-    reason = Net2DeeperDeepener().check_site(model, "hidden.0")
+    reason = Net2DeeperDeepener().check_site(model, "hidden.0", SiteLimits())
     assert reason and f"φ = {activation!r} does not" in reason and "rational" in reason and "dropin" in reason
     with pytest.raises(ValueError, match="net2deeper inserts an identity layer"):
         Net2DeeperDeepener().apply(model, "hidden.0", batch=(torch.randn(8, 4, 4), None))
     assert model.sites() == ["hidden.0", "hidden.1"], "a rejected insertion leaves the model alone"
     # relu after leaky_relu/tanh is no better (negative outputs); dropin works with anything
-    assert Net2DeeperDeepener(activation="relu").check_site(model, "hidden.0")
-    assert DropInDeepener().check_site(model, "hidden.0") is None
+    assert Net2DeeperDeepener(activation="relu").check_site(model, "hidden.0", SiteLimits())
+    assert DropInDeepener().check_site(model, "hidden.0", SiteLimits()) is None
 
 
 def test_per_block_activation_override():
@@ -129,7 +130,7 @@ def test_per_block_activation_override():
     model = _mlp(True, "tanh")
     x = torch.randn(16, 4, 4)
     deepener = Net2DeeperDeepener(activation="rational")
-    assert deepener.check_site(model, "hidden.1") is None
+    assert deepener.check_site(model, "hidden.1", SiteLimits()) is None
     err = _max_change(model, x, lambda: deepener.apply(model, "hidden.1", batch=(torch.randn(64, 4, 4), None)))
     assert err <= 1e-5
     spec = model.spec()

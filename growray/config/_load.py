@@ -383,7 +383,7 @@ def _check_growth_against_model(exp: Experiment) -> list[ConfigIssue]:
     import torch
 
     from growray.data import describe_dataset
-    from growray.growth import DEEPENERS, INITIALIZERS, TRIGGERS
+    from growray.growth import DEEPENERS, INITIALIZERS, TRIGGERS, SiteLimits
     from growray.models import MODELS
 
     assert exp.growth is not None
@@ -406,22 +406,21 @@ def _check_growth_against_model(exp: Experiment) -> list[ConfigIssue]:
     initializer = INITIALIZERS.build(exp.growth.initializer)
     trigger = TRIGGERS.build(exp.growth.trigger)
     deepener = DEEPENERS.build(exp.growth.deepen) if exp.growth.deepen is not None else None
+    limits = SiteLimits(exp.growth.max_width, exp.growth.max_depth, exp.growth.buffer_size)
     for site in grown:
-        if deepener is not None and (reason := deepener.check_site(model, site)):
+        if deepener is not None and (reason := deepener.check_site(model, site, limits)):
             issues.append(
                 ConfigIssue(
                     "growth.deepen.name", f"cannot deepen after site {site}: {reason}", exp.growth.deepen["name"]
                 )
             )
-        if hasattr(initializer, "check_site") and (reason := initializer.check_site(model, site, exp.growth.max_width)):
+        if reason := initializer.check_site(model, site, limits):
             issues.append(
                 ConfigIssue(
                     "growth.initializer.name", f"cannot grow site {site}: {reason}", exp.growth.initializer["name"]
                 )
             )
-        if hasattr(trigger, "check_site") and (
-            reason := trigger.check_site(model, site, exp.growth.max_width, exp.growth.buffer_size)
-        ):
+        if reason := trigger.check_site(model, site, limits):
             issues.append(
                 ConfigIssue("growth.trigger.name", f"cannot watch site {site}: {reason}", exp.growth.trigger["name"])
             )

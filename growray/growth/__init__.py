@@ -23,6 +23,7 @@ from growray.growth.initializers import (
     RandomInitializer,
     WidthProposal,
 )
+from growray.growth.limits import SiteLimits
 from growray.growth.nest import NeSTInitializer
 from growray.growth.optim_state import OPTIMIZER_STATE_POLICIES, migrate_optimizer
 from growray.growth.strategy import GrowthStrategy
@@ -58,6 +59,7 @@ __all__ = [
     "PlateauTrigger",
     "RandomInitializer",
     "ScheduleTrigger",
+    "SiteLimits",
     "Trigger",
     "TriggerContext",
     "WidthProposal",

@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from growray.growth.limits import SiteLimits
 from growray.models.activations import ACTIVATIONS, make_activation
+from growray.models.sites import DeepenableModel, GrowableModel
 from growray.registry import Registry, UnknownNameError
 
 __all__ = [
@@ -79,9 +81,10 @@ class Deepener(ABC):
         conformance suite then checks it)."""
         return False
 
-    def check_site(self, model: nn.Module, site: str) -> str | None:
-        """Why a block cannot be inserted after ``site`` (None when it can); ``growray
-        validate`` calls this before a run, on a model built on the meta device."""
+    def check_site(self, model: GrowableModel, site: str, limits: SiteLimits) -> str | None:
+        """Why a block cannot be inserted after ``site`` of ``model`` under ``limits`` (None
+        when it can). ``growray validate`` calls it before a run, on a model built on the
+        meta device. The default needs a ``DeepenableModel`` that has ``site``."""
         return _insertable(model, site)
 
     @abstractmethod
@@ -92,9 +95,9 @@ class Deepener(ABC):
 DEEPENERS: Registry[Deepener] = Registry("deepener")
 
 
-def _insertable(model: nn.Module, site: str) -> str | None:
-    if not callable(getattr(model, "insert_block", None)):
-        return f"a {type(model).__name__} cannot hold inserted blocks (no insert_block method)"
+def _insertable(model: GrowableModel, site: str) -> str | None:
+    if not isinstance(model, DeepenableModel):
+        return f"a {type(model).__name__} cannot hold inserted blocks (it is not a DeepenableModel: no insert_block)"
     sites = model.sites()
     if site not in sites:
         return str(UnknownNameError("site", site, sites))
@@ -241,7 +244,7 @@ class Net2DeeperDeepener(Deepener):
     def preserves_function(self) -> bool:
         return True
 
-    def check_site(self, model: nn.Module, site: str) -> str | None:
+    def check_site(self, model: GrowableModel, site: str, limits: SiteLimits) -> str | None:
         reason = _insertable(model, site)
         if reason:
             return reason
@@ -262,7 +265,7 @@ class Net2DeeperDeepener(Deepener):
         )
 
     def apply(self, model: nn.Module, site: str, batch: tuple[Tensor, Tensor] | None = None) -> DepthChange:
-        reason = self.check_site(model, site)
+        reason = self.check_site(model, site, SiteLimits())
         if reason:
             raise ValueError(reason)
         if model.block(site).norm is not None and batch is None:
@@ -312,7 +315,7 @@ class DropInDeepener(Deepener):
         return True
 
     def apply(self, model: nn.Module, site: str, batch: tuple[Tensor, Tensor] | None = None) -> DepthChange:
-        reason = self.check_site(model, site)
+        reason = self.check_site(model, site, SiteLimits())
         if reason:
             raise ValueError(reason)
         new_site = model.insert_block(site, activation=self.activation, dropin=True)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from growray.growth.limits import SiteLimits
+from growray.models.sites import GrowableModel
 from growray.registry import Registry
 
 __all__ = [
@@ -70,6 +72,14 @@ class Initializer(ABC):
         (in eval mode), up to float32 rounding: every output within 1e-6, absolutely or
         relatively (``growray.testing.initializers.assert_function_preserved`` checks it)."""
         return False
+
+    def check_site(self, model: GrowableModel, site: str, limits: SiteLimits) -> str | None:
+        """Why this initializer cannot grow ``site`` of ``model`` under ``limits`` (None: it can).
+
+        ``growray validate`` calls it for every grown site before a run, on a model built
+        on the meta device (shapes only, no values). The default accepts every site.
+        """
+        return None
 
     @abstractmethod
     def propose(

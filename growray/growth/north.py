@@ -40,7 +40,9 @@ from growray.growth.initializers import (
     _check_n_new,
     _fresh_norm,
 )
+from growray.growth.limits import SiteLimits
 from growray.growth.triggers import TRIGGERS, GrowthRequest, Trigger, TriggerContext
+from growray.models.sites import GrowableModel
 
 __all__ = [
     "NorthActTrigger",
@@ -195,10 +197,11 @@ class NorthActTrigger(_NorthTrigger):
             return None
         return effective_rank(h, self.epsilon), h.shape[0], cap.post.dim() > 2
 
-    def check_site(self, model: nn.Module, site: str, max_width: int | None, buffer_size: int) -> str | None:
+    def check_site(self, model: GrowableModel, site: str, limits: SiteLimits) -> str | None:
         """Validate-time check: dense sites need more buffered samples than units (n > M)."""
         if isinstance(model.site_modules(site).producer, nn.Conv2d):
             return None  # positions count as samples
+        max_width, buffer_size = limits.max_width, limits.buffer_size
         if max_width is None or max_width >= buffer_size:
             return (
                 f"north_act measures {buffer_size} buffered samples and needs more samples than units; "
@@ -466,12 +469,13 @@ class NorthWeightInitializer(Initializer):
         w = model.site_modules(site).producer.weight
         return north_weight_compatible(int(w.shape[0]), math.prod(w.shape[1:]))
 
-    def check_site(self, model: nn.Module, site: str, max_width: int | None) -> str | None:
+    def check_site(self, model: GrowableModel, site: str, limits: SiteLimits) -> str | None:
         """Validate-time check (``growray validate``): can growth under the cap ever fail here?
 
-        Each event needs width < fan-in; growth up to ``max_width`` keeps that only when
-        ``max_width <= fan-in``.
+        Each event needs width < fan-in; growth up to ``limits.max_width`` keeps that only
+        when ``max_width <= fan-in``.
         """
+        max_width = limits.max_width
         w = model.site_modules(site).producer.weight
         fan_in = math.prod(w.shape[1:])
         if int(w.shape[0]) >= fan_in:

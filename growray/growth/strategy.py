@@ -157,7 +157,7 @@ class GrowthStrategy:
         with torch.no_grad():
             before = model(x)
         # Initializers learn from recent *training* samples, never from the held-out probe.
-        if getattr(self.initializer, "uses_hint", False):
+        if self.initializer.uses_hint:
             proposal = self.initializer.propose(model, req.site, n, batch=ctx.batch, hint=req.payload)
         else:
             proposal = self.initializer.propose(model, req.site, n, batch=ctx.batch)
@@ -204,7 +204,7 @@ class GrowthStrategy:
         with torch.no_grad():
             before = model(x)
         anchor = model.site_modules(req.site).producer.weight
-        if getattr(self.deepener, "uses_hint", False):
+        if self.deepener.uses_hint:
             change = self.deepener.apply(model, req.site, batch=ctx.batch, hint=req.payload)
         else:
             change = self.deepener.apply(model, req.site, batch=ctx.batch)

@@ -7,10 +7,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from growray.growth.limits import SiteLimits
 from growray.registry import Registry
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
+
+    from growray.models.sites import GrowableModel
 
 __all__ = [
     "TRIGGERS",
@@ -68,6 +71,14 @@ class Trigger(ABC):
     @abstractmethod
     def check(self, ctx: TriggerContext) -> list[GrowthRequest]:
         """Requests to grow now (often empty)."""
+
+    def check_site(self, model: GrowableModel, site: str, limits: SiteLimits) -> str | None:
+        """Why this trigger cannot watch ``site`` of ``model`` under ``limits`` (None: it can).
+
+        ``growray validate`` calls it for every grown site before a run, on a model built
+        on the meta device (shapes only, no values). The default accepts every site.
+        """
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-able state, so a resumed trial continues the same trigger state."""

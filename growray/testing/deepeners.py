@@ -21,7 +21,7 @@ import pytest
 import torch
 from torch import nn
 
-from growray.growth import DEEPENERS, Deepener, DepthChange, add_new_parameters
+from growray.growth import DEEPENERS, Deepener, DepthChange, SiteLimits, add_new_parameters
 from growray.models import ArchSpec, build_model
 from growray.testing.initializers import (
     BATCH_SIZE,
@@ -85,7 +85,7 @@ class DeepenerConformance:
     def test_inserts_a_block_of_the_same_width(self, deepener, family, site):
         model = PROBE_FAMILIES[family](0)
         batch = probe_batch(model)
-        assert deepener.check_site(model, site) is None
+        assert deepener.check_site(model, site, SiteLimits()) is None
         before_sites, widths = model.sites(), model.widths()
         change = _deepen(deepener, model, site, batch)
         assert change.site == site and change.new_site not in before_sites
