@@ -187,9 +187,9 @@ class SENNTrigger(Trigger):
     change their inputs or gradients).
 
     Randomness comes from a generator seeded by ``(seed, step, site, round)``: two triggers with
-    the same state decide the same on the same model and batch. Diagnostics of the last check:
-    ``last_eta`` (eta per site), ``last_scores`` (best width d_eta' per site), ``last_depth_scores``
-    (depth d_eta' after the layer cost). Depth proposals need ``GrowthRequest.kind``.
+    the same state decide the same on the same model and batch. ``diagnostics()`` reports the
+    last check's eta and best width d_eta' per site (kept internally in ``last_eta`` and
+    ``last_scores``; ``last_depth_scores`` holds the depth d_eta' after the layer cost).
 
     Args:
         check_every: steps between checks; >= 1.
@@ -339,6 +339,17 @@ class SENNTrigger(Trigger):
             out.insert(0, _request(site, len(units), score, reason, "widen", {"fan_in": fan_in, "bias": bias}))
         if out:
             self.last_growth_epoch = ctx.epoch
+        return out
+
+    def diagnostics(self) -> dict[str, float]:
+        """At the last check: ``senn_eta`` (eta summed over the scored sites), and per site
+        ``senn_eta/<site>`` (eta) and ``senn_delta_eta/<site>`` (the best width proposal's
+        d_eta'); empty before the first check."""
+        if not self.last_eta:
+            return {}
+        out = {"senn_eta": float(sum(self.last_eta.values()))}
+        out.update({f"senn_eta/{site}": float(eta) for site, eta in self.last_eta.items()})
+        out.update({f"senn_delta_eta/{site}": float(gain) for site, gain in self.last_scores.items()})
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -80,6 +80,14 @@ class Trigger(ABC):
         """
         return None
 
+    def diagnostics(self) -> dict[str, float]:
+        """Values measured at the last check, by metric name relative to the growth
+        namespace (the growth hook logs ``"x/site"`` as ``growth/x/site``); default none.
+
+        Data only: a trigger never logs. Keys must be stable (the comparison UI reads them).
+        """
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-able state, so a resumed trial continues the same trigger state."""
         return {}

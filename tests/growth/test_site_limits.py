@@ -50,7 +50,7 @@ def test_site_limits_defaults_and_checks():
     assert SiteLimits() == SiteLimits(max_width=None, max_depth=None, buffer_size=256)
     with pytest.raises(ValueError, match="max_width must be an int >= 1 or null; got 0"):
         SiteLimits(max_width=0)
-    with pytest.raises(ValueError, match="max_depth must be an int >= 1 or null; got 1.5"):
+    with pytest.raises(ValueError, match=r"max_depth must be an int >= 1 or null; got 1\.5"):
         SiteLimits(max_depth=1.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="buffer_size must be an int >= 1; got None"):
         SiteLimits(buffer_size=None)  # type: ignore[arg-type]
