@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from growray.data._base import split_indices, standardize, stratified_subset
 from growray.data._idx import IMAGES_MAGIC, LABELS_MAGIC, IDXFormatError, read_idx
 
 fm = importlib.import_module("growray.data.fashion_mnist")
+folders = importlib.import_module("growray.data._folders")
 
 DEBIAN_FOLDER = Path("/usr/share/datasets/fashion-mnist")
 SIMPLE_TYPES = {int, float, bool, str, str | None, int | None}
@@ -58,9 +60,9 @@ def write_fashion_files(folder: Path, *, compress: bool, n_train: int = 100, n_t
 @pytest.fixture
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No env var, no system folder, a private cache: only what a test writes is found."""
-    monkeypatch.delenv(fm.ENV_VAR, raising=False)
+    monkeypatch.delenv(folders.ENV_VAR, raising=False)
     monkeypatch.setattr(fm, "SYSTEM_FOLDERS", (tmp_path / "system" / "fashion-mnist",))
-    monkeypatch.setattr(fm, "CACHE_ROOT", tmp_path / "cache")
+    monkeypatch.setattr(folders, "CACHE_ROOT", tmp_path / "cache")
     return tmp_path
 
 
@@ -190,8 +192,8 @@ def test_digits_standardized_on_train_only(digits0: Dataset) -> None:
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        ({"val_fraction": 0.0}, r"val_fraction .*between 0 and 1.*0\.0"),
-        ({"test_fraction": 1.5}, r"test_fraction .*1\.5"),
+        ({"val_fraction": 0.0}, r"^val_fraction must be a finite number in \(0, 1\); got 0\.0$"),
+        ({"test_fraction": 1.5}, r"^test_fraction .*1\.5"),
         ({"val_fraction": 0.6, "test_fraction": 0.5}, r"val_fraction \+ test_fraction .*less than 1"),
         ({"val_fraction": True}, "val_fraction"),
     ],
@@ -239,7 +241,7 @@ def test_read_idx_wrong_kind_and_truncated(tmp_path: Path) -> None:
     not DEBIAN_FOLDER.is_dir(), reason=f"{DEBIAN_FOLDER} absent (apt-get install dataset-fashion-mnist)"
 )
 def test_fashion_mnist_real_files(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(fm.ENV_VAR, raising=False)
+    monkeypatch.delenv(folders.ENV_VAR, raising=False)
     spec = {"name": "fashion_mnist", "limit_train": 300, "limit_test": 100}
     d = load_dataset(spec, seed=0)
     assert (d.x_train.shape, d.x_val.shape, d.x_test.shape) == ((270, 1, 28, 28), (30, 1, 28, 28), (100, 1, 28, 28))
@@ -265,7 +267,7 @@ def test_fashion_mnist_from_root_torchvision_layout(isolated: Path, compress: bo
 
 def test_fashion_mnist_limits_and_env_var(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_fashion_files(isolated / "env" / "fashion_mnist", compress=True)
-    monkeypatch.setenv(fm.ENV_VAR, str(isolated / "env"))
+    monkeypatch.setenv(folders.ENV_VAR, str(isolated / "env"))
     d = load_dataset({"name": "fashion_mnist", "limit_train": 50, "limit_test": 10, "val_fraction": 0.2}, seed=0)
     assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (40, 10, 10)
     assert np.all(np.bincount(d.y_test, minlength=10) == 1)
@@ -280,7 +282,7 @@ def test_fashion_mnist_corrupt_file_is_reported(isolated: Path) -> None:
 
 
 def test_fashion_mnist_not_found_lists_folders(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(fm.ENV_VAR, str(isolated / "env"))
+    monkeypatch.setenv(folders.ENV_VAR, str(isolated / "env"))
     root = isolated / "missing"
     with pytest.raises(DatasetNotFoundError) as info:
         load_dataset({"name": "fashion_mnist", "root": str(root)}, seed=0)
@@ -309,7 +311,7 @@ def test_fashion_mnist_parameter_validation(isolated: Path, params: dict, match:
 class FakeFashionMNIST:
     """Stands in for torchvision.datasets.FashionMNIST: 'downloads' generated files."""
 
-    calls: list[tuple[str, bool]] = []
+    calls: ClassVar[list[tuple[str, bool]]] = []
 
     def __init__(self, root: str, train: bool = True, download: bool = False, **_: object) -> None:
         FakeFashionMNIST.calls.append((root, download))

@@ -28,6 +28,7 @@ from growray.data import (
 from growray.data._idx import IMAGES_MAGIC, LABELS_MAGIC, IDXFormatError
 
 tv = importlib.import_module("growray.data.torchvision_sets")
+folders = importlib.import_module("growray.data._folders")
 
 
 # --- writers (independent of the readers under test) ----------------------------------------------
@@ -112,8 +113,8 @@ def write_cifar100(folder: Path, *, n_train: int = 200, n_test: int = 100) -> No
 @pytest.fixture
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No env var and a private cache: only what a test writes is found."""
-    monkeypatch.delenv(tv.ENV_VAR, raising=False)
-    monkeypatch.setattr(tv, "CACHE_ROOT", tmp_path / "cache")
+    monkeypatch.delenv(folders.ENV_VAR, raising=False)
+    monkeypatch.setattr(folders, "CACHE_ROOT", tmp_path / "cache")
     return tmp_path
 
 
@@ -147,7 +148,7 @@ def test_mnist_from_torchvision_layout(isolated: Path, compress: bool) -> None:
 
 def test_mnist_limits_env_var_and_determinism(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_mnist(isolated / "env" / "mnist")
-    monkeypatch.setenv(tv.ENV_VAR, str(isolated / "env"))
+    monkeypatch.setenv(folders.ENV_VAR, str(isolated / "env"))
     spec = {"name": "mnist", "limit_train": 20, "limit_test": 10, "val_fraction": 0.5}
     d = load_dataset(spec, seed=0)
     assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (10, 10, 10)
@@ -187,7 +188,7 @@ def test_cifar10_python2_batches(isolated: Path) -> None:
 
 def test_cifar100_fine_labels_and_limits(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_cifar100(isolated / "env" / "cifar-100-python")
-    monkeypatch.setenv(tv.ENV_VAR, str(isolated / "env"))
+    monkeypatch.setenv(folders.ENV_VAR, str(isolated / "env"))
     d = load_dataset({"name": "cifar100", "limit_test": 50, "val_fraction": 0.5}, seed=2)
     assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (100, 100, 50)
     assert d.n_classes == 100 and d.input_shape == (3, 32, 32)
@@ -260,7 +261,7 @@ def test_cifar_malformed_batches(isolated: Path, content: bytes, match: str) -> 
 def test_missing_folder_names_folders_files_and_fix(
     isolated: Path, monkeypatch: pytest.MonkeyPatch, name: str, layout: str, a_file: str
 ) -> None:
-    monkeypatch.setenv(tv.ENV_VAR, str(isolated / "env"))
+    monkeypatch.setenv(folders.ENV_VAR, str(isolated / "env"))
     root = isolated / "missing"
     with pytest.raises(DatasetNotFoundError) as info:
         load_dataset({"name": name, "root": str(root)}, seed=0)

@@ -17,15 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from growray.checks import check_number
+
 __all__ = [
     "Dataset",
     "DatasetNotFoundError",
     "TensorSplits",
     "check_fractions",
-    "check_positive_int",
     "limited_splits",
     "split_indices",
     "standardize",
+    "standardize_channels",
     "standardized_dataset",
     "stratified_order",
     "stratified_subset",
@@ -151,24 +153,22 @@ class Dataset:
 # --- parameter checks -------------------------------------------------------------------
 
 
-def check_positive_int(name: str, value: object, *, allow_none: bool = False, minimum: int = 1) -> None:
-    """Raise ValueError unless ``value`` is an int >= ``minimum`` (or None when allowed)."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        accepted = f"an integer >= {minimum}" + (" or null" if allow_none else "")
-        raise ValueError(f"{name} must be {accepted}; got {value!r}")
+def check_fractions(**fractions: object) -> dict[str, float]:
+    """Each fraction as a float in (0, 1), and together below 1 (the rest is the training split).
 
-
-def check_fractions(**fractions: object) -> None:
-    """Raise ValueError unless every fraction lies in (0, 1) and together they stay below 1."""
-    for name, value in fractions.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-            raise ValueError(f"{name} must be a number strictly between 0 and 1; got {value!r}")
-    total = sum(float(v) for v in fractions.values())  # type: ignore[arg-type]
-    if len(fractions) > 1 and total >= 1.0:
-        names = " + ".join(fractions)
+    Raises:
+        ValueError: ``"val_fraction must be a finite number in (0, 1); got 0.0"``, or
+            ``"val_fraction + test_fraction must sum to less than 1 ..."``.
+    """
+    values = {
+        name: check_number(name, value, low=0.0, high=1.0, low_open=True, high_open=True)
+        for name, value in fractions.items()
+    }
+    total = sum(values.values())
+    if len(values) > 1 and total >= 1.0:
+        names = " + ".join(values)
         raise ValueError(f"{names} must sum to less than 1 (the rest is the training split); got {total:g}")
+    return values
 
 
 # --- splitting ---------------------------------------------------------------------------
@@ -244,7 +244,7 @@ def split_indices(
     parts: dict[str, np.ndarray] = {}
     start = 0
     for name, fraction in fractions.items():
-        size = int(math.floor(fraction * n + 0.5))
+        size = math.floor(fraction * n + 0.5)
         if size < 1:
             raise ValueError(f"{name}={fraction:g} of {n} samples leaves that split empty; use a larger value")
         parts[name] = np.sort(order[start : start + size])
@@ -278,6 +278,23 @@ def standardize(train: np.ndarray, *others: np.ndarray, per_feature: bool = True
     mean_s = float(arrays[0].mean(dtype=np.float64))
     std_s = float(arrays[0].std(dtype=np.float64)) or 1.0
     return tuple(((a - np.float32(mean_s)) / np.float32(std_s)).astype(np.float32, copy=False) for a in arrays)
+
+
+def standardize_channels(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """uint8 images ``(n, C, H, W)`` -> float32 in [0, 1] -> per-channel ``(x - mean) / std``
+    with the statistics of ``train`` only (a constant channel is only centred).
+
+    For one channel (MNIST, Fashion-MNIST) this is the scalar standardization of
+    ``standardize(..., per_feature=False)``.
+    """
+    out = [a.astype(np.float32) / np.float32(255.0) for a in (train, *others)]
+    mean = out[0].mean(axis=(0, 2, 3), dtype=np.float64, keepdims=True)[0]
+    std = out[0].std(axis=(0, 2, 3), dtype=np.float64, keepdims=True)[0]
+    std = np.where(std > 0, std, 1.0)
+    for a in out:  # in place: CIFAR-10 in float32 is 600 MB already
+        a -= mean.astype(np.float32)
+        a /= std.astype(np.float32)
+    return out
 
 
 def standardized_dataset(

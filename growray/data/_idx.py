@@ -10,11 +10,12 @@ from __future__ import annotations
 import gzip
 import math
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGES_MAGIC", "LABELS_MAGIC", "IDXFormatError", "read_idx"]
+__all__ = ["IMAGES_MAGIC", "LABELS_MAGIC", "MNIST_FILES", "IDXFormatError", "read_idx", "read_mnist_layout"]
 
 LABELS_MAGIC = 0x00000801
 IMAGES_MAGIC = 0x00000803
@@ -28,6 +29,14 @@ _TYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+
+#: The four files of the MNIST layout (MNIST and Fashion-MNIST), without ``.gz``.
+MNIST_FILES: tuple[str, ...] = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 class IDXFormatError(ValueError):
@@ -89,3 +98,34 @@ def read_idx(path: str | Path, expected_magic: int | None = None) -> np.ndarray:
         )
     array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
     return array.astype(dtype.newbyteorder("="))
+
+
+def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images = read_idx(images_path, expected_magic=IMAGES_MAGIC)
+    labels = read_idx(labels_path, expected_magic=LABELS_MAGIC)
+    if images.shape[1:] != (28, 28) or len(images) != len(labels):
+        raise IDXFormatError(
+            f"{images_path}: expected images of shape (n, 28, 28) matching {len(labels)} labels; got {images.shape}"
+        )
+    if len(labels) and labels.max() > 9:
+        raise IDXFormatError(f"{labels_path}: labels must lie in 0..9; got {labels.max()}")
+    return images[:, None, :, :], labels.astype(np.int64)
+
+
+def read_mnist_layout(
+    files: Mapping[str, Path],
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The official ``(train, test)`` pairs of a dataset in the MNIST layout.
+
+    Args:
+        files: the path of each of :data:`MNIST_FILES` (plain or gzip-compressed).
+
+    Returns:
+        uint8 images of shape ``(n, 1, 28, 28)`` and int64 labels in 0..9, per split.
+
+    Raises:
+        IDXFormatError: a corrupt file, images that are not 28x28, a count mismatch
+            between images and labels, or a label above 9.
+    """
+    train_images, train_labels, test_images, test_labels = (files[name] for name in MNIST_FILES)
+    return _read_pair(train_images, train_labels), _read_pair(test_images, test_labels)

@@ -11,7 +11,17 @@ from growray.data._registry import DATASETS
 __all__ = ["digits"]
 
 
-@DATASETS.register("digits")
+def _shape(image: object) -> tuple[int, ...]:
+    if not isinstance(image, bool):
+        raise ValueError(f"image must be true or false; got {image!r}")
+    return (1, 8, 8) if image else (64,)
+
+
+def _describe(**params: object) -> tuple[tuple[int, ...], int]:
+    return _shape(params.get("image", False)), 10
+
+
+@DATASETS.register("digits", describe=_describe, requires=("sklearn",))
 def digits(seed: int, val_fraction: float = 0.15, test_fraction: float = 0.15, image: bool = False) -> Dataset:
     """8x8 digits as 64 features (or 1x8x8 images), with stratified seeded train/val/test splits.
 
@@ -45,16 +55,3 @@ def digits(seed: int, val_fraction: float = 0.15, test_fraction: float = 0.15, i
         n_classes=10,
         per_feature=True,
     )
-
-
-def _shape(image: object) -> tuple[int, ...]:
-    if not isinstance(image, bool):
-        raise ValueError(f"data.image must be true or false; got {image!r}")
-    return (1, 8, 8) if image else (64,)
-
-
-def _describe(**params: object) -> tuple[tuple[int, ...], int]:
-    return _shape(params.get("image", False)), 10
-
-
-digits.describe = _describe  # type: ignore[attr-defined]

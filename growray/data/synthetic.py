@@ -12,7 +12,8 @@ dimension (NORTH*) should find ``rank`` directions in the inputs.
 
 import numpy as np
 
-from growray.data._base import Dataset, check_fractions, check_positive_int, split_indices, standardized_dataset
+from growray.checks import check_int, check_number
+from growray.data._base import Dataset, check_fractions, split_indices, standardized_dataset
 from growray.data._registry import DATASETS
 
 __all__ = ["synthetic"]
@@ -30,7 +31,11 @@ def _teacher_labels(z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return y
 
 
-@DATASETS.register("synthetic")
+def _describe(**params: object) -> tuple[tuple[int, ...], int]:
+    return (check_int("n_features", params.get("n_features", 64), minimum=1),), 2
+
+
+@DATASETS.register("synthetic", describe=_describe)
 def synthetic(
     seed: int,
     n_samples: int = 2000,
@@ -52,14 +57,13 @@ def synthetic(
         noise: share of labels flipped (equally from both classes), in [0, 0.5];
             the inputs stay exactly rank ``rank``.
     """
-    check_positive_int("n_samples", n_samples, minimum=10)
-    check_positive_int("n_features", n_features)
-    check_positive_int("rank", rank)
+    n_samples = check_int("n_samples", n_samples, minimum=10)
+    n_features = check_int("n_features", n_features, minimum=1)
+    rank = check_int("rank", rank, minimum=1)
     if rank > n_features:
         raise ValueError(f"rank must be <= n_features ({n_features}); got rank={rank}")
     check_fractions(val_fraction=val_fraction, test_fraction=test_fraction)
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0.0 <= noise <= 0.5:
-        raise ValueError(f"noise (share of labels flipped) must lie in [0, 0.5]; got {noise!r}")
+    noise = check_number("noise", noise, low=0.0, high=0.5)
 
     # independent streams: the noise level changes neither the inputs nor the split
     data_rng, split_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
@@ -68,7 +72,7 @@ def synthetic(
     x = z @ q.T
     y = _teacher_labels(z, data_rng)
     train, parts = split_indices(y, {"test_fraction": test_fraction, "val_fraction": val_fraction}, split_rng)
-    n_flip_each = int(round(noise * n_samples / 2))
+    n_flip_each = round(noise * n_samples / 2)
     if n_flip_each:
         flip = np.concatenate([noise_rng.choice(np.flatnonzero(y == c), n_flip_each, replace=False) for c in (0, 1)])
         y[flip] = 1 - y[flip]
@@ -87,10 +91,3 @@ def synthetic(
         n_classes=2,
         per_feature=True,
     )
-
-
-def _describe(**params: object) -> tuple[tuple[int, ...], int]:
-    return (int(params.get("n_features", 64)),), 2
-
-
-synthetic.describe = _describe  # type: ignore[attr-defined]
