@@ -168,7 +168,7 @@ def test_weight_trigger_on_fan_in_rows():
     "spec, match",
     [
         ({"name": "north_act", "check_every": 0}, "check_every"),
-        ({"name": "north_act", "gamma": 0.0}, r"gamma must be a float in \(0.0, 1.0\]"),
+        ({"name": "north_act", "gamma": 0.0}, r"gamma must be a finite number in \(0, 1\]; got 0\.0"),
         ({"name": "north_weight", "epsilon": -1.0}, "epsilon"),
         ({"name": "north_act", "max_units_per_event": 0}, "max_units_per_event must be an int >= 1 or null"),
     ],

@@ -56,8 +56,8 @@ def test_plateau_needs_val_loss():
         ({"name": "schedule", "every_steps": 0}, "every_steps must be an int >= 1; got 0"),
         ({"name": "schedule", "stop_step": 5, "start_step": 10}, "stop_step must be >= start_step"),
         ({"name": "plateau", "patience": 0}, "patience must be an int >= 1; got 0"),
-        ({"name": "plateau", "min_delta": -1.0}, "min_delta must be a finite float >= 0; got -1.0"),
-        ({"name": "plateau", "n_units": 2.5}, "n_units must be an int >= 1; got 2.5"),
+        ({"name": "plateau", "min_delta": -1.0}, r"min_delta must be a finite number >= 0; got -1\.0"),
+        ({"name": "plateau", "n_units": 2.5}, r"n_units must be an int >= 1; got 2\.5"),
     ],
 )
 def test_validation(spec, match):

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from growray.checks import check_int
 from growray.growth.limits import SiteLimits
 from growray.models.activations import ACTIVATIONS, make_activation
 from growray.models.sites import DeepenableModel, GrowableModel
@@ -305,9 +306,7 @@ class DropInDeepener(Deepener):
     """
 
     def __init__(self, steps: int = 500, activation: str | None = None):
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            raise ValueError(f"steps must be an int >= 1 (optimizer steps for the gate to open); got {steps!r}")
-        self.steps = steps
+        self.steps = check_int("steps", steps, minimum=1)
         self.activation = _check_activation(activation)
 
     @property

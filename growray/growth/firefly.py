@@ -10,15 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from growray.checks import check_int, check_number
 from growray.growth.gradmax import columns_to_fan_out, existing_fan_out_columns
-from growray.growth.initializers import (
-    INITIALIZERS,
-    Initializer,
-    WidthProposal,
-    _check_float,
-    _check_n_new,
-    _fresh_norm,
-)
+from growray.growth.initializers import INITIALIZERS, Initializer, WidthProposal, _fresh_norm
 from growray.growth.surgery import widen
 
 __all__ = ["FireflyInitializer"]
@@ -76,17 +70,14 @@ class FireflyInitializer(Initializer):
     def __init__(
         self, n_candidates: int = 70, eps: float = 1e-2, opt_steps: int = 10, lr: float = 1e-2, grow_splits: bool = True
     ):
-        for name, value in (("n_candidates", n_candidates), ("opt_steps", opt_steps)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0; got {value!r}")
+        self.n_candidates = check_int("n_candidates", n_candidates, minimum=0)
+        self.opt_steps = check_int("opt_steps", opt_steps, minimum=0)
         if not isinstance(grow_splits, bool):
             raise ValueError(f"grow_splits must be true or false; got {grow_splits!r}")
         if n_candidates == 0 and not grow_splits:
             raise ValueError("n_candidates must be >= 1 when grow_splits is false (no candidates at all); got 0")
-        self.n_candidates = n_candidates
-        self.eps = _check_float("eps", eps, 0.0, strict=True)
-        self.opt_steps = opt_steps
-        self.lr = _check_float("lr", lr, 0.0, strict=True)
+        self.eps = check_number("eps", eps, low=0, low_open=True)
+        self.lr = check_number("lr", lr, low=0, low_open=True)
         self.grow_splits = grow_splits
 
     @property
@@ -96,7 +87,7 @@ class FireflyInitializer(Initializer):
     def propose(
         self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
-        _check_n_new(n_new)
+        check_int("n_new", n_new, minimum=1)
         if batch is None:
             raise ValueError("firefly needs batch=(x, y) of recent training samples; got None")
         x, y = batch

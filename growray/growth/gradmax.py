@@ -34,22 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from growray.checks import check_int, check_number
 from growray.growth.capture import SiteCapture, capture_site
-from growray.growth.initializers import (
-    INITIALIZERS,
-    Initializer,
-    WidthProposal,
-    _check_float,
-    _check_n_new,
-    _fresh_norm,
-)
-from growray.growth.triggers import (
-    TRIGGERS,
-    GrowthRequest,
-    Trigger,
-    TriggerContext,
-    _check_int,
-)
+from growray.growth.initializers import INITIALIZERS, Initializer, WidthProposal, _fresh_norm
+from growray.growth.triggers import TRIGGERS, GrowthRequest, Trigger, TriggerContext
 
 __all__ = [
     "AuxiliaryGradient",
@@ -244,8 +232,8 @@ class GradMaxInitializer(Initializer):
     """
 
     def __init__(self, scale: float = 0.5, birth_offset: float = 1e-6):
-        self.scale = _check_float("scale", scale, 0.0, strict=True)
-        self.birth_offset = _check_float("birth_offset", birth_offset, 0.0, strict=False)
+        self.scale = check_number("scale", scale, low=0, low_open=True)
+        self.birth_offset = check_number("birth_offset", birth_offset, low=0)
 
     @property
     def preserves_function(self) -> bool:
@@ -255,7 +243,7 @@ class GradMaxInitializer(Initializer):
     def propose(
         self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
-        _check_n_new(n_new)
+        check_int("n_new", n_new, minimum=1)
         if batch is None:
             raise ValueError("gradmax needs batch=(x, y) of recent training samples; got None")
         mods = model.site_modules(site)
@@ -321,12 +309,9 @@ class GradientTrigger(Trigger):
     """
 
     def __init__(self, check_every: int = 200, max_units_per_event: int | None = None, threshold_scale: float = 0.5):
-        _check_int("check_every", check_every, 1)
-        if max_units_per_event is not None:
-            _check_int("max_units_per_event", max_units_per_event, 1)
-        self.check_every = check_every
-        self.max_units_per_event = max_units_per_event
-        self.threshold_scale = _check_float("threshold_scale", threshold_scale, 0.0, strict=True)
+        self.check_every = check_int("check_every", check_every, minimum=1)
+        self.max_units_per_event = check_int("max_units_per_event", max_units_per_event, minimum=1, optional=True)
+        self.threshold_scale = check_number("threshold_scale", threshold_scale, low=0, low_open=True)
 
     def count(self, model: nn.Module, site: str, batch: tuple[Tensor, Tensor]) -> tuple[int, float, float]:
         """``(count, top singular value, threshold)`` for ``site``."""

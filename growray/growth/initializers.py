@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from growray.checks import check_int, check_number
 from growray.growth.limits import SiteLimits
 from growray.models.sites import GrowableModel
 from growray.registry import Registry
@@ -91,19 +92,6 @@ class Initializer(ABC):
 INITIALIZERS: Registry[Initializer] = Registry("initializer")
 
 
-def _check_n_new(n_new: object) -> None:
-    if not isinstance(n_new, int) or isinstance(n_new, bool) or n_new < 1:
-        raise ValueError(f"n_new must be an int >= 1; got {n_new!r}")
-
-
-def _check_float(name: str, value: object, lo: float, *, strict: bool) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > lo if strict else value >= lo)
-    if not ok:
-        raise ValueError(f"{name} must be a finite float {'>' if strict else '>='} {lo}; got {value!r}")
-    return float(value)
-
-
 def _fresh_norm(norm: nn.Module | None, n: int, like: Tensor) -> dict[str, Tensor] | None:
     """BN entries of a freshly constructed BatchNorm: gamma 1, beta 0, mean 0, var 1."""
     if norm is None:
@@ -147,7 +135,7 @@ class RandomInitializer(Initializer):
     """
 
     def __init__(self, scale: float = 1.0):
-        self.scale = _check_float("scale", scale, 0.0, strict=True)
+        self.scale = check_number("scale", scale, low=0, low_open=True)
 
     @property
     def preserves_function(self) -> bool:
@@ -156,7 +144,7 @@ class RandomInitializer(Initializer):
     def propose(
         self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
-        _check_n_new(n_new)
+        check_int("n_new", n_new, minimum=1)
         mods = model.site_modules(site)
         w, cw = mods.producer.weight, mods.consumer.weight
         fan_in = math.prod(w.shape[1:])
@@ -189,7 +177,7 @@ class Net2WiderInitializer(Initializer):
     """
 
     def __init__(self, noise: float = 0.0):
-        self.noise = _check_float("noise", noise, 0.0, strict=False)
+        self.noise = check_number("noise", noise, low=0)
 
     @property
     def preserves_function(self) -> bool:
@@ -198,7 +186,7 @@ class Net2WiderInitializer(Initializer):
     def propose(
         self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
-        _check_n_new(n_new)
+        check_int("n_new", n_new, minimum=1)
         mods = model.site_modules(site)
         w, cw = mods.producer.weight, mods.consumer.weight
         width = w.shape[0]

@@ -7,19 +7,13 @@ import math
 import torch
 from torch import Tensor, nn
 
+from growray.checks import check_int, check_number
 from growray.growth.gradmax import (
     auxiliary_gradient,
     columns_to_fan_out,
     existing_fan_out_columns,
 )
-from growray.growth.initializers import (
-    INITIALIZERS,
-    Initializer,
-    WidthProposal,
-    _check_float,
-    _check_n_new,
-    _fresh_norm,
-)
+from growray.growth.initializers import INITIALIZERS, Initializer, WidthProposal, _fresh_norm
 
 __all__ = ["NeSTInitializer"]
 
@@ -51,10 +45,8 @@ class NeSTInitializer(Initializer):
     """
 
     def __init__(self, birth_strength: float = 0.3, beta: float = 0.1):
-        self.birth_strength = _check_float("birth_strength", birth_strength, 0.0, strict=True)
-        self.beta = _check_float("beta", beta, 0.0, strict=True)
-        if self.beta > 1.0:
-            raise ValueError(f"beta must be a float in (0, 1]; got {beta!r}")
+        self.birth_strength = check_number("birth_strength", birth_strength, low=0, low_open=True)
+        self.beta = check_number("beta", beta, low=0, high=1, low_open=True)
 
     @property
     def preserves_function(self) -> bool:
@@ -63,7 +55,7 @@ class NeSTInitializer(Initializer):
     def propose(
         self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
-        _check_n_new(n_new)
+        check_int("n_new", n_new, minimum=1)
         if batch is None:
             raise ValueError("nest needs batch=(x, y) of recent training samples; got None")
         mods = model.site_modules(site)

@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from growray.checks import check_int, check_number
 from growray.growth.capture import capture_site, units_matrix
 from growray.growth.initializers import (
     INITIALIZERS,
     Initializer,
     WidthProposal,
-    _check_n_new,
     _fresh_norm,
 )
 from growray.growth.limits import SiteLimits
@@ -80,26 +80,6 @@ def _is_conv(mods: Any) -> bool:
     return mods.producer.weight.dim() > 2
 
 
-# --------------------------------------------------------------------------- checks
-
-
-def _check_int(name: str, value: object, lo: int, *, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-        extra = " or null" if optional else ""
-        raise ValueError(f"{name} must be an int >= {lo}{extra}; got {value!r}")
-
-
-def _check_range(name: str, value: object, lo: float, hi: float, *, lo_open: bool, hi_open: bool) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
-    if not ok:
-        rng = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-        raise ValueError(f"{name} must be a float in {rng}; got {value!r}")
-    return float(value)
-
-
 # --------------------------------------------------------------------------- triggers
 
 
@@ -109,12 +89,10 @@ class _NorthTrigger(Trigger):
     kind = ""
 
     def __init__(self, check_every: int, gamma: float, epsilon: float, max_units_per_event: int | None):
-        _check_int("check_every", check_every, 1)
-        _check_int("max_units_per_event", max_units_per_event, 1, optional=True)
-        self.check_every = check_every
-        self.gamma = _check_range("gamma", gamma, 0.0, 1.0, lo_open=True, hi_open=False)
-        self.epsilon = _check_range("epsilon", epsilon, 0.0, math.inf, lo_open=True, hi_open=True)
-        self.max_units_per_event = max_units_per_event
+        self.check_every = check_int("check_every", check_every, minimum=1)
+        self.gamma = check_number("gamma", gamma, low=0, high=1, low_open=True)
+        self.epsilon = check_number("epsilon", epsilon, low=0, low_open=True)
+        self.max_units_per_event = check_int("max_units_per_event", max_units_per_event, minimum=1, optional=True)
         self.baseline: dict[str, float] = {}  # phi0 (dense) or running max of phi (conv)
 
     def _measure(self, ctx: TriggerContext, site: str) -> tuple[int, int, bool] | None:
@@ -356,9 +334,8 @@ class NorthSelectInitializer(Initializer):
     """
 
     def __init__(self, n_candidates: int | None = None, epsilon: float = 0.01):
-        _check_int("n_candidates", n_candidates, 1, optional=True)
-        self.n_candidates = n_candidates
-        self.epsilon = _check_range("epsilon", epsilon, 0.0, math.inf, lo_open=True, hi_open=True)
+        self.n_candidates = check_int("n_candidates", n_candidates, minimum=1, optional=True)
+        self.epsilon = check_number("epsilon", epsilon, low=0, low_open=True)
 
     @property
     def preserves_function(self) -> bool:
@@ -379,7 +356,7 @@ class NorthSelectInitializer(Initializer):
     def propose(
         self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
-        _check_n_new(n_new)
+        check_int("n_new", n_new, minimum=1)
         x = _need_batch("north_select", batch)
         mods = model.site_modules(site)
         with torch.no_grad():
@@ -414,7 +391,7 @@ class NorthPreInitializer(Initializer):
     def propose(
         self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
-        _check_n_new(n_new)
+        check_int("n_new", n_new, minimum=1)
         mods = model.site_modules(site)
         if _is_conv(mods):
             return self._select.propose(model, site, n_new, batch)
@@ -490,7 +467,7 @@ class NorthWeightInitializer(Initializer):
     def propose(
         self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
-        _check_n_new(n_new)
+        check_int("n_new", n_new, minimum=1)
         reason = self.incompatibility(model, site)
         if reason:
             raise ValueError(f"site {site!r}: {reason}")

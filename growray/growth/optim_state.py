@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from growray.checks import check_choice
 from growray.growth.surgery import ParamChange
 
 __all__ = ["OPTIMIZER_STATE_POLICIES", "match_incumbents", "migrate_optimizer"]
@@ -87,8 +88,7 @@ def migrate_optimizer(
         policy: one of ``OPTIMIZER_STATE_POLICIES``.
         sources: for ``transplant``, the matched incumbent of each new unit (``match_incumbents``).
     """
-    if policy not in OPTIMIZER_STATE_POLICIES:
-        raise ValueError(f"optimizer state policy must be one of {list(OPTIMIZER_STATE_POLICIES)}; got {policy!r}")
+    check_choice("policy", policy, OPTIMIZER_STATE_POLICIES)
     if policy == "transplant" and sources is None:
         raise ValueError("the 'transplant' policy needs the matched incumbents (sources)")
     by_old = {id(c.old): c for c in changes}

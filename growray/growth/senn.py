@@ -38,14 +38,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from growray.checks import check_int, check_number
 from growray.growth.capture import capture_site
 from growray.growth.initializers import (
     INITIALIZERS,
     Initializer,
     RandomInitializer,
     WidthProposal,
-    _check_float,
-    _check_n_new,
     _fresh_norm,
 )
 from growray.growth.senn_score import (
@@ -55,13 +54,7 @@ from growray.growth.senn_score import (
     sample_winner,
     with_bias_column,
 )
-from growray.growth.triggers import (
-    TRIGGERS,
-    GrowthRequest,
-    Trigger,
-    TriggerContext,
-    _check_int,
-)
+from growray.growth.triggers import TRIGGERS, GrowthRequest, Trigger, TriggerContext
 
 __all__ = ["SENNInitializer", "SENNTrigger", "SiteData", "measure_site", "senn_supported"]
 
@@ -225,29 +218,22 @@ class SENNTrigger(Trigger):
         max_per_check: int = 1,
         seed: int = 0,
     ):
-        _check_int("check_every", check_every, 1)
-        _check_int("cooldown_epochs", cooldown_epochs, 0)
-        _check_int("n_proposals", n_proposals, 1)
-        _check_int("n_steps", n_steps, 0)
-        _check_int("layer_cooldown", layer_cooldown, 0)
-        _check_int("max_per_check", max_per_check, 1)
-        _check_int("seed", seed, 0)
         if not isinstance(depth, bool):
             raise ValueError(f"depth must be true or false; got {depth!r}")
-        self.check_every = check_every
-        self.cooldown_epochs = cooldown_epochs
-        self.tau = _check_float("tau", tau, 0.0, strict=False)
-        self.alpha = _check_float("alpha", alpha, 0.0, strict=False)
-        self.tikhonov = _check_float("tikhonov", tikhonov, 0.0, strict=False)
-        self.n_proposals = n_proposals
-        self.n_steps = n_steps
-        self.step_size = _check_float("step_size", step_size, 0.0, strict=True)
-        self.temperature = _check_float("temperature", temperature, 0.0, strict=True)
+        self.check_every = check_int("check_every", check_every, minimum=1)
+        self.cooldown_epochs = check_int("cooldown_epochs", cooldown_epochs, minimum=0)
+        self.tau = check_number("tau", tau, low=0)
+        self.alpha = check_number("alpha", alpha, low=0)
+        self.tikhonov = check_number("tikhonov", tikhonov, low=0)
+        self.n_proposals = check_int("n_proposals", n_proposals, minimum=1)
+        self.n_steps = check_int("n_steps", n_steps, minimum=0)
+        self.step_size = check_number("step_size", step_size, low=0, low_open=True)
+        self.temperature = check_number("temperature", temperature, low=0, low_open=True)
         self.depth = depth
-        self.layer_cost = _check_float("layer_cost", layer_cost, 1.0, strict=False)
-        self.layer_cooldown = layer_cooldown
-        self.max_per_check = max_per_check
-        self.seed = seed
+        self.layer_cost = check_number("layer_cost", layer_cost, low=1)
+        self.layer_cooldown = check_int("layer_cooldown", layer_cooldown, minimum=0)
+        self.max_per_check = check_int("max_per_check", max_per_check, minimum=1)
+        self.seed = check_int("seed", seed, minimum=0)
         self.last_growth_epoch: int | None = None
         self.layer_cooldown_left = 0
         self.last_eta: dict[str, float] = {}
@@ -390,13 +376,11 @@ class SENNInitializer(Initializer):
         temperature: float = 10.0,
         tikhonov: float = 0.1,
     ):
-        _check_int("n_proposals", n_proposals, 1)
-        _check_int("n_steps", n_steps, 0)
-        self.n_proposals = n_proposals
-        self.n_steps = n_steps
-        self.step_size = _check_float("step_size", step_size, 0.0, strict=True)
-        self.temperature = _check_float("temperature", temperature, 0.0, strict=True)
-        self.tikhonov = _check_float("tikhonov", tikhonov, 0.0, strict=False)
+        self.n_proposals = check_int("n_proposals", n_proposals, minimum=1)
+        self.n_steps = check_int("n_steps", n_steps, minimum=0)
+        self.step_size = check_number("step_size", step_size, low=0, low_open=True)
+        self.temperature = check_number("temperature", temperature, low=0, low_open=True)
+        self.tikhonov = check_number("tikhonov", tikhonov, low=0)
 
     @property
     def preserves_function(self) -> bool:
@@ -427,7 +411,7 @@ class SENNInitializer(Initializer):
         batch: tuple[Tensor, Tensor] | None = None,
         hint: Any = None,
     ) -> WidthProposal:
-        _check_n_new(n_new)
+        check_int("n_new", n_new, minimum=1)
         if not senn_supported(model, site):
             return RandomInitializer().propose(model, site, n_new, batch)
         mods = model.site_modules(site)

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from growray.checks import check_choice, check_int
 from growray.cost import count_params, forward_flops
 from growray.growth.deepen import Deepener, add_new_parameters
 from growray.growth.events import GrowthEvent
@@ -62,28 +63,20 @@ class GrowthStrategy:
             raise TypeError(f"trigger must be a Trigger; got {type(trigger).__name__}")
         if not isinstance(initializer, Initializer):
             raise TypeError(f"initializer must be an Initializer; got {type(initializer).__name__}")
-        if max_width is not None and (not isinstance(max_width, int) or isinstance(max_width, bool) or max_width < 1):
-            raise ValueError(f"max_width must be an int >= 1 or null; got {max_width!r}")
         if sites is not None and (isinstance(sites, str) or not all(isinstance(s, str) for s in sites)):
             raise ValueError(f"sites must be a list of site names or null; got {sites!r}")
-        if optimizer_state not in OPTIMIZER_STATE_POLICIES:
-            raise ValueError(
-                f"optimizer_state must be one of {list(OPTIMIZER_STATE_POLICIES)}; got {optimizer_state!r}"
-            )
         if deepener is not None and not isinstance(deepener, Deepener):
             raise TypeError(
                 f"deepener must be a Deepener (growray.growth.DEEPENERS) or None; got {type(deepener).__name__}"
             )
-        if max_depth is not None and (not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 1):
-            raise ValueError(f"max_depth must be an int >= 1 (hidden blocks) or null; got {max_depth!r}")
         self.trigger = trigger
         self.initializer = initializer
         self.deepener = deepener
         self.deepener_name = deepener_name or ("" if deepener is None else type(deepener).__name__)
-        self.max_depth = max_depth
-        self.max_width = max_width
+        self.max_depth = check_int("max_depth", max_depth, minimum=1, optional=True)
+        self.max_width = check_int("max_width", max_width, minimum=1, optional=True)
         self.sites = None if sites is None else list(sites)
-        self.optimizer_state = optimizer_state
+        self.optimizer_state = check_choice("optimizer_state", optimizer_state, OPTIMIZER_STATE_POLICIES)
         self.trigger_name = trigger_name or type(trigger).__name__
         self.initializer_name = initializer_name or type(initializer).__name__
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from growray.checks import check_choice, check_int, check_number
 from growray.growth.limits import SiteLimits
 from growray.registry import Registry
 
@@ -44,8 +44,7 @@ class GrowthRequest:
     payload: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("widen", "deepen"):
-            raise ValueError(f"GrowthRequest.kind must be 'widen' or 'deepen'; got {self.kind!r}")
+        check_choice("kind", self.kind, ("widen", "deepen"))
 
 
 @dataclass(frozen=True)
@@ -100,11 +99,6 @@ class Trigger(ABC):
 TRIGGERS: Registry[Trigger] = Registry("trigger")
 
 
-def _check_int(name: str, value: object, lo: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-        raise ValueError(f"{name} must be an int >= {lo}; got {value!r}")
-
-
 @TRIGGERS.register("schedule")
 class ScheduleTrigger(Trigger):
     """Every ``every_steps`` optimizer steps, widen every site by ``n_units`` or insert a layer.
@@ -129,22 +123,15 @@ class ScheduleTrigger(Trigger):
         kind: Literal["widen", "deepen"] = "widen",
         deepen_site: str = "last",
     ):
-        _check_int("every_steps", every_steps, 1)
-        _check_int("n_units", n_units, 1)
-        _check_int("start_step", start_step, 0)
-        if stop_step is not None:
-            _check_int("stop_step", stop_step, 0)
-            if stop_step < start_step:
-                raise ValueError(f"stop_step must be >= start_step ({start_step}) or null; got {stop_step}")
-        if kind not in ("widen", "deepen"):
-            raise ValueError(f"kind must be 'widen' or 'deepen'; got {kind!r}")
+        self.every_steps = check_int("every_steps", every_steps, minimum=1)
+        self.n_units = check_int("n_units", n_units, minimum=1)
+        self.start_step = check_int("start_step", start_step, minimum=0)
+        self.stop_step = check_int("stop_step", stop_step, minimum=0, optional=True)
+        if self.stop_step is not None and self.stop_step < self.start_step:
+            raise ValueError(f"stop_step must be >= start_step ({start_step}) or null; got {stop_step}")
+        self.kind: Literal["widen", "deepen"] = check_choice("kind", kind, ("widen", "deepen"))
         if not isinstance(deepen_site, str) or not deepen_site:
             raise ValueError(f"deepen_site must be 'last', 'first' or a site name; got {deepen_site!r}")
-        self.every_steps = every_steps
-        self.n_units = n_units
-        self.start_step = start_step
-        self.stop_step = stop_step
-        self.kind = kind
         self.deepen_site = deepen_site
 
     def _deepen_target(self, widths: dict[str, int]) -> str | None:
@@ -185,19 +172,10 @@ class PlateauTrigger(Trigger):
     """
 
     def __init__(self, patience: int = 2, min_delta: float = 1e-3, n_units: int = 4, cooldown: int = 0):
-        _check_int("patience", patience, 1)
-        _check_int("n_units", n_units, 1)
-        _check_int("cooldown", cooldown, 0)
-        if (
-            isinstance(min_delta, bool)
-            or not isinstance(min_delta, (int, float))
-            or not (math.isfinite(min_delta) and min_delta >= 0)
-        ):
-            raise ValueError(f"min_delta must be a finite float >= 0; got {min_delta!r}")
-        self.patience = patience
-        self.min_delta = float(min_delta)
-        self.n_units = n_units
-        self.cooldown = cooldown
+        self.patience = check_int("patience", patience, minimum=1)
+        self.min_delta = check_number("min_delta", min_delta, low=0)
+        self.n_units = check_int("n_units", n_units, minimum=1)
+        self.cooldown = check_int("cooldown", cooldown, minimum=0)
         self.best: float | None = None
         self.n_bad = 0
         self.cooldown_left = 0

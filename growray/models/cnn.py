@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from growray.checks import check_int
 from growray.models.activations import make_activation
 from growray.models.mlp import (
     DropInGate,
@@ -69,10 +70,7 @@ def _check_widths(name: str, widths: object, *, allow_empty: bool) -> list[int]:
         raise ValueError(f"{name} must be a list of widths (ints >= 1); got {widths!r}")
     if not allow_empty and len(widths) == 0:
         raise ValueError(f"{name} must list at least one width (ints >= 1); got []")
-    for i, w in enumerate(widths):
-        if not _is_int(w) or w < 1:
-            raise ValueError(f"{name}[{i}] must be an int >= 1; got {w!r} ({name}={list(widths)!r})")
-    return list(widths)
+    return [check_int(f"{name}[{i}]", w, minimum=1) for i, w in enumerate(widths)]
 
 
 def _check_pool_after(pool_after: object, n_convs: int) -> list[int]:
@@ -151,8 +149,7 @@ class GrowableCNN(nn.Module):
             raise ValueError(
                 f"input_shape must be (C, H, W) of positive ints for the cnn model (an image dataset); got {input_shape!r}"
             )
-        if not _is_int(n_classes) or n_classes < 1:
-            raise ValueError(f"n_classes must be an int >= 1; got {n_classes!r}")
+        n_classes = check_int("n_classes", n_classes, minimum=1)
         channels = _check_widths("channels", channels, allow_empty=False)
         hidden = _check_widths("hidden", hidden, allow_empty=True)
         pools = _check_pool_after(pool_after, len(channels))

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from growray.checks import check_int
 from growray.models.activations import make_activation
 from growray.models.sites import SiteModules
 from growray.models.spec import MODELS, ArchSpec
@@ -37,10 +38,8 @@ class DropInGate(nn.Module):
 
     def start(self, steps: int) -> None:
         """Close the gate (value 0); ``advance`` opens it linearly over ``steps`` calls."""
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            raise ValueError(f"steps must be an int >= 1; got {steps!r}")
         self.progress.fill_(0)
-        self.steps.fill_(steps)
+        self.steps.fill_(check_int("steps", steps, minimum=1))
 
     def advance(self) -> None:
         """One optimizer step: ``progress += 1``, never beyond ``steps`` (no host sync)."""
@@ -212,13 +211,10 @@ class GrowableMLP(nn.Module):
     ):
         super().__init__()
         self.input_shape = _check_input_shape(input_shape)
-        if not isinstance(n_classes, int) or isinstance(n_classes, bool) or n_classes < 1:
-            raise ValueError(f"n_classes must be an int >= 1; got {n_classes!r}")
+        n_classes = check_int("n_classes", n_classes, minimum=1)
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
             raise ValueError(f"hidden must be a list of widths (ints >= 1); got {hidden!r}")
-        for i, w in enumerate(hidden):
-            if not isinstance(w, int) or isinstance(w, bool) or w < 1:
-                raise ValueError(f"hidden[{i}] must be an int >= 1; got {w!r} (hidden={list(hidden)!r})")
+        hidden = [check_int(f"hidden[{i}]", w, minimum=1) for i, w in enumerate(hidden)]
         if not isinstance(batch_norm, bool):
             raise ValueError(f"batch_norm must be true or false; got {batch_norm!r}")
         make_activation(activation)  # fail early, with "did you mean", on an unknown name

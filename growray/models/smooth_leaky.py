@@ -23,11 +23,10 @@ Registered as the activation ``smooth_leaky`` when this module is imported.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
+from growray.checks import check_number
 from growray.models.activations import ACTIVATIONS
 
 __all__ = ["RandSmoothLeaky", "smooth_leaky"]
@@ -36,12 +35,6 @@ __all__ = ["RandSmoothLeaky", "smooth_leaky"]
 def smooth_leaky(x: Tensor, leak: Tensor | float, c: float = 3.0, p: float = 5.0) -> Tensor:
     """a x + (1 - a) x sigmoid(c x / p) with a = ``leak`` (a number or a tensor broadcast to ``x``)."""
     return leak * x + (1 - leak) * x * torch.sigmoid(x * (c / p))
-
-
-def _positive(name: str, v: object) -> float:
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a finite number > 0; got {v!r}")
-    return float(v)
 
 
 @ACTIVATIONS.register(
@@ -59,13 +52,12 @@ class RandSmoothLeaky(nn.Module):
 
     def __init__(self, lower: float = 0.125, upper: float = 1.0 / 3.0, c: float = 3.0, p: float = 5.0):
         super().__init__()
-        for name, v in (("lower", lower), ("upper", upper)):
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1:
-                raise ValueError(f"{name} must be a number in [0, 1); got {v!r}")
-        if upper < lower:
+        self.lower = check_number("lower", lower, low=0, high=1, high_open=True)
+        self.upper = check_number("upper", upper, low=0, high=1, high_open=True)
+        if self.upper < self.lower:
             raise ValueError(f"upper ({upper}) must not be below lower ({lower})")
-        self.lower, self.upper = float(lower), float(upper)
-        self.c, self.p = _positive("c", c), _positive("p", p)
+        self.c = check_number("c", c, low=0, low_open=True)
+        self.p = check_number("p", p, low=0, low_open=True)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training and self.upper > self.lower:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from growray.checks import check_int
 from growray.sparse.masks import UnitMasks
 from growray.sparse.prune import UnitScorer, edit_count, select_lowest
 
@@ -33,10 +34,8 @@ class RewindSnapshot:
     """
 
     def __init__(self, params: Mapping[str, Tensor], step: int):
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise ValueError(f"step must be an int >= 0; got {step!r}")
+        self.step = check_int("step", step, minimum=0)
         self.params = {k: v.detach().clone() for k, v in params.items()}
-        self.step = step
 
     @classmethod
     def capture(cls, model: nn.Module, step: int) -> RewindSnapshot:

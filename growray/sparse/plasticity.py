@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from growray.checks import check_choice, check_number
 from growray.growth.capture import capture_site, units_matrix
 from growray.growth.optim_state import match_incumbents
 from growray.sparse.masks import UnitMasks, raw_activations, site_slices
@@ -64,11 +65,6 @@ GROW_SELECTIONS: tuple[str, ...] = ("activity", "gradmax")
 INSERTIONS: tuple[str, ...] = ("keep", "net2wider")
 MOMENT_POLICIES: tuple[str, ...] = ("zero", "transplant")
 _EPS = 1e-12
-
-
-def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ValueError(f"{name} must be one of {list(valid)}; got {value!r}")
 
 
 def gradmax_scores(model: nn.Module, masks: UnitMasks, site: str, x: Tensor, y: Tensor) -> Tensor:
@@ -100,7 +96,7 @@ def selection_scores(
     model: nn.Module, masks: UnitMasks, site: str, batch: tuple[Tensor, Tensor], selection: str, tau: float
 ) -> Tensor:
     """Scores of every unit of ``site`` under ``selection`` (``GROW_SELECTIONS``); higher is born first."""
-    _check_choice("selection", selection, GROW_SELECTIONS)
+    check_choice("selection", selection, GROW_SELECTIONS)
     if selection == "activity":
         return unit_activity(raw_activations(model, masks, batch[0])[site], tau)
     return gradmax_scores(model, masks, site, batch[0], batch[1])
@@ -126,8 +122,7 @@ def net2wider_insert(model: nn.Module, site: str, newborns: Tensor, sources: Ten
     """Newborn ``newborns[i]`` copies the fan-in, bias and BatchNorm entries (running
     statistics included) of ``sources[i]``; each source's fan-out column is divided by
     its number of copies + 1 and shared by all of them. Exact without noise."""
-    if not (isinstance(noise, (int, float)) and not isinstance(noise, bool) and math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a finite number >= 0; got {noise!r}")
+    noise = check_number("noise", noise, low=0)
     newborns = torch.as_tensor(newborns, dtype=torch.long).cpu()
     sources = torch.as_tensor(sources, dtype=torch.long).cpu()
     if len(newborns) != len(sources):
@@ -171,7 +166,7 @@ def migrate_moments(
     slots of ``sources[i]`` into ``newborns[i]``). Every per-parameter state tensor shaped
     like its parameter (momentum buffers, Adam's ``exp_avg``, ``exp_avg_sq``,
     ``max_exp_avg_sq``) is edited in place; scalars such as Adam's ``step`` are shared and kept."""
-    _check_choice("optimizer_state", policy, MOMENT_POLICIES)
+    check_choice("optimizer_state", policy, MOMENT_POLICIES)
     if policy == "transplant" and (sources is None or len(sources) != len(newborns)):
         raise ValueError("the 'transplant' policy needs one source incumbent per newborn")
     newborns = torch.as_tensor(newborns, dtype=torch.long)
@@ -216,9 +211,9 @@ def grow_step(
     """One growth edit at the boundary after ``cycle``: per site, activate the ``edit_count``
     best dormant units by ``selection``, insert them (``insertion``) and set their optimizer
     slots (``optimizer_state``); the masks' snapshot of dormant slices is refreshed."""
-    _check_choice("selection", selection, GROW_SELECTIONS)
-    _check_choice("insertion", insertion, INSERTIONS)
-    _check_choice("optimizer_state", optimizer_state, MOMENT_POLICIES)
+    check_choice("selection", selection, GROW_SELECTIONS)
+    check_choice("insertion", insertion, INSERTIONS)
+    check_choice("optimizer_state", optimizer_state, MOMENT_POLICIES)
     plan: dict[str, GrowResult] = {}
     for site, target in targets.items():  # all scores on the network as it was
         active, dormant = masks.active(site), masks.inactive(site)

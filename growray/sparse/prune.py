@@ -21,6 +21,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from growray.checks import check_int, check_number
 from growray.growth.capture import units_matrix
 from growray.registry import Registry
 from growray.sparse.masks import UnitMasks, count_weights, raw_activations
@@ -66,9 +67,7 @@ class ActivityScorer(UnitScorer):
     """
 
     def __init__(self, tau: float = 0.05):
-        if not isinstance(tau, (int, float)) or isinstance(tau, bool) or not math.isfinite(tau) or tau < 0:
-            raise ValueError(f"tau must be a finite number >= 0; got {tau!r}")
-        self.tau = float(tau)
+        self.tau = check_number("tau", tau, low=0)
 
     def score(self, model: nn.Module, site: str, masks: UnitMasks, x: Tensor) -> Tensor:
         return unit_activity(raw_activations(model, masks, x)[site], self.tau)
@@ -82,9 +81,10 @@ def unit_activity(post: Tensor, tau: float) -> Tensor:
 def edit_count(remaining: int, cycle: int, n_cycles: int, available: int) -> int:
     """Units to remove (or add) at the boundary after ``cycle`` (1-based) of ``n_cycles``:
     min(q, ceil(q / max(1, T - t)), a) with q = ``remaining`` and a = ``available``."""
-    for name, v in (("remaining", remaining), ("cycle", cycle), ("n_cycles", n_cycles), ("available", available)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise ValueError(f"{name} must be an int >= 0; got {v!r}")
+    remaining = check_int("remaining", remaining, minimum=0)
+    cycle = check_int("cycle", cycle, minimum=0)
+    n_cycles = check_int("n_cycles", n_cycles, minimum=0)
+    available = check_int("available", available, minimum=0)
     if remaining == 0:
         return 0
     return min(remaining, math.ceil(remaining / max(1, n_cycles - cycle)), available)
@@ -92,7 +92,7 @@ def edit_count(remaining: int, cycle: int, n_cycles: int, available: int) -> int
 
 def unit_targets(widths: Mapping[str, int], compactness: float) -> dict[str, int]:
     """Units kept per site at the end: round(c * width), at least 1."""
-    _check_fraction("compactness", compactness)
+    compactness = check_number("compactness", compactness, low=0, high=1, low_open=True)
     return {s: max(1, min(w, round(compactness * w))) for s, w in widths.items()}
 
 
@@ -103,7 +103,7 @@ def weight_budget_targets(model: nn.Module, weight_fraction: float, sites: list[
     is the largest for which ``count_weights(model, targets) <= weight_fraction *
     count_weights(model)``; at least one unit per site is kept.
     """
-    _check_fraction("weight_fraction", weight_fraction)
+    weight_fraction = check_number("weight_fraction", weight_fraction, low=0, high=1, low_open=True)
     widths = {s: w for s, w in model.widths().items() if sites is None or s in sites}
     budget = weight_fraction * count_weights(model)
 
@@ -139,8 +139,3 @@ def _select(scores: Tensor, candidates: Tensor, k: int, largest: bool) -> Tensor
     s = scores.detach().float().cpu()[candidates]
     order = torch.sort(-s if largest else s, stable=True).indices  # stable: ties by index
     return torch.sort(candidates[order[:k]]).values
-
-
-def _check_fraction(name: str, v: float) -> None:
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1:
-        raise ValueError(f"{name} must be a number in (0, 1]; got {v!r}")
