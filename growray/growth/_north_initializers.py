@@ -1,0 +1,301 @@
+"""NORTH* initializers: ``north_select``, ``north_pre``, ``north_weight`` (see ``growray.growth.north``).
+
+New units start with zero fan-out (growth preserves the function), fresh BatchNorm entries
+(1, 0, 0, 1) and zero bias; their fan-in is chosen orthogonal to what the layer already
+represents. Conv sites: a candidate filter is a vector of ``C_in * k * k`` values and
+spatial positions count as samples.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from growray.checks import check_int, check_number
+from growray.growth._north_triggers import flat_rows, is_conv_site
+from growray.growth.capture import capture_site, units_matrix
+from growray.growth.initializers import INITIALIZERS, Initializer, WidthProposal, _fresh_norm
+from growray.growth.limits import SiteLimits
+from growray.models.sites import GrowableModel
+
+__all__ = [
+    "NorthPreInitializer",
+    "NorthSelectInitializer",
+    "NorthWeightInitializer",
+    "north_weight_compatible",
+    "orthogonality_scores",
+]
+
+
+def _glorot(n: int, w: Tensor, n_out_units: int) -> Tensor:
+    """``n`` Glorot-uniform fan-in rows shaped like ``w[0]`` (fan_out = units of the layer)."""
+    receptive = math.prod(w.shape[2:]) if w.dim() > 2 else 1
+    fan_in, fan_out = math.prod(w.shape[1:]), n_out_units * receptive
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    return torch.empty((n, *w.shape[1:]), dtype=w.dtype, device=w.device).uniform_(-bound, bound)
+
+
+def _zero_fan_out(mods: Any, n: int) -> Tensor:
+    """Zero consumer columns for ``n`` new units (a conv site flattened into a Linear owns
+    ``spatial`` contiguous columns per unit)."""
+    cw = mods.consumer.weight
+    if cw.dim() == 2 and mods.spatial > 1:
+        return torch.zeros((cw.shape[0], n * mods.spatial), dtype=cw.dtype, device=cw.device)
+    return torch.zeros((cw.shape[0], n, *cw.shape[2:]), dtype=cw.dtype, device=cw.device)
+
+
+def _proposal(mods: Any, rows: Tensor) -> WidthProposal:
+    w = mods.producer.weight
+    n = rows.shape[0]
+    bias = None if mods.producer.bias is None else torch.zeros(n, dtype=w.dtype, device=w.device)
+    return WidthProposal(rows.to(w.dtype).detach(), bias, _zero_fan_out(mods, n), None, _fresh_norm(mods.norm, n, w))
+
+
+def _candidate_post(mods: Any, inputs: Tensor, rows: Tensor) -> Tensor:
+    """Post-activations (candidates x samples) the candidate fan-in ``rows`` would have as new
+    units: bias 0, fresh BatchNorm in eval mode (x / sqrt(1 + eps)), then the site's act."""
+    p = mods.producer
+    rows = rows.to(inputs.dtype)
+    if rows.dim() > 2:
+        pre = F.conv2d(inputs, rows, None, p.stride, p.padding, p.dilation, p.groups)
+    else:
+        pre = inputs.reshape(inputs.shape[0], -1) @ rows.t()
+    if mods.norm is not None:
+        pre = pre / math.sqrt(1.0 + float(getattr(mods.norm, "eps", 0.0)))
+    post = mods.act(pre) if mods.act is not None else pre
+    return units_matrix(post)
+
+
+def _span_basis(h: Tensor, epsilon: float) -> Tensor:
+    """Orthonormal basis (n x r) of the sample-space directions of ``h`` (M x n) whose
+    singular values of ``h / sqrt(n)`` exceed ``epsilon`` (the effective span)."""
+    if h.numel() == 0:
+        return h.new_zeros((h.shape[1], 0))
+    _, s, vh = torch.linalg.svd(h / math.sqrt(h.shape[1]), full_matrices=False)
+    return vh[s > epsilon].t()
+
+
+def _greedy_orthogonal(cand: Tensor, basis: Tensor, k: int) -> list[int]:
+    """Greedily pick ``k`` rows of ``cand`` (C x n) with the largest residual norm after
+    projecting onto ``basis`` (n x r), adding each pick's residual direction to the basis."""
+    resid = cand - (cand @ basis) @ basis.t()
+    chosen: list[int] = []
+    for _ in range(min(k, cand.shape[0])):
+        norms = resid.norm(dim=1)
+        if chosen:
+            norms[chosen] = -1.0
+        i = int(torch.argmax(norms).item())
+        chosen.append(i)
+        if norms[i] > 1e-12:
+            q = resid[i] / norms[i]
+            resid = resid - torch.outer(resid @ q, q)
+    return chosen
+
+
+def orthogonality_scores(cand: Tensor, current: Tensor, epsilon: float = 0.01) -> Tensor:
+    """Residual norm / sqrt(n) of each candidate activation row (C x n) after projecting it
+    onto the effective span of the current activations (M x n): the size of the new
+    singular direction it would add. Higher is more orthogonal."""
+    basis = _span_basis(current.double(), epsilon)
+    cand = cand.double()
+    return (cand - (cand @ basis) @ basis.t()).norm(dim=1) / math.sqrt(cand.shape[1])
+
+
+def _need_batch(name: str, batch: tuple[Tensor, Tensor] | None) -> Tensor:
+    if batch is None:
+        raise ValueError(
+            f"{name} scores candidates on recent training samples and got batch=None; "
+            "use it with a growth buffer (growth.buffer_size >= 1)"
+        )
+    return batch[0]
+
+
+def _select(
+    model: nn.Module, mods: Any, site: str, x: Tensor, candidates: Tensor, n_new: int, epsilon: float
+) -> Tensor:
+    """Keep the ``n_new`` candidates (greedy) whose post-activations are most orthogonal to
+    the site's current post-activations on ``x``."""
+    cap = capture_site(model, site, x)
+    current = units_matrix(cap.post).double()
+    cand = _candidate_post(mods, cap.inputs, candidates).double()
+    keep = _greedy_orthogonal(cand, _span_basis(current, epsilon), n_new)
+    return candidates[keep]
+
+
+@INITIALIZERS.register("north_select")
+class NorthSelectInitializer(Initializer):
+    """NORTH-Select: the most orthogonal of many random fan-ins, zero fan-out.
+
+    Draws ``n_candidates`` Glorot-uniform fan-in vectors (dense ones rescaled to the mean
+    fan-in norm of the existing units), computes the post-activations each would have on the
+    batch (recent training samples) and keeps ``n_new`` of them greedily: each pick has the
+    largest residual after projecting onto the span of the current activations (singular
+    directions above ``epsilon``) and the picks before it. The reference code's dense path
+    keeps the *least* orthogonal candidates; we treat that as a bug.
+
+    Args:
+        n_candidates: candidates drawn per event; null: 1000 (dense) / 100 (conv). Always at
+            least ``n_new``.
+        epsilon: singular-value threshold defining the current activations' span, > 0.
+    """
+
+    def __init__(self, n_candidates: int | None = None, epsilon: float = 0.01):
+        self.n_candidates = check_int("n_candidates", n_candidates, minimum=1, optional=True)
+        self.epsilon = check_number("epsilon", epsilon, low=0, low_open=True)
+
+    @property
+    def preserves_function(self) -> bool:
+        return True
+
+    def _draw(self, mods: Any, n_new: int) -> Tensor:
+        w = mods.producer.weight
+        conv = is_conv_site(mods)
+        n = max(n_new, self.n_candidates or (100 if conv else 1000))
+        cand = _glorot(n, w, w.shape[0] + n_new)
+        if not conv:
+            target = flat_rows(w).norm(dim=1).mean()
+            norms = cand.norm(dim=1, keepdim=True)
+            if target > 0:
+                cand = cand * (target / norms.clamp_min(1e-12))
+        return cand
+
+    def propose(
+        self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
+    ) -> WidthProposal:
+        check_int("n_new", n_new, minimum=1)
+        x = _need_batch("north_select", batch)
+        mods = model.site_modules(site)
+        with torch.no_grad():
+            rows = _select(model, mods, site, x, self._draw(mods, n_new), n_new, self.epsilon)
+        return _proposal(mods, rows)
+
+
+@INITIALIZERS.register("north_pre")
+class NorthPreInitializer(Initializer):
+    """NORTH-Pre: fan-ins whose pre-activations lie in the orthogonal complement of the
+    current pre-activations, then Select on post-activations; zero fan-out.
+
+    Dense sites: SVD of the current pre-activations ``P`` (M x n, over the batch); ``B`` =
+    the sample-space directions beyond ``rank(P)`` (the reference slice starts one column
+    early: fixed); candidate fan-ins ``pinv(X) @ B @ G`` with ``X`` the producer's inputs
+    (n x F) and ``G`` a standard normal mix. If the complement is empty (``n <= rank``),
+    Glorot candidates are used. Conv sites fall back to Select, as in the paper.
+
+    Args:
+        n_candidates: candidates per event; null: 1000 (dense) / 100 (conv Select).
+        epsilon: singular-value threshold for the Select step, > 0.
+    """
+
+    def __init__(self, n_candidates: int | None = None, epsilon: float = 0.01):
+        self._select = NorthSelectInitializer(n_candidates, epsilon)
+        self.n_candidates, self.epsilon = n_candidates, self._select.epsilon
+
+    @property
+    def preserves_function(self) -> bool:
+        return True
+
+    def propose(
+        self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
+    ) -> WidthProposal:
+        check_int("n_new", n_new, minimum=1)
+        mods = model.site_modules(site)
+        if is_conv_site(mods):
+            return self._select.propose(model, site, n_new, batch)
+        x = _need_batch("north_pre", batch)
+        w = mods.producer.weight
+        with torch.no_grad():
+            cap = capture_site(model, site, x)
+            inputs = cap.inputs.reshape(cap.inputs.shape[0], -1).double()
+            pre = units_matrix(cap.pre).double()  # M x n
+            _, s, vh = torch.linalg.svd(pre, full_matrices=True)
+            rank = int((s > s.max() * max(pre.shape) * torch.finfo(s.dtype).eps).sum()) if s.numel() else 0
+            complement = vh[rank:].t()  # n x (n - rank)
+            n_cand = max(n_new, self.n_candidates or 1000)
+            if complement.shape[1] == 0:
+                cand = self._select._draw(mods, n_new)
+            else:
+                mix = torch.randn(complement.shape[1], n_cand, dtype=torch.float64).to(w.device)
+                cand = (torch.linalg.pinv(inputs) @ complement @ mix).t().to(w.dtype)  # n_cand x F
+            rows = _select(model, mods, site, x, cand, n_new, self.epsilon)
+        return _proposal(mods, rows)
+
+
+def north_weight_compatible(width: int, fan_in: int) -> str | None:
+    """None when NORTH-weight initialisation can run at a site, else the reason: the new
+    fan-in must leave the row space of the existing ``width x fan_in`` matrix, so
+    ``width < fan_in`` is required."""
+    if width < fan_in:
+        return None
+    return (
+        f"north_weight needs fewer units than fan-in features (width < fan_in) to find a direction "
+        f"orthogonal to the existing fan-ins; got width={width}, fan_in={fan_in}. Use a cap "
+        f"max_width <= {fan_in - 1} or another initializer (north_select)"
+    )
+
+
+@INITIALIZERS.register("north_weight")
+class NorthWeightInitializer(Initializer):
+    """NORTH-Weight: Glorot fan-ins with their projection onto the existing fan-ins' row
+    space removed, renormalised to the Glorot vector's length; zero fan-out.
+
+    New units are made one at a time and each is also orthogonal to the new ones before it
+    while that leaves a free direction. Needs no data. Raises ValueError when the site's
+    width is not below its fan-in (``north_weight_compatible`` gives the reason).
+    """
+
+    @property
+    def preserves_function(self) -> bool:
+        return True
+
+    def incompatibility(self, model: nn.Module, site: str) -> str | None:
+        """Why this initializer cannot grow ``site`` of ``model`` now, or None."""
+        w = model.site_modules(site).producer.weight
+        return north_weight_compatible(int(w.shape[0]), math.prod(w.shape[1:]))
+
+    def check_site(self, model: GrowableModel, site: str, limits: SiteLimits) -> str | None:
+        """Validate-time check (``growray validate``): can growth under the cap ever fail here?
+
+        Each event needs width < fan-in; growth up to ``limits.max_width`` keeps that only
+        when ``max_width <= fan-in``.
+        """
+        max_width = limits.max_width
+        w = model.site_modules(site).producer.weight
+        fan_in = math.prod(w.shape[1:])
+        if int(w.shape[0]) >= fan_in:
+            return north_weight_compatible(int(w.shape[0]), fan_in)
+        if max_width is None or max_width > fan_in:
+            return (
+                f"north_weight needs width < fan-in, and this site's fan-in is {fan_in}; "
+                f"set growth.max_width <= {fan_in} (now {max_width}) or choose another initializer"
+            )
+        return None
+
+    def propose(
+        self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
+    ) -> WidthProposal:
+        check_int("n_new", n_new, minimum=1)
+        reason = self.incompatibility(model, site)
+        if reason:
+            raise ValueError(f"site {site!r}: {reason}")
+        mods = model.site_modules(site)
+        w = mods.producer.weight
+        rows = flat_rows(w).double()
+        with torch.no_grad():
+            _, s, vh = torch.linalg.svd(rows, full_matrices=False)
+            tol = (s.max() * max(rows.shape) * torch.finfo(s.dtype).eps) if s.numel() else 0.0
+            basis = vh[s > tol].t()  # F x r
+            glorot = _glorot(n_new, w, w.shape[0] + n_new).reshape(n_new, -1).double()
+            out = []
+            for g in glorot:
+                r = g - basis @ (basis.t() @ g)
+                r = r * (g.norm() / r.norm().clamp_min(1e-30))
+                out.append(r)
+                if basis.shape[1] + 1 < rows.shape[1]:
+                    q = r - basis @ (basis.t() @ r)
+                    basis = torch.cat([basis, (q / q.norm().clamp_min(1e-30))[:, None]], dim=1)
+            new = torch.stack(out).reshape(n_new, *w.shape[1:]).to(w.dtype)
+        return _proposal(mods, new)

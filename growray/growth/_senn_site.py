@@ -1,0 +1,104 @@
+"""SENN's view of one width site: which sites it scores, and their statistics on a batch
+(see ``growray.growth.senn`` for the method and ``growray.growth.senn_score`` for the math)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from growray.growth.capture import capture_site
+from growray.growth.senn_score import LayerStats, layer_stats, with_bias_column
+
+__all__ = ["SiteData", "measure_site", "senn_supported"]
+
+
+def senn_supported(model: nn.Module, site: str) -> bool:
+    """True for dense sites (Linear producer and Linear consumer, no flatten in between)."""
+    mods = model.site_modules(site)
+    return isinstance(mods.producer, nn.Linear) and isinstance(mods.consumer, nn.Linear) and mods.spatial == 1
+
+
+@dataclass
+class SiteData:
+    """One site measured on one batch.
+
+    Attributes:
+        stats: the consumer's K-FAC statistics (``layer_stats``).
+        inputs: ``(N, F[+1])`` producer inputs, with a bias column when the unit has an offset.
+        consumer_inputs: ``(N, W + 1)`` consumer inputs with their bias column.
+        activation: maps pre-activations ``(P, N)`` of width candidates to activations.
+        depth_activation: the same for depth candidates (the site's activation, no norm).
+        has_offset: whether ``inputs`` carries the bias column.
+    """
+
+    stats: LayerStats
+    inputs: Tensor
+    consumer_inputs: Tensor
+    activation: Callable[[Tensor], Tensor]
+    depth_activation: Callable[[Tensor], Tensor]
+    has_offset: bool
+
+    def add_input(self, a_p: Tensor, g: Tensor, g_hat: Tensor, tikhonov: float) -> None:
+        """Rescore as if the unit with activations ``a_p`` ``(N,)`` had been added (zero fan-out:
+        the gradients are unchanged, the consumer gains an input)."""
+        a = torch.cat(
+            [self.consumer_inputs[:, :-1], a_p[:, None].to(self.consumer_inputs), self.consumer_inputs[:, -1:]], 1
+        )
+        self.consumer_inputs = a
+        self.stats = layer_stats(a, g, g_hat, self.stats.grad_sq, tikhonov)
+
+
+def _site_activation(mods: Any) -> Callable[[Tensor], Tensor]:
+    act = mods.act if mods.act is not None else (lambda t: t)
+    return act
+
+
+def measure_site(
+    model: nn.Module, site: str, batch: tuple[Tensor, Tensor], tikhonov: float = 0.1
+) -> tuple[SiteData, Tensor, Tensor]:
+    """Capture ``site`` on ``batch`` in eval mode and build its SENN statistics.
+
+    Returns:
+        ``(data, g, g_hat)``: the per-sample consumer gradients and their normalised version
+        (kept for rescoring). The model is left unchanged.
+    """
+    mods = model.site_modules(site)
+    x, y = batch
+    was_training = model.training
+    model.eval()
+    try:
+        cap = capture_site(model, site, x, y, with_grad=True)
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        model.train(was_training)
+    n = x.shape[0]
+    g = cap.out_grad.reshape(n, -1).double() * n  # per-sample gradients of each sample's own loss
+    g_y = torch.softmax(logits.double(), dim=1) - F.one_hot(y, logits.shape[1]).double()
+    g_y_norm = g_y.norm(dim=1)
+    g_hat = g / g_y_norm.clamp_min(1e-12)[:, None]
+    grad_sq = float((g_y_norm**2).mean())
+    consumer_inputs = cap.consumer_inputs.reshape(n, -1).double()
+    if mods.consumer.bias is not None:
+        consumer_inputs = with_bias_column(consumer_inputs)
+    else:  # keep the "last column is the bias" layout; a zero column adds nothing
+        consumer_inputs = torch.cat([consumer_inputs, torch.zeros(n, 1, dtype=torch.float64)], 1)
+    stats = layer_stats(consumer_inputs, g, g_hat, grad_sq, tikhonov)
+    has_offset = mods.producer.bias is not None or mods.norm is not None
+    inputs = cap.inputs.reshape(n, -1).double()
+    if has_offset:
+        inputs = with_bias_column(inputs)
+    act = _site_activation(mods)
+    scale = 1.0 / math.sqrt(1.0 + float(getattr(mods.norm, "eps", 0.0))) if mods.norm is not None else 1.0
+
+    def width_act(z: Tensor) -> Tensor:
+        return act((z * scale).to(torch.float64))
+
+    data = SiteData(stats, inputs, consumer_inputs, width_act, lambda z: act(z), has_offset)
+    return data, g, g_hat
