@@ -5,7 +5,7 @@ Importing this package registers the ``cell_network`` and ``darts_supernet`` mod
 """
 
 from growray.nas.architect import DartsArchitect, arch_gradient
-from growray.nas.bn import recalibrate_batchnorm
+from growray.nas.bn import batch_statistics, recalibrate_batchnorm
 from growray.nas.darts import DartsSupernet, MixedOp, SearchCell
 from growray.nas.genotype import (
     Genotype,
@@ -31,6 +31,7 @@ __all__ = [
     "SearchCell",
     "alpha_entropy",
     "arch_gradient",
+    "batch_statistics",
     "count_op",
     "discretize",
     "make_op",

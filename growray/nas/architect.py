@@ -20,16 +20,31 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DartsArchitect", "arch_gradient"]
+from growray.checks import check_int, check_number
+
+__all__ = ["DartsArchitect", "Supernet", "arch_gradient"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@runtime_checkable
+class Supernet(Protocol):
+    """What the architect needs of a model besides ``nn.Module``: its two parameter sets."""
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """The architecture weights (DARTS' alphas)."""
+        ...
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every other parameter."""
+        ...
 
 
 def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -38,16 +53,20 @@ def _grads(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Ten
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)]
 
 
-def _check_order(order: object) -> int:
-    if order not in (1, 2) or isinstance(order, bool):
-        raise ValueError(f"order must be 1 (first-order DARTS) or 2 (unrolled, second order); got {order!r}")
-    return order  # type: ignore[return-value]
+def _norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of all ``tensors`` together, in float64 (zero for none)."""
+    if not tensors:
+        return torch.zeros((), dtype=torch.float64)
+    return torch.stack([(t.detach().double() ** 2).sum() for t in tensors]).sum().sqrt()
 
 
-def _check_hvp_eps(hvp_eps: object) -> float:
-    if isinstance(hvp_eps, bool) or not isinstance(hvp_eps, (int, float)) or not hvp_eps > 0:
-        raise ValueError(f"hvp_eps (finite-difference step of the second-order term) must be > 0; got {hvp_eps!r}")
-    return float(hvp_eps)
+def _supernet(model: nn.Module) -> Supernet:
+    if not isinstance(model, Supernet):
+        raise TypeError(
+            f"DartsArchitect needs a supernet with arch_parameters() and weight_parameters() "
+            f"(e.g. darts_supernet); got {type(model).__name__}"
+        )
+    return model
 
 
 def _arch_gradient(
@@ -62,13 +81,14 @@ def _arch_gradient(
     momentum_buffers: Sequence[torch.Tensor | None] | None,
     hvp_eps: float = 0.01,
 ) -> tuple[list[torch.Tensor], float]:
-    arch = list(model.arch_parameters())
+    net = _supernet(model)
+    arch = list(net.arch_parameters())
     x_val, y_val = val_batch
     if order == 1:
         loss = loss_fn(model(x_val), y_val)
         return _grads(loss, arch), float(loss.detach())
 
-    weights = [p for p in model.weight_parameters() if p.requires_grad]
+    weights = [p for p in net.weight_parameters() if p.requires_grad]
     if momentum_buffers is not None and len(momentum_buffers) != len(weights):
         raise ValueError(
             f"momentum_buffers must have one entry (or None) per weight parameter ({len(weights)}); "
@@ -90,7 +110,7 @@ def _arch_gradient(
         loss = loss_fn(model(x_val), y_val)
         g_all = _grads(loss, arch + weights)
         d_alpha, d_w = g_all[: len(arch)], g_all[len(arch) :]
-        norm = torch.sqrt(sum((g.detach().double() ** 2).sum() for g in d_w))
+        norm = _norm(d_w)
         if xi == 0.0 or float(norm) == 0.0:
             return [g.detach() for g in d_alpha], float(loss.detach())
         eps = hvp_eps / float(norm)
@@ -141,13 +161,13 @@ def arch_gradient(
         hvp_eps: finite-difference step of the Hessian-vector product, relative to
             ``||grad_w' L_val||`` (DARTS: 0.01).
     """
-    _check_hvp_eps(hvp_eps)
+    hvp_eps = check_number("hvp_eps", hvp_eps, low=0.0, low_open=True)
     grads, _ = _arch_gradient(
         model,
         train_batch,
         val_batch,
         float(xi),
-        _check_order(order),
+        check_int("order", order, minimum=1, maximum=2),
         loss_fn,
         momentum,
         weight_decay,
@@ -191,32 +211,25 @@ class DartsArchitect:
         loss_fn: LossFn = F.cross_entropy,
         hvp_eps: float = 0.01,
     ):
-        if not callable(getattr(model, "arch_parameters", None)) or not callable(
-            getattr(model, "weight_parameters", None)
-        ):
-            raise TypeError(
-                f"DartsArchitect needs a supernet with arch_parameters() and weight_parameters() "
-                f"(e.g. darts_supernet); got {type(model).__name__}"
-            )
-        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
-            raise ValueError(f"lr (architecture learning rate) must be > 0; got {lr!r}")
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        self._supernet = _supernet(model)
+        lr = check_number("lr", lr, low=0.0, low_open=True)
+        if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2:
             raise ValueError(f"betas must be two numbers in [0, 1); got {betas!r}")
-        if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0; got {weight_decay!r}")
-        if grad_clip is not None and (not isinstance(grad_clip, (int, float)) or grad_clip <= 0):
-            raise ValueError(f"grad_clip must be > 0, or None for no clipping; got {grad_clip!r}")
-        self.hvp_eps = _check_hvp_eps(hvp_eps)
+        beta1, beta2 = (check_number(f"betas[{i}]", b, low=0.0, high=1.0, high_open=True) for i, b in enumerate(betas))
+        weight_decay = check_number("weight_decay", weight_decay, low=0.0)
+        self.grad_clip = check_number("grad_clip", grad_clip, low=0.0, low_open=True, optional=True)
+        self.hvp_eps = check_number("hvp_eps", hvp_eps, low=0.0, low_open=True)
+        self.order = check_int("order", order, minimum=1, maximum=2)
         self.model = model
-        self.order = _check_order(order)
-        self.grad_clip = grad_clip
         self.loss_fn = loss_fn
-        self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+        self.optimizer = torch.optim.Adam(
+            self._supernet.arch_parameters(), lr=lr, betas=(beta1, beta2), weight_decay=weight_decay
+        )
 
     def _unroll_settings(
         self, w_optimizer: torch.optim.Optimizer
     ) -> tuple[float, float, float, list[torch.Tensor | None] | None]:
-        weights = [p for p in self.model.weight_parameters() if p.requires_grad]
+        weights = [p for p in self._supernet.weight_parameters() if p.requires_grad]
         if not isinstance(w_optimizer, torch.optim.SGD):
             return float(w_optimizer.param_groups[0]["lr"]), 0.0, 0.0, None
         ids = {id(p) for p in weights}
@@ -246,13 +259,13 @@ class DartsArchitect:
         grads, loss = _arch_gradient(
             self.model, train_batch, val_batch, xi, self.order, self.loss_fn, momentum, wd, buffers, self.hvp_eps
         )
-        arch = list(self.model.arch_parameters())
+        arch = list(self._supernet.arch_parameters())
         for p, g in zip(arch, grads):
             p.grad = g.to(p.dtype)
         if self.grad_clip is not None:
             norm = float(torch.nn.utils.clip_grad_norm_(arch, self.grad_clip))
         else:
-            norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads)))
+            norm = float(_norm(grads))
         self.optimizer.step()
         for p in arch:
             p.grad = None  # a later weight-loss backward must not see a stale architecture gradient

@@ -21,14 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from growray.checks import check_int
 from growray.models.spec import MODELS, ArchSpec
 from growray.nas.genotype import Genotype, discretize, n_edges
-from growray.nas.network import (
-    CellNetwork,
-    build_cell_stack,
-    check_image_shape,
-    check_positive,
-)
+from growray.nas.network import Cell, CellNetwork, build_cell_stack, check_image_shape, modules_of
 from growray.nas.ops import DARTS_OPS, OPS, FactorizedReduce, ReLUConvBN, make_op
 
 __all__ = ["DartsSupernet", "MixedOp", "SearchCell"]
@@ -48,14 +44,18 @@ class MixedOp(nn.Module):
         self._active = [j for j, name in enumerate(self.op_names) if name != "none"]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        out = None
-        for j in self._active:
-            term = weights[j] * self.ops[j](x)
-            out = term if out is None else out + term
-        return out  # type: ignore[return-value]  # the supernet rejects op sets without a non-none op
+        first, *rest = self._active  # the supernet rejects op sets without a non-none op
+        out = weights[first] * self.ops[first](x)
+        for j in rest:
+            out = out + weights[j] * self.ops[j](x)
+        return out
+
+    def op(self, name: str) -> nn.Module:
+        """The candidate op ``name`` of this edge."""
+        return self.ops[self.op_names.index(name)]
 
 
-class SearchCell(nn.Module):
+class SearchCell(Cell):
     """A DARTS search cell: every node sums the mixed ops on all earlier states."""
 
     def __init__(
@@ -82,14 +82,18 @@ class SearchCell(nn.Module):
             MixedOp(C, 2 if reduction and inp < 2 else 1, op_names) for node in range(nodes) for inp in range(node + 2)
         )
 
+    def edge_list(self) -> list[MixedOp]:
+        """The mixed op of every edge, in node order (typed)."""
+        return modules_of(self.edges, MixedOp)
+
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
+        edges = self.edge_list()
         offset = 0
         for _ in range(self.nodes):
-            s = None
-            for j, h in enumerate(states):
-                term = self.edges[offset + j](h, weights[offset + j])
-                s = term if s is None else s + term
+            s = edges[offset](states[0], weights[offset])
+            for j in range(1, len(states)):
+                s = s + edges[offset + j](states[j], weights[offset + j])
             offset += len(states)
             states.append(s)
         return torch.cat(states[-self.multiplier :], dim=1)
@@ -138,12 +142,12 @@ class DartsSupernet(nn.Module):
     ):
         super().__init__()
         c_in, h, w = check_image_shape(input_shape, "darts_supernet")
-        check_positive("n_classes", n_classes)
-        check_positive("channels", channels)
-        check_positive("layers", layers)
-        check_positive("nodes", nodes)
-        check_positive("multiplier", multiplier)
-        check_positive("stem_multiplier", stem_multiplier)
+        check_int("n_classes", n_classes, minimum=1)
+        check_int("channels", channels, minimum=1)
+        check_int("layers", layers, minimum=1)
+        check_int("nodes", nodes, minimum=1)
+        check_int("multiplier", multiplier, minimum=1)
+        check_int("stem_multiplier", stem_multiplier, minimum=1)
         if multiplier > nodes:
             raise ValueError(
                 f"multiplier (nodes concatenated into the cell output) must be <= nodes={nodes}; got {multiplier}"
@@ -176,6 +180,10 @@ class DartsSupernet(nn.Module):
             s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
         return self.classifier(self.global_pooling(s1).flatten(1))
 
+    def cell_list(self) -> list[SearchCell]:
+        """The cells, in order (typed)."""
+        return modules_of(self.cells, SearchCell)
+
     # -- parameters ------------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
         """``[alpha_normal, alpha_reduce]``: what the architect updates."""
@@ -204,7 +212,7 @@ class DartsSupernet(nn.Module):
 
     def genotype(self) -> Genotype:
         """The DARTS discretization of the current alphas (top-2 edges, strongest non-none op)."""
-        concat = list(self.concat())
+        concat = self.concat()
         return Genotype(
             normal=discretize(self.alpha_normal, self.op_names, self.nodes),
             normal_concat=concat,
@@ -239,7 +247,7 @@ class DartsSupernet(nn.Module):
                 )
         ref = self.alpha_normal
         net = CellNetwork(
-            list(self.input_shape),
+            self.input_shape,
             self.n_classes,
             geno.to_dict(),
             channels=self.channels,
@@ -252,12 +260,12 @@ class DartsSupernet(nn.Module):
         net.stem.load_state_dict(self.stem.state_dict())
         net.classifier.load_state_dict(self.classifier.state_dict())
         starts = [node * (node + 3) // 2 for node in range(self.nodes)]  # first edge of each node
-        for src, dst in zip(self.cells, net.cells):
+        for src, dst in zip(self.cell_list(), net.cell_list()):
             dst.preprocess0.load_state_dict(src.preprocess0.state_dict())
             dst.preprocess1.load_state_dict(src.preprocess1.state_dict())
+            edges = src.edge_list()
             for j, (op, inp) in enumerate(zip(dst.op_names, dst.indices)):
-                edge = src.edges[starts[j // 2] + inp]
-                dst.ops[j].load_state_dict(edge.ops[self.op_names.index(op)].state_dict())
+                dst.ops[j].load_state_dict(edges[starts[j // 2] + inp].op(op).state_dict())
         net.train(self.training)
         return net
 

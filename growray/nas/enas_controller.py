@@ -18,20 +18,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from growray.checks import check_int, check_number
 from growray.nas.genotype import Genotype
 from growray.nas.ops import ENAS_OPS
 
 __all__ = ["EnasController", "EnasSearch"]
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
-    return float(value)
+    return check_number(name, value, low=0.0, low_open=True)
 
 
 class EnasController(nn.Module):
@@ -79,14 +74,12 @@ class EnasController(nn.Module):
         temperature: float = 5.0,
     ):
         super().__init__()
-        if not _is_int(n_nodes) or n_nodes < 1:
-            raise ValueError(f"n_nodes must be an int >= 1 (intermediate nodes per cell); got {n_nodes!r}")
+        check_int("n_nodes", n_nodes, minimum=1)
         if isinstance(op_names, (str, bytes)) or not isinstance(op_names, Sequence) or len(op_names) == 0:
             raise ValueError(f"op_names must be a non-empty list of op names; got {op_names!r}")
         if not all(isinstance(o, str) and o for o in op_names) or len(set(op_names)) != len(op_names):
             raise ValueError(f"op_names must be unique non-empty strings; got {list(op_names)!r}")
-        if not _is_int(hidden) or hidden < 1:
-            raise ValueError(f"hidden must be an int >= 1 (LSTM units); got {hidden!r}")
+        check_int("hidden", hidden, minimum=1)
         self.n_nodes = n_nodes
         self.op_names = tuple(op_names)
         self.hidden = hidden
@@ -133,8 +126,7 @@ class EnasController(nn.Module):
             gradient); row ``i`` is what ``sample`` would report for ``genotypes[i]``, up
             to float rounding.
         """
-        if not _is_int(n) or n < 1:
-            raise ValueError(f"n must be an int >= 1 (genotypes to sample); got {n!r}")
+        check_int("n", n, minimum=1)
         return self._run(n, None, generator)
 
     def log_prob(self, genotype: Genotype) -> torch.Tensor:
@@ -168,7 +160,7 @@ class EnasController(nn.Module):
                     raise ValueError(
                         f"genotype.{name}[{k}] uses op {op!r}; the controller's ops are {list(self.op_names)}"
                     )
-                if not _is_int(idx) or not 0 <= idx <= k // 2 + 1:
+                if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx <= k // 2 + 1:
                     raise ValueError(
                         f"genotype.{name}[{k}] (node {k // 2}) reads input {idx!r}; node j may read 0..j+1 "
                         "(0 and 1 are the cell inputs, node i is input i + 2)"
@@ -288,22 +280,12 @@ class EnasSearch:
     ):
         if not isinstance(controller, EnasController):
             raise TypeError(f"controller must be an EnasController; got {type(controller).__name__}")
-        if (
-            isinstance(baseline_decay, bool)
-            or not isinstance(baseline_decay, (int, float))
-            or not 0 <= baseline_decay < 1
-        ):
-            raise ValueError(f"baseline_decay must be a number in [0, 1); got {baseline_decay!r}")
-        if isinstance(entropy_weight, bool) or not isinstance(entropy_weight, (int, float)) or not entropy_weight >= 0:
-            raise ValueError(f"entropy_weight must be a number >= 0; got {entropy_weight!r}")
-        if not _is_int(samples_per_step) or samples_per_step < 1:
-            raise ValueError(f"samples_per_step must be an int >= 1; got {samples_per_step!r}")
+        self.baseline_decay = check_number("baseline_decay", baseline_decay, low=0.0, high=1.0, high_open=True)
+        self.entropy_weight = check_number("entropy_weight", entropy_weight, low=0.0)
+        self.samples_per_step = check_int("samples_per_step", samples_per_step, minimum=1)
         self.controller = controller
         self.lr = _positive("lr", lr)
-        self.baseline_decay = float(baseline_decay)
-        self.entropy_weight = float(entropy_weight)
-        self.samples_per_step = samples_per_step
-        self.grad_clip = None if grad_clip is None else _positive("grad_clip", grad_clip)
+        self.grad_clip = check_number("grad_clip", grad_clip, low=0.0, low_open=True, optional=True)
         self.generator = generator
         self.optimizer = torch.optim.Adam(controller.parameters(), lr=self.lr)
         self.baseline: float | None = None
@@ -322,8 +304,7 @@ class EnasSearch:
             the mean loss per step ``nas/controller_loss``; the final baseline
             ``nas/controller_baseline``.
         """
-        if not _is_int(steps) or steps < 1:
-            raise ValueError(f"steps must be an int >= 1; got {steps!r}")
+        check_int("steps", steps, minimum=1)
         self.controller.train()
         rewards: list[float] = []
         entropies: list[float] = []
@@ -331,15 +312,9 @@ class EnasSearch:
         losses: list[float] = []
         for _ in range(steps):
             genotypes, lps, hs = self.controller.sample_batch(self.samples_per_step, self.generator)
-            step_rewards = []
-            for genotype in genotypes:
-                r = reward_fn(genotype)
-                if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r):
-                    raise ValueError(f"reward_fn must return a finite number; got {r!r} for {genotype}")
-                step_rewards.append(float(r))
-            if self.baseline is None:
-                self.baseline = sum(step_rewards) / len(step_rewards)
-            advantage = torch.tensor(step_rewards, dtype=lps.dtype, device=lps.device) - self.baseline
+            step_rewards = [check_number(f"reward_fn({g})", reward_fn(g)) for g in genotypes]
+            baseline = sum(step_rewards) / len(step_rewards) if self.baseline is None else self.baseline
+            advantage = torch.tensor(step_rewards, dtype=lps.dtype, device=lps.device) - baseline
             loss = (-advantage * lps - self.entropy_weight * hs).mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -347,14 +322,15 @@ class EnasSearch:
                 nn.utils.clip_grad_norm_(self.controller.parameters(), self.grad_clip)
             self.optimizer.step()
             for r in step_rewards:
-                self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * r
+                baseline = self.baseline_decay * baseline + (1 - self.baseline_decay) * r
+            self.baseline = baseline
             rewards += step_rewards
             entropies += hs.detach().tolist()
             log_probs += lps.detach().tolist()
             losses.append(float(loss.detach()))
         return {
             "nas/controller_reward": sum(rewards) / len(rewards),
-            "nas/controller_baseline": float(self.baseline),
+            "nas/controller_baseline": baseline,
             "nas/controller_entropy": sum(entropies) / len(entropies),
             "nas/controller_log_prob": sum(log_probs) / len(log_probs),
             "nas/controller_loss": sum(losses) / len(losses),
@@ -366,21 +342,18 @@ class EnasSearch:
 
         A genotype sampled twice is scored once. Ties go to the earliest sample.
         """
-        if not _is_int(n_samples) or n_samples < 1:
-            raise ValueError(f"n_samples must be an int >= 1; got {n_samples!r}")
+        check_int("n_samples", n_samples, minimum=1)
         self.controller.eval()
-        best: tuple[Genotype, float] | None = None
-        seen: dict[Genotype, float] = {}
+        scores: dict[Genotype, float] = {}
         for genotype in self.controller.sample_batch(n_samples, self.generator)[0]:
-            if genotype in seen:
+            if genotype in scores:
                 continue
             s = score_fn(genotype)
             if isinstance(s, bool) or not isinstance(s, (int, float)) or math.isnan(s):
                 raise ValueError(f"score_fn must return a number (not NaN); got {s!r} for {genotype}")
-            seen[genotype] = float(s)
-            if best is None or s > best[1]:
-                best = (genotype, float(s))
-        return best  # type: ignore[return-value]  # n_samples >= 1, so set
+            scores[genotype] = float(s)
+        best = max(scores, key=scores.__getitem__)  # the first of the best: the earliest sample
+        return best, scores[best]
 
     def state_dict(self) -> dict[str, Any]:
         """Controller weights, Adam state, baseline and sampling-generator state (tensors,

@@ -13,12 +13,13 @@ architecture weights in that order.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from growray.checks import check_int
 from growray.nas.ops import OPS, PARAMETER_FREE_OPS
 from growray.registry import UnknownNameError
 
@@ -122,11 +123,11 @@ class Genotype:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Genotype:
+    def from_dict(cls, d: Genotype | Mapping[str, Any]) -> Genotype:
         """Build from ``to_dict`` output; a missing ``*_concat`` means all intermediate nodes."""
         if isinstance(d, Genotype):
             return d
-        if not isinstance(d, dict):
+        if not isinstance(d, Mapping):
             raise ValueError(f"a genotype must be a mapping with keys normal, reduce (and *_concat); got {d!r}")
         allowed = {"normal", "normal_concat", "reduce", "reduce_concat"}
         unknown = sorted(set(d) - allowed)
@@ -169,10 +170,8 @@ def discretize(
     Returns:
         ``k`` pairs per node, in node order, each node's pairs strongest first.
     """
-    if not _is_int(n_nodes) or n_nodes < 1:
-        raise ValueError(f"n_nodes must be an int >= 1; got {n_nodes!r}")
-    if not _is_int(k) or k not in (1, 2):
-        raise ValueError(f"k (edges kept per node) must be 1 or 2 (node 0 has two predecessors); got {k!r}")
+    check_int("n_nodes", n_nodes, minimum=1)
+    check_int("k", k, minimum=1, maximum=2)  # node 0 has two predecessors
     names = list(op_names)
     if not isinstance(alpha, torch.Tensor) or alpha.dim() != 2 or tuple(alpha.shape) != (n_edges(n_nodes), len(names)):
         shape = tuple(alpha.shape) if isinstance(alpha, torch.Tensor) else type(alpha).__name__

@@ -16,42 +16,80 @@ protocol is not implemented.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
+from growray.checks import check_int, check_number
 from growray.models.spec import MODELS, ArchSpec
 from growray.nas.genotype import Genotype
 from growray.nas.ops import FactorizedReduce, ReLUConvBN, make_op
 
-__all__ = ["CellNetwork", "EvalCell", "build_cell_stack", "check_image_shape", "drop_path", "reduction_layers"]
+__all__ = [
+    "Cell",
+    "CellNetwork",
+    "EvalCell",
+    "build_cell_stack",
+    "check_drop_path",
+    "check_flag",
+    "check_image_shape",
+    "drop_path",
+    "modules_of",
+    "reduction_layers",
+]
 
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+M = TypeVar("M", bound=nn.Module)
 
 
 def check_image_shape(input_shape: object, model: str) -> tuple[int, int, int]:
     """``(C, H, W)`` of positive ints, or a ValueError naming ``model``."""
-    if (
-        isinstance(input_shape, (str, bytes))
-        or not isinstance(input_shape, Sequence)
-        or len(input_shape) != 3
-        or not all(_is_int(d) and d >= 1 for d in input_shape)
-    ):
+    dims = input_shape if isinstance(input_shape, Sequence) and not isinstance(input_shape, (str, bytes)) else ()
+    if len(dims) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
         raise ValueError(
             f"input_shape must be (C, H, W) of positive ints for the {model} model (an image dataset); "
             f"got {input_shape!r}"
         )
-    c, h, w = input_shape
+    c, h, w = (int(d) for d in dims)
     return c, h, w
 
 
-def check_positive(name: str, value: object, minimum: int = 1) -> int:
-    if not _is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return value  # type: ignore[return-value]
+def check_flag(name: str, value: object) -> bool:
+    """``value`` if it is a bool (YAML true/false), else a ValueError naming ``name``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false; got {value!r}")
+    return value
+
+
+def check_drop_path(value: object) -> float:
+    """A drop-path probability in [0, 1)."""
+    return check_number("drop_path", value, low=0.0, high=1.0, high_open=True)
+
+
+def modules_of(container: nn.Module, kind: type[M]) -> list[M]:
+    """The children of ``container`` (a ``ModuleList``), typed as ``kind`` (checked)."""
+    out: list[M] = []
+    for m in container.children():
+        if not isinstance(m, kind):
+            raise TypeError(f"expected {kind.__name__} modules in {type(container).__name__}; got {type(m).__name__}")
+        out.append(m)
+    return out
+
+
+class Cell(nn.Module):
+    """Base of every cell in the shared layout (search, ENAS shared, evaluation cells).
+
+    Attributes:
+        multiplier: number of nodes concatenated into the cell's output (its output has
+            ``multiplier * C`` channels).
+        reduction: whether the cell halves H and W (and doubles the channels).
+    """
+
+    multiplier: int
+    reduction: bool
+
+
+C = TypeVar("C", bound=Cell)
 
 
 def reduction_layers(layers: int) -> set[int]:
@@ -60,7 +98,7 @@ def reduction_layers(layers: int) -> set[int]:
 
 
 def build_cell_stack(
-    c_in: int, channels: int, layers: int, stem_multiplier: int, make_cell: Callable[..., nn.Module]
+    c_in: int, channels: int, layers: int, stem_multiplier: int, make_cell: Callable[[int, int, int, bool, bool], C]
 ) -> tuple[nn.Sequential, nn.ModuleList, int]:
     """The stem, the cells and the final channel count of the layout every cell model shares
     (supernets and the evaluation network must match it, so weights can be inherited).
@@ -94,7 +132,7 @@ def drop_path(x: torch.Tensor, p: float) -> torch.Tensor:
     return x * mask / keep
 
 
-class EvalCell(nn.Module):
+class EvalCell(Cell):
     """One discrete cell: per node, the sum of two ops on earlier states."""
 
     def __init__(
@@ -119,14 +157,11 @@ class EvalCell(nn.Module):
         self.indices = [idx for _, idx in pairs]
         self.op_names = [op for op, _ in pairs]
         self.concat = list(concat)
+        self.multiplier = len(self.concat)
         self.ops = nn.ModuleList(
             make_op(op, C, 2 if reduction and idx < 2 else 1, affine, pool_bn=pool_bn) for op, idx in pairs
         )
         self._identity = [isinstance(op, nn.Identity) for op in self.ops]
-
-    @property
-    def multiplier(self) -> int:
-        return len(self.concat)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
@@ -175,25 +210,15 @@ class CellNetwork(nn.Module):
     ):
         super().__init__()
         c_in, h, w = check_image_shape(input_shape, "cell_network")
-        check_positive("n_classes", n_classes)
-        check_positive("channels", channels)
-        check_positive("layers", layers)
-        check_positive("stem_multiplier", stem_multiplier)
-        if not isinstance(affine, bool):
-            raise ValueError(f"affine must be true or false; got {affine!r}")
-        if not isinstance(pool_bn, bool):
-            raise ValueError(f"pool_bn must be true or false; got {pool_bn!r}")
-        if isinstance(drop_path, bool) or not isinstance(drop_path, (int, float)) or not 0.0 <= drop_path < 1.0:
-            raise ValueError(f"drop_path must be a probability in [0, 1); got {drop_path!r}")
         self.genotype = Genotype.from_dict(genotype)
         self.input_shape = (c_in, h, w)
-        self.n_classes = n_classes
-        self.channels = channels
-        self.layers = layers
-        self.stem_multiplier = stem_multiplier
-        self.affine = affine
-        self.drop_path = float(drop_path)
-        self.pool_bn = pool_bn
+        self.n_classes = check_int("n_classes", n_classes, minimum=1)
+        self.channels = check_int("channels", channels, minimum=1)
+        self.layers = check_int("layers", layers, minimum=1)
+        self.stem_multiplier = check_int("stem_multiplier", stem_multiplier, minimum=1)
+        self.affine = check_flag("affine", affine)
+        self.pool_bn = check_flag("pool_bn", pool_bn)
+        self.drop_path = check_drop_path(drop_path)
 
         def make_cell(c_pp: int, c_p: int, c_curr: int, reduction: bool, reduction_prev: bool) -> EvalCell:
             pairs, concat = self.genotype.cell("reduce" if reduction else "normal")
@@ -202,6 +227,10 @@ class CellNetwork(nn.Module):
         self.stem, self.cells, c_p = build_cell_stack(c_in, channels, layers, stem_multiplier, make_cell)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, n_classes)
+
+    def cell_list(self) -> list[EvalCell]:
+        """The cells, in order (typed)."""
+        return modules_of(self.cells, EvalCell)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)

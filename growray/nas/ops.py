@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from growray.checks import check_int
 from growray.registry import Registry
 
 __all__ = [
@@ -195,10 +196,8 @@ def make_op(name: str, C: int, stride: int, affine: bool, *, pool_bn: bool = Fal
             the result is then ``nn.Sequential(pool, BatchNorm2d)``.
     """
     entry = OPS.get(name)
-    if isinstance(C, bool) or not isinstance(C, int) or C < 1:
-        raise ValueError(f"C (channels of op {name!r}) must be an int >= 1; got {C!r}")
-    if stride not in (1, 2) or isinstance(stride, bool):
-        raise ValueError(f"stride of op {name!r} must be 1 or 2; got {stride!r}")
+    check_int("C", C, minimum=1)
+    check_int("stride", stride, minimum=1, maximum=2)
     op = entry.obj(C, stride, affine)
     if pool_bn and _is_pool(name):
         op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
