@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 
@@ -335,3 +336,66 @@ def test_arch_accuracy_uses_batch_statistics_without_touching_the_running_ones()
     assert all(torch.equal(v, now[k]) for k, v in buffers.items())  # running stats untouched
     assert net.training and all(m.training for m in net.modules())  # mode restored
     assert net.arch_accuracy(x, y, batch_stats=False) == (eval_pred == y).float().mean().item()
+
+
+def _norms(net: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    return [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def test_eval_batch_stats_normalises_with_the_batch_and_leaves_buffers_alone():
+    torch.manual_seed(11)
+    net = EnasSupernet((1, 8, 8), 5, channels=4, layers=3, nodes=3, stem_multiplier=1, drop_path=0.3)
+    g = EnasController(n_nodes=3, hidden=16).sample()[0]
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 5, (16,))
+    net.set_arch(g)
+    net.train()
+    with torch.no_grad():
+        net(torch.randn(8, 1, 8, 8) * 3 + 1)  # running stats far from x's
+    buffers = {k: v.clone() for k, v in net.state_dict().items()}
+    assert net.eval_batch_stats is False
+    net.eval()
+    with torch.no_grad():
+        plain = net(x)
+    net.set_eval_batch_stats(True)
+    net.train()
+    net.eval()  # the switch survives train()/eval() toggles
+    assert net.eval_batch_stats is True
+    with torch.no_grad():
+        switched, again = net(x), net(x)
+    now = net.state_dict()
+    assert all(torch.equal(v, now[k]) for k, v in buffers.items())  # running stats and counts untouched
+    assert all(not m.training and m.track_running_stats for m in _norms(net))  # modes restored
+    assert torch.equal(switched, again)  # drop-path is off in eval mode
+    assert (switched - plain).abs().max().item() > 1e-2  # the running statistics were not used
+    # ... but the batch's: a train-mode forward without drop-path normalises the same way
+    ref = copy.deepcopy(net)
+    ref.drop_path = 0.0
+    ref.train()
+    with torch.no_grad():
+        torch.testing.assert_close(ref(x), switched, atol=1e-6, rtol=1e-6)
+    # arch_accuracy(batch_stats=True) is this eval-mode forward
+    assert net.arch_accuracy(x, y) == (switched.argmax(1) == y).float().mean().item()
+    assert net.arch_accuracy(x, y, batch_stats=False) == (plain.argmax(1) == y).float().mean().item()
+    assert net.eval_batch_stats is True and not net.training  # the switch and the mode are kept
+    with pytest.raises(ValueError, match=r"^enabled must be true or false"):
+        net.set_eval_batch_stats(1)
+
+
+def test_eval_batch_stats_leaves_training_mode_alone():
+    torch.manual_seed(12)
+    net = EnasSupernet((1, 8, 8), 5, channels=4, layers=3, nodes=3, stem_multiplier=1, drop_path=0.3)
+    net.set_arch(EnasController(n_nodes=3, hidden=16).sample()[0])
+    twin = copy.deepcopy(net)
+    net.set_eval_batch_stats(True)
+    x = torch.randn(8, 1, 8, 8)
+    net.train()
+    twin.train()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        a = net(x)
+        torch.manual_seed(0)
+        b = twin(x)
+    assert torch.equal(a, b)  # same drop-path draws, same batch statistics
+    twin_state = twin.state_dict()
+    assert all(torch.equal(v, twin_state[k]) for k, v in net.state_dict().items())  # running stats updated alike
+    assert "_eval_batch_stats" not in net.state_dict() and "eval_batch_stats" not in net.spec().params

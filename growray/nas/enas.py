@@ -17,15 +17,20 @@ from typing import Any
 import torch
 from torch import nn
 
+from growray.checks import check_int
 from growray.models.spec import MODELS, ArchSpec
+from growray.nas.bn import batch_statistics
 from growray.nas.enas_controller import EnasController, EnasSearch
 from growray.nas.genotype import Genotype
 from growray.nas.network import (
+    Cell,
     CellNetwork,
     build_cell_stack,
+    check_drop_path,
+    check_flag,
     check_image_shape,
-    check_positive,
     drop_path,
+    modules_of,
 )
 from growray.nas.ops import ENAS_OPS, OPS, FactorizedReduce, ReLUConvBN, make_op
 from growray.registry import UnknownNameError
@@ -38,7 +43,7 @@ def edge_index(node: int, input_index: int) -> int:
     return node * (node + 3) // 2 + input_index
 
 
-class _SharedCell(nn.Module):
+class _SharedCell(Cell):
     """Every candidate op of one cell; ``forward`` runs the ones a genotype's pairs choose.
 
     ``edges[edge_index(node, i)][op]`` is the shared op from input ``i`` to ``node``. The
@@ -72,8 +77,12 @@ class _SharedCell(nn.Module):
         )
 
     def candidate(self, node: int, pair: tuple[str, int]) -> nn.Module:
+        """The shared op ``pair = (op_name, input_index)`` into ``node``."""
         op, i = pair
-        return self.edges[edge_index(node, i)][op]
+        edge = self.edges[edge_index(node, i)]
+        if not isinstance(edge, nn.ModuleDict):
+            raise TypeError(f"edge {edge_index(node, i)} of a shared cell must be a ModuleDict; got {type(edge)}")
+        return edge[op]
 
     def forward(
         self, s0: torch.Tensor, s1: torch.Tensor, pairs: Sequence[tuple[str, int]], drop_prob: float
@@ -135,11 +144,11 @@ class EnasSupernet(nn.Module):
     ):
         super().__init__()
         c_in, h, w = check_image_shape(input_shape, "enas_supernet")
-        check_positive("n_classes", n_classes)
-        check_positive("channels", channels)
-        check_positive("layers", layers)
-        check_positive("nodes", nodes)
-        check_positive("stem_multiplier", stem_multiplier)
+        check_int("n_classes", n_classes, minimum=1)
+        check_int("channels", channels, minimum=1)
+        check_int("layers", layers, minimum=1)
+        check_int("nodes", nodes, minimum=1)
+        check_int("stem_multiplier", stem_multiplier, minimum=1)
         if isinstance(ops, (str, bytes)) or not isinstance(ops, Sequence) or len(ops) == 0:
             raise ValueError(f"ops must be a non-empty list of op names registered in OPS; got {ops!r}")
         for i, op in enumerate(ops):
@@ -149,10 +158,6 @@ class EnasSupernet(nn.Module):
                 raise ValueError(f"ops[{i}]: {e}") from None
         if len(set(ops)) != len(ops):
             raise ValueError(f"ops must not repeat a name; got {list(ops)!r}")
-        if not isinstance(affine, bool):
-            raise ValueError(f"affine must be true or false; got {affine!r}")
-        if isinstance(drop_path, bool) or not isinstance(drop_path, (int, float)) or not 0.0 <= drop_path < 1.0:
-            raise ValueError(f"drop_path must be a probability in [0, 1); got {drop_path!r}")
         self.input_shape = (c_in, h, w)
         self.n_classes = n_classes
         self.channels = channels
@@ -160,9 +165,10 @@ class EnasSupernet(nn.Module):
         self.n_nodes = nodes
         self.op_names = tuple(ops)
         self.stem_multiplier = stem_multiplier
-        self.affine = affine
-        self.drop_path = float(drop_path)
+        self.affine = check_flag("affine", affine)
+        self.drop_path = check_drop_path(drop_path)
         self._arch: Genotype | None = None
+        self._eval_batch_stats = False
 
         def make_cell(c_pp: int, c_p: int, c_curr: int, reduction: bool, reduction_prev: bool) -> _SharedCell:
             return _SharedCell(nodes, self.op_names, c_pp, c_p, c_curr, reduction, reduction_prev, affine)
@@ -202,19 +208,57 @@ class EnasSupernet(nn.Module):
         """Choose the architecture ``forward`` runs (a ``Genotype`` or its dict)."""
         self._arch = self.check_genotype(genotype)
 
+    @property
+    def eval_batch_stats(self) -> bool:
+        """Whether eval-mode ``forward`` normalises with the batch's own BatchNorm statistics.
+
+        Off by default; change it with :meth:`set_eval_batch_stats`. See that method for
+        why an ENAS supernet is evaluated this way.
+        """
+        return self._eval_batch_stats
+
+    def set_eval_batch_stats(self, enabled: bool) -> None:
+        """Evaluate with batch BatchNorm statistics (``enabled``) or the running ones.
+
+        The running statistics of the shared BatchNorms average over every architecture
+        trained so far, so in plain eval mode they misjudge any single one (ENAS scores a
+        sampled cell on the shared weights with batch statistics for this reason). With the
+        switch on, ``forward`` in eval mode normalises every BatchNorm with the batch's own
+        mean and variance and leaves ``running_mean``, ``running_var`` and
+        ``num_batches_tracked`` untouched; drop-path stays off, as in any eval-mode forward.
+        Training mode is unaffected. The switch is state of this module, not a constructor
+        argument: the spec, the resolved config and ``state_dict`` do not carry it, and it
+        survives ``train()`` / ``eval()``. The ENAS hook turns it on, so that the trainer's
+        one evaluation measures the derived cell the way ENAS scores it; :meth:`arch_accuracy`
+        with ``batch_stats=True`` uses the same mechanism.
+
+        Raises:
+            ValueError: ``enabled`` is not a bool.
+        """
+        self._eval_batch_stats = check_flag("enabled", enabled)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._arch is None:
             raise RuntimeError(
                 "EnasSupernet.forward needs an architecture: call set_arch(genotype) first "
                 "(e.g. with EnasController.sample()[0])"
             )
+        if self._eval_batch_stats and not self.training:
+            with batch_statistics(self):
+                return self._forward(x, self._arch)
+        return self._forward(x, self._arch)
+
+    def _forward(self, x: torch.Tensor, arch: Genotype) -> torch.Tensor:
         s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            pairs = self._arch.reduce if cell.reduction else self._arch.normal
+        for cell in self.cell_list():
+            pairs = arch.reduce if cell.reduction else arch.normal
             s0, s1 = s1, cell(s0, s1, pairs, self.drop_path)
         return self.classifier(self.global_pooling(s1).flatten(1))
 
-    @torch.no_grad()
+    def cell_list(self) -> list[_SharedCell]:
+        """The cells, in order (typed)."""
+        return modules_of(self.cells, _SharedCell)
+
     @torch.no_grad()
     def arch_accuracy(
         self,
@@ -227,33 +271,26 @@ class EnasSupernet(nn.Module):
         """Accuracy of one architecture on the shared weights (an ENAS reward or derive score).
 
         Args:
-            x, y: a validation batch and its labels.
-            genotype: the architecture; None keeps the one already set.
-            batch_stats: normalise with the batch's own BatchNorm statistics (default). The
-                shared running statistics average over every architecture trained so far, so
-                they misjudge any single one; with ``batch_stats`` the running buffers (and
-                ``num_batches_tracked``) are left untouched. False evaluates in plain eval mode.
+            x: a validation batch.
+            y: its labels.
+            genotype: the architecture (it stays set); None keeps the one already set.
+            batch_stats: evaluate with the batch's own BatchNorm statistics, buffers
+                untouched (default): an eval-mode forward with :meth:`set_eval_batch_stats`
+                on, whose docstring says why. False evaluates in plain eval mode.
 
-        Drop-path is off either way; the module's train/eval mode is restored afterwards.
+        Drop-path is off either way; every submodule's train/eval mode and the
+        ``eval_batch_stats`` switch are restored afterwards.
         """
         if genotype is not None:
             self.set_arch(genotype)
         modes = {m: m.training for m in self.modules()}
-        norms = [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        momenta = {m: m.momentum for m in norms}
-        counts = {m: m.num_batches_tracked.clone() for m in norms if m.num_batches_tracked is not None}
+        switch = self._eval_batch_stats
         try:
             self.eval()
-            if batch_stats:
-                for m in norms:
-                    m.train()
-                    m.momentum = 0.0  # running = 1 * running + 0 * batch: buffers unchanged
+            self.set_eval_batch_stats(batch_stats)
             return (self(x).argmax(dim=1) == y).float().mean().item()
         finally:
-            for m, momentum in momenta.items():
-                m.momentum = momentum
-            for m, count in counts.items():
-                m.num_batches_tracked.copy_(count)
+            self._eval_batch_stats = switch
             for m, mode in modes.items():
                 m.training = mode
 
@@ -261,7 +298,7 @@ class EnasSupernet(nn.Module):
         """The shared op modules that ``genotype`` uses (each once, in layer and pair order)."""
         g = self.check_genotype(genotype)
         out: list[nn.Module] = []
-        for cell in self.cells:
+        for cell in self.cell_list():
             pairs = g.reduce if cell.reduction else g.normal
             for k, pair in enumerate(pairs):
                 m = cell.candidate(k // 2, pair)
@@ -280,7 +317,7 @@ class EnasSupernet(nn.Module):
         g = self.check_genotype(genotype)
         ref = next(self.parameters())
         net = CellNetwork(
-            list(self.input_shape),
+            self.input_shape,
             self.n_classes,
             g.to_dict(),
             channels=self.channels,
@@ -291,7 +328,7 @@ class EnasSupernet(nn.Module):
         ).to(device=ref.device, dtype=ref.dtype)
         net.stem.load_state_dict(self.stem.state_dict())
         net.classifier.load_state_dict(self.classifier.state_dict())
-        for shared, cell in zip(self.cells, net.cells):
+        for shared, cell in zip(self.cell_list(), net.cell_list()):
             cell.preprocess0.load_state_dict(shared.preprocess0.state_dict())
             cell.preprocess1.load_state_dict(shared.preprocess1.state_dict())
             pairs = g.reduce if shared.reduction else g.normal
