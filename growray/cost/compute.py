@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from growray.checks import check_int
 from growray.cost.static import check_input_shape, flop_counter, sample_input
 
 __all__ = ["TrainingCompute", "architecture_key", "training_flops_per_sample"]
@@ -106,8 +107,7 @@ class TrainingCompute:
 
     def add_step(self, model: nn.Module, input_shape: Sequence[int], n_samples: int) -> None:
         """Add one training step of ``n_samples`` samples (the batch size) through ``model``."""
-        if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 0:
-            raise ValueError(f"n_samples must be an int >= 0 (the step's batch size); got {n_samples!r}")
+        check_int("n_samples", n_samples, minimum=0)  # the step's batch size
         key = architecture_key(model, input_shape)
         flops = self._cache.get(key)
         if flops is None:
@@ -134,13 +134,10 @@ class TrainingCompute:
         if not isinstance(state, dict) or set(state) != expected:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"TrainingCompute state must have exactly the keys {sorted(expected)}; got {got}")
-        for k in sorted(expected):
-            v = state[k]
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"TrainingCompute state[{k!r}] must be an int >= 0; got {v!r}")
-        self.total_flops = state["total_flops"]
-        self.n_samples = state["n_samples"]
-        self.n_steps = state["n_steps"]
-        self.flops_per_sample = state["flops_per_sample"]
+        values = {k: check_int(f"state[{k!r}]", state[k], minimum=0) for k in sorted(expected)}
+        self.total_flops = values["total_flops"]
+        self.n_samples = values["n_samples"]
+        self.n_steps = values["n_steps"]
+        self.flops_per_sample = values["flops_per_sample"]
         self._cache = {}
         self.n_counts = 0

@@ -7,11 +7,16 @@ import copy
 import timeit
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from growray.checks import check_choice, check_int, check_number
 from growray.cost.static import check_input_shape
+
+if TYPE_CHECKING:
+    from torch.utils.benchmark import Timer
 
 __all__ = ["LatencyProtocol", "LatencyResult", "measure_latency"]
 
@@ -50,18 +55,12 @@ class LatencyProtocol:
             object.__setattr__(self, "batch_sizes", tuple(bs))
         else:
             raise ValueError(f"batch_sizes must be a non-empty list of ints >= 1, e.g. [1, 32]; got {bs!r}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}; got {self.dtype!r}")
-        if self.threads is not None and not (_is_int(self.threads) and self.threads >= 1):
-            raise ValueError(
-                f"threads must be an int >= 1, or null to keep torch's current count; got {self.threads!r}"
-            )
-        if not (_is_int(self.warmup) and self.warmup >= 0):
-            raise ValueError(f"warmup must be an int >= 0 (untimed forward passes); got {self.warmup!r}")
-        mrt = self.min_run_time
-        if isinstance(mrt, bool) or not isinstance(mrt, (int, float)) or not mrt > 0 or mrt == float("inf"):
-            raise ValueError(f"min_run_time must be a finite number of seconds > 0, e.g. 0.2; got {mrt!r}")
-        object.__setattr__(self, "min_run_time", float(mrt))
+        check_choice("dtype", self.dtype, sorted(_DTYPES))
+        check_int("threads", self.threads, minimum=1, optional=True)  # null: keep torch's current count
+        check_int("warmup", self.warmup, minimum=0)
+        object.__setattr__(
+            self, "min_run_time", check_number("min_run_time", self.min_run_time, low=0.0, low_open=True)
+        )
 
     def as_params(self, device: str | torch.device | None = None) -> dict[str, str]:
         """Flat ``cost.latency.*`` strings for MLflow params; ``device`` adds ``cost.latency.device``.
@@ -123,6 +122,19 @@ def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torc
     return dev
 
 
+def _timer(model: nn.Module, x: torch.Tensor, n_threads: int) -> Timer:
+    """A ``Timer`` of ``model(x)``. Its default clock synchronises any available accelerator
+    (creating a CUDA context on a GPU machine), so a CPU measurement reads the plain clock."""
+    # Imported here: torch.utils.benchmark pulls in cpp_extension (slow, and it warns on
+    # CPU-only machines), which importing growray.cost should not.
+    from torch.utils.benchmark import Timer
+
+    stmt_globals = {"model": model, "x": x}
+    if x.device.type == "cpu":
+        return Timer(stmt="model(x)", globals=stmt_globals, num_threads=n_threads, timer=timeit.default_timer)
+    return Timer(stmt="model(x)", globals=stmt_globals, num_threads=n_threads)
+
+
 def measure_latency(
     model: nn.Module,
     input_shape: tuple[int, ...],
@@ -148,10 +160,6 @@ def measure_latency(
     Raises:
         ValueError: a bad ``input_shape`` or ``device``, or a half dtype on a non-CUDA device.
     """
-    # Imported here: torch.utils.benchmark pulls in cpp_extension (slow, and it warns on
-    # CPU-only machines), which importing growray.cost should not.
-    from torch.utils.benchmark import Timer
-
     if not isinstance(protocol, LatencyProtocol):
         raise TypeError(f"protocol must be a LatencyProtocol; got {type(protocol).__name__}")
     shape = check_input_shape(input_shape)
@@ -169,9 +177,6 @@ def measure_latency(
         model_run = model
     n_threads = protocol.threads if protocol.threads is not None else torch.get_num_threads()
     gen = torch.Generator().manual_seed(0)
-    # Timer's default clock synchronises any available accelerator (creating a CUDA context
-    # on a GPU machine); a CPU measurement reads the plain clock instead.
-    clock = {"timer": timeit.default_timer} if dev.type == "cpu" else {}
 
     was_training = model.training
     model.eval()
@@ -183,8 +188,7 @@ def measure_latency(
                 x = torch.randn((bs, *shape), generator=gen).to(device=dev, dtype=dtype)
                 for _ in range(protocol.warmup):
                     model_run(x)
-                timer = Timer(stmt="model(x)", globals={"model": model_run, "x": x}, num_threads=n_threads, **clock)
-                m = timer.blocked_autorange(min_run_time=protocol.min_run_time)
+                m = _timer(model_run, x, n_threads).blocked_autorange(min_run_time=protocol.min_run_time)
                 times = torch.tensor(m.times, dtype=torch.float64)
                 results.append(
                     LatencyResult(
