@@ -26,7 +26,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from growray.config import GrowthConfig
+from growray.kinds.growth import GrowthConfig
 from growray.growth import INITIALIZERS, TRIGGERS, TriggerContext, migrate_optimizer, widen
 from growray.models import MODELS
 

@@ -1,19 +1,43 @@
-"""The short path: load -> validate -> launch.
+"""The Python API; the ``growray`` command line is a thin layer over it.
 
->>> import growray.api as gr
->>> exp = gr.load("experiments/quickstart.yaml")        # raises ConfigError listing every problem
->>> result = gr.run(exp)                                  # Ray Tune + Optuna sweep, recorded in MLflow
->>> print(result.table()); result.best.mlflow_run_id
+    >>> import growray.api as gr
+    >>> exp = gr.load("experiments/quickstart.yaml")        # raises ConfigError listing every problem
+    >>> result = gr.run(exp)                                  # Ray Tune + Optuna sweep, recorded in MLflow
+    >>> print(result.table()); result.best.mlflow_run_id
+
+Loading, validating and the store queries (``list_sweeps``, ``pareto_front``) never import
+Ray; ``run`` and ``resume`` import it when they start.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from growray.config import ConfigError, Experiment, load_experiment
+from growray.config import ConfigError, Experiment, load_experiment, parse_overrides
 
-__all__ = ["ConfigError", "load", "prepare_ray_env", "run"]
+if TYPE_CHECKING:
+    from growray.tracking import ParetoReport, UIProcess
+    from growray.tune.orchestrate import SweepResult
+    from growray.tune.record import SweepRecord
+
+__all__ = [
+    "ConfigError",
+    "PluginInfo",
+    "absolute_tracking_uri",
+    "find_sweep",
+    "list_sweeps",
+    "load",
+    "pareto_front",
+    "parse_overrides",
+    "plugins",
+    "prepare_ray_env",
+    "resume",
+    "retrain",
+    "run",
+    "start_ui",
+]
 
 
 def prepare_ray_env(address: str | None) -> None:
@@ -34,6 +58,23 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Experimen
     return load_experiment(path, overrides)
 
 
+def absolute_tracking_uri(uri: str | None) -> str:
+    """A tracking URI that works from any working directory (default ``sqlite:///mlflow.db``).
+
+    Raises:
+        ValueError: ``uri`` is not a URI (MLflow 3 no longer takes plain folders).
+    """
+    from growray.tracking import absolute_tracking_uri as _absolute
+
+    uri = uri or "sqlite:///mlflow.db"
+    if "://" not in uri:
+        raise ValueError(
+            f"tracking.uri must be a URI such as sqlite:///mlflow.db or http://127.0.0.1:5000; got {uri!r} "
+            "(MLflow 3 no longer supports plain folders)"
+        )
+    return _absolute(uri)
+
+
 def run(
     experiment: Experiment | str | Path,
     *,
@@ -42,7 +83,7 @@ def run(
     tracking_uri: str | None = None,
     verbose: bool = False,
     shared_storage: bool = False,
-) -> Any:
+) -> SweepResult:
     """Validate (if given a path), then run the sweep; returns a ``growray.tune.SweepResult``.
 
     On a multi-node cluster ``output_dir`` must be reachable from every node: a ``file:///``
@@ -55,3 +96,122 @@ def run(
     from growray.tune.orchestrate import run_sweep  # imports Ray only now
 
     return run_sweep(exp, address=address, tracking_uri=tracking_uri, verbose=verbose, shared_storage=shared_storage)
+
+
+def find_sweep(target: str | Path) -> SweepRecord:
+    """The record of an experiment's latest sweep (its file, or its output folder)."""
+    from growray.tune.orchestrate import find_sweep as _find
+
+    return _find(target)
+
+
+def resume(
+    target: str | Path, *, address: str | None = None, verbose: bool = False, shared_storage: bool = False
+) -> SweepResult:
+    """Continue an interrupted or killed sweep from its checkpoints (same MLflow runs, same study)."""
+    prepare_ray_env(address)
+    from growray.tune.orchestrate import resume_sweep
+
+    return resume_sweep(target, address=address, verbose=verbose, shared_storage=shared_storage)
+
+
+def list_sweeps(tracking_uri: str | None = None, experiment: str | None = None) -> list[dict[str, Any]]:
+    """Past sweeps in the MLflow store, newest first."""
+    from growray.tracking import list_sweeps as _list
+
+    return _list(absolute_tracking_uri(tracking_uri), experiment)
+
+
+def pareto_front(
+    experiment: str | Path, *, tracking_uri: str | None = None, run_id: str | None = None
+) -> tuple[str, ParetoReport]:
+    """``(sweep run id, front)`` of an experiment's latest multi-objective sweep (or ``run_id``),
+    from MLflow alone. ``experiment`` is its file or its MLflow experiment name.
+
+    Raises:
+        LookupError: no sweep is recorded for the experiment.
+        ValueError: the run is not a multi-objective sweep.
+    """
+    from growray.tracking import latest_sweep_run, sweep_front
+
+    name = str(experiment)
+    if Path(experiment).suffix in (".yaml", ".yml") and Path(experiment).is_file():
+        exp = load(experiment)
+        name, tracking_uri = exp.experiment_name, tracking_uri or exp.tracking.uri
+    uri = absolute_tracking_uri(tracking_uri)
+    if run_id is None:
+        run = latest_sweep_run(uri, name)
+        if run is None:
+            raise LookupError(f"no sweep recorded for experiment {name!r} in {uri}")
+        run_id = str(run.info.run_id)
+    return run_id, sweep_front(uri, run_id)
+
+
+def start_ui(tracking_uri: str | None = None, *, host: str = "127.0.0.1", port: int = 5000) -> UIProcess:
+    """Start ``mlflow server`` on the store (one worker, bound to ``host``)."""
+    from growray.tracking import start_ui as _start
+
+    return _start(absolute_tracking_uri(tracking_uri), host=host, port=port)
+
+
+def retrain(
+    run_id: str, *, tracking_uri: str | None = None, overrides: dict[str, Any] | None = None
+) -> tuple[str, dict[str, float]]:
+    """Retrain what a recorded trial found (a NAS search run's genotype), on this machine,
+    into a new MLflow run linked to it; returns (new run id, metrics).
+
+    The run's own ``config.yaml`` is the experiment, with ``overrides`` applied; the active
+    kind that can retrain does it (``Kind.retrain_run``).
+
+    Raises:
+        ConfigError: the overrides make the experiment invalid.
+        ValueError: the run does not exist, or its kind has nothing to retrain.
+    """
+    from growray.config import apply_overrides, validate_dict
+    from growray.kinds import KINDS, active_kinds, get_kind
+    from growray.tracking import ensure_store, run_config
+
+    uri = absolute_tracking_uri(tracking_uri)
+    ensure_store(uri)
+    raw = run_config(uri, run_id)
+    exp = validate_dict(apply_overrides(raw, overrides or {}), check_space=False)
+    able = [(kind, cfg) for kind, cfg in active_kinds(exp) if kind.retrains]
+    if not able:
+        names = [n for n in KINDS.names() if get_kind(n).retrains]
+        raise ValueError(
+            f"run {run_id} is a {exp.kind!r} trial: nothing to retrain (runs of these kinds can be: {', '.join(names)})"
+        )
+    kind, cfg = able[0]
+    return kind.retrain_run(exp, cfg, uri, run_id)
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One registered plug-in, as ``growray show plugins`` lists it."""
+
+    path: str  # where YAML names it: "growth.trigger", "nas.method", "kinds"
+    name: str
+    description: str
+    params: dict[str, Any]  # parameter -> default
+
+
+def plugins() -> list[PluginInfo]:
+    """Every registered plug-in: the experiment kinds, then every plug-in section (the core's
+    and each kind's) and the kinds' other registries, with their parameters' defaults."""
+    from growray.config import plugin_schema, plugin_slots
+    from growray.kinds import KINDS, get_kind
+    from growray.registry import Registry
+
+    slots: dict[str, Registry[Any]] = {path: slot.registry for path, slot in plugin_slots().items()}
+    for name in KINDS.names():
+        slots.update(get_kind(name).registries)
+    out = [PluginInfo("kinds", n, KINDS.get(n).description, {}) for n in KINDS.names()]
+    for path, registry in slots.items():
+        for name in registry.names():
+            try:
+                props = plugin_schema(registry, name).get("properties", {})
+            except (TypeError, ValueError):  # a plug-in whose constructor takes context only
+                props = {}
+            params = {k: v.get("default") for k, v in props.items()}
+            out.append(PluginInfo(path, name, registry.get(name).description, params))
+    return out

@@ -116,15 +116,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from growray.api import prepare_ray_env
 
     prepare_ray_env(args.address)
-    from growray.config import validate_dict
     from growray.tune.orchestrate import SetupError, find_sweep, resume_sweep
 
-    try:
-        meta = find_sweep(args.target)
+    try:  # the record is untrusted: SweepRecordError and ConfigError (both ValueErrors) name the file
+        record = find_sweep(args.target)
+        exp = record.load_experiment()
     except (FileNotFoundError, ValueError) as exc:
         print(f"growray resume: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    print(f"growray: resuming sweep {meta['sweep']} (MLflow parent run {meta['parent_run_id']})")
+    print(f"growray: resuming sweep {record.sweep} (MLflow parent run {record.parent_run_id})")
     try:
         result = resume_sweep(
             args.target, address=args.address, verbose=args.verbose, shared_storage=args.shared_storage
@@ -132,7 +132,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     except SetupError as exc:
         print(f"growray resume: nothing was started: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    return _report(result, validate_dict(meta["experiment"], check_space=False), resume_hint=args.target)
+    return _report(result, exp, resume_hint=args.target)
 
 
 def _uri(args: argparse.Namespace) -> str:
@@ -157,15 +157,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from growray.config import ConfigError
-    from growray.retrain import retrain_run
+    from growray.api import ConfigError, retrain
 
     try:
-        run_id, metrics = retrain_run(args.run_id, _uri(args), _parse_sets(args.set))
-    except ConfigError as exc:
-        print(f"growray retrain: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    except (ValueError, ConnectionError) as exc:
+        run_id, metrics = retrain(args.run_id, tracking_uri=args.tracking_uri, overrides=_parse_sets(args.set))
+    except (ConfigError, ValueError, ConnectionError) as exc:
         print(f"growray retrain: {exc}", file=sys.stderr)
         return EXIT_INVALID
     print(
@@ -227,17 +223,16 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     if args.what == "plugins":
-        from growray.config import plugin_schema
-        from growray.config._load import _registries
+        from growray.api import plugins
 
-        for path, (registry, _) in _registries().items():
-            print(f"{path}:")
-            for name in registry.names():
-                props = plugin_schema(registry, name).get("properties", {})
-                params = ", ".join(f"{k}={v.get('default')!r}" for k, v in props.items())
-                print(f"  {name:<12} {registry.get(name).description}")
-                if params:
-                    print(f"  {'':<12} {params}")
+        path = None
+        for info in plugins():
+            if info.path != path:
+                path = info.path
+                print(f"{path}:")
+            print(f"  {info.name:<12} {info.description}")
+            if info.params:
+                print(f"  {'':<12} {', '.join(f'{k}={v!r}' for k, v in info.params.items())}")
         return EXIT_OK
     args.file = args.what
     exp = _load(args)

@@ -1,10 +1,22 @@
-"""Metric names: the MLflow keys the comparison UI depends on (DESIGN.md). Keep them stable."""
+"""Metric names: the MLflow keys the comparison UI depends on (DESIGN.md). Keep them stable.
+
+These are the names the core reports for every trial (the trainer's loss, accuracy,
+architecture and cost metrics). Each experiment kind declares its own (``Kind.metrics``,
+``Kind.metric_prefixes``: ``growth/preservation_error``, ``nas/gap``, ...);
+:func:`known_metrics` joins both for the kinds of an experiment.
+"""
 
 from __future__ import annotations
 
-__all__ = ["KNOWN_METRICS", "METRIC_PREFIXES", "is_known_metric", "width_metric"]
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-KNOWN_METRICS: dict[str, str] = {
+if TYPE_CHECKING:
+    from growray.kinds import Kind
+
+__all__ = ["CORE_METRICS", "CORE_METRIC_PREFIXES", "is_known_metric", "known_metrics", "width_metric"]
+
+CORE_METRICS: dict[str, str] = {
     "train/loss": "mean training loss (per logged step; per epoch at epoch ends)",
     "train/acc": "training accuracy over the epoch",
     "train/lr": "learning rate in use (PBT mutates it)",
@@ -20,57 +32,13 @@ KNOWN_METRICS: dict[str, str] = {
     "cost/gpu_seconds": "cumulative training time x the trial's GPU share (GPU trials)",
     "cost/latency_ms": "median inference latency at the protocol's first batch size, on the trial's device",
     "cost/latency_p95_ms": "95th percentile of the same measurement",
-    "growth/events": "number of growth events so far",
-    "growth/preservation_error": "max |output change| at the last growth event (held-out batch)",
-    "growth/depth": "number of hidden layers",
-    "growth/newborn_act_parity": "log(newborn / incumbent) activity, mean over sites measured at this step",
-    "growth/newborn_grad_parity": "log(newborn / incumbent) mean |dL/dz|, mean over sites measured at this step",
+    "growth/events": "number of architecture events (growth, depth) so far",
+    "growth/depth": "number of hidden layers (models with width sites)",
     "epoch": "completed epochs",
-    "nas/relaxed_val_acc": "supernet validation accuracy (DARTS: the relaxed mixture; ENAS: the derived cell on shared weights)",
-    "nas/discrete_val_acc": "the discretized network with inherited weights and recalibrated BatchNorm statistics",
-    "nas/gap": "nas/relaxed_val_acc - nas/discrete_val_acc",
-    "nas/skip_fraction": "share of parameter-free ops in the normal cell's genotype (collapse signal)",
-    "nas/skip_count": "skip_connect ops in the normal cell's genotype",
-    "nas/alpha_entropy": "mean entropy of softmax(alpha) over the normal cell's edges (nats)",
-    "nas/alpha_entropy_reduce": "the same for the reduction cell",
-    "nas/arch_loss": "DARTS: validation loss at the last architecture step",
-    "nas/arch_grad_norm": "DARTS: norm of the last architecture gradient (before clipping)",
-    "nas/early_stopped": "1 when the DARTS+ rule ended the search",
-    "nas/retrain_val_acc": "the discretized architecture trained from scratch: validation accuracy",
-    "nas/retrain_test_acc": "the same network's test accuracy",
-    "nas/retrain_gap": "nas/relaxed_val_acc at the end of the search - nas/retrain_val_acc",
-    "nas/controller_reward": "ENAS: mean reward of the controller's samples in its last update",
-    "nas/controller_baseline": "ENAS: the moving-average reward baseline",
-    "nas/controller_entropy": "ENAS: entropy of the controller's samples",
-    "nas/controller_loss": "ENAS: REINFORCE loss of the last update",
-    "nas/controller_log_prob": "ENAS: mean log-probability of the controller's samples",
-    "growth/senn_eta": "SENN: natural expansion score summed over the sites at the last check",
-    "plasticity/cycle": "Grow-vs-Prune: index of the current cycle",
-    "plasticity/cycle_acc": "Grow-vs-Prune: validation accuracy at the end of each cycle (while editing)",
-    "plasticity/taa": "Grow-vs-Prune: time-averaged validation accuracy over the epochs so far",
-    "plasticity/active_units": "Grow-vs-Prune: active (unmasked) hidden units",
-    "plasticity/active_weights": "Grow-vs-Prune: weights of the active units",
-    "plasticity/wt_acc": "winning ticket: test accuracy of the final mask retrained from re-initialised weights",
-    "plasticity/wt_val_acc": "winning ticket: its final validation accuracy",
-    **{
-        f"plasticity/{when}_{what}_parity": f"log(newborn or removed / incumbent) {what} at {when} of a cycle"
-        for when in ("post", "exit", "end")
-        for what in ("act", "grad")
-    },
 }
-METRIC_PREFIXES: dict[str, str] = {
-    "plasticity/active_units/": "active units at one site",
-    "growth/senn_eta/": "SENN: natural expansion score eta of one site",
-    "growth/senn_delta_eta/": "SENN: lower bound delta-eta' of the best proposal at one site",
-    **{
-        f"plasticity/{when}_{what}_parity/": "the same parity at one site or for one cohort (cycle<k>)"
-        for when in ("post", "exit", "end")
-        for what in ("act", "grad")
-    },
+CORE_METRIC_PREFIXES: dict[str, str] = {
     "growth/width/": "width of one site, e.g. growth/width/hidden.0",
     "cost/latency_ms/bs": "median latency at another protocol batch size, e.g. cost/latency_ms/bs256",
-    "growth/newborn_act_parity/": "newborn activation log-parity at one site",
-    "growth/newborn_grad_parity/": "newborn gradient log-parity at one site",
 }
 
 
@@ -78,5 +46,15 @@ def width_metric(site: str) -> str:
     return f"growth/width/{site}"
 
 
-def is_known_metric(name: str) -> bool:
-    return name in KNOWN_METRICS or any(name.startswith(p) and len(name) > len(p) for p in METRIC_PREFIXES)
+def known_metrics(kinds: Iterable[Kind[Any]]) -> tuple[dict[str, str], dict[str, str]]:
+    """``(names, prefixes)`` a trial of these kinds reports: the core's and each kind's."""
+    names, prefixes = dict(CORE_METRICS), dict(CORE_METRIC_PREFIXES)
+    for kind in kinds:
+        names.update(kind.metrics)
+        prefixes.update(kind.metric_prefixes)
+    return names, prefixes
+
+
+def is_known_metric(name: str, names: Mapping[str, str], prefixes: Mapping[str, str]) -> bool:
+    """Whether ``name`` is one of ``names`` or extends one of ``prefixes``."""
+    return name in names or any(name.startswith(p) and len(name) > len(p) for p in prefixes)

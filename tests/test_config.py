@@ -35,9 +35,9 @@ def paths_of(exc: ConfigError) -> list[str]:
 def test_quickstart_validates_and_fills_plugin_defaults():
     exp = load_experiment(ROOT / "experiments" / "quickstart.yaml")
     assert exp.kind == "growth"
-    assert exp.growth.trigger["name"] == "schedule"
+    assert exp.kinds["growth"].trigger["name"] == "schedule"
     # defaults of the registered plug-in are filled in, so the logged config says what ran
-    assert exp.growth.trigger["start_step"] == 0
+    assert exp.kinds["growth"].trigger["start_step"] == 0
     assert "growth.trigger.patience" in exp.search.space
 
 
@@ -108,7 +108,7 @@ def test_frozen_and_closed():
 
 def test_plugin_shorthand_and_unknown_parameter():
     exp = validate_dict({**MINIMAL, "growth": {"trigger": "plateau", "initializer": "net2wider"}})
-    assert exp.growth.trigger == {"name": "plateau", "patience": 2, "min_delta": 1e-3, "n_units": 4, "cooldown": 0}
+    assert exp.kinds["growth"].trigger == {"name": "plateau", "patience": 2, "min_delta": 1e-3, "n_units": 4, "cooldown": 0}
     with pytest.raises(ConfigError) as ei:
         validate_dict({**MINIMAL, "model": {"name": "mlp", "hiden": [3]}})
     assert paths_of(ei.value) == ["model.hiden"]
@@ -234,12 +234,12 @@ def test_conditional_parameter_valid_only_under_its_condition():
 def test_overrides_switching_plugin_drop_old_params():
     exp = validate_dict(MINIMAL)
     trial = exp.with_overrides({"growth.trigger.name": "plateau", "growth.trigger.patience": 3, "model.hidden.0": 12})
-    assert trial.growth.trigger["name"] == "plateau"
-    assert trial.growth.trigger["patience"] == 3
-    assert "every_steps" not in trial.growth.trigger
+    assert trial.kinds["growth"].trigger["name"] == "plateau"
+    assert trial.kinds["growth"].trigger["patience"] == 3
+    assert "every_steps" not in trial.kinds["growth"].trigger
     assert trial.model["hidden"] == [12]
     same = exp.with_overrides({"growth.trigger.name": "schedule"})
-    assert same.growth.trigger["every_steps"] == 5  # same plug-in: its parameters stay
+    assert same.kinds["growth"].trigger["every_steps"] == 5  # same plug-in: its parameters stay
     assert apply_overrides({"a": {"b": 1}}, {"a.c": 2}) == {"a": {"b": 1, "c": 2}}
 
 

@@ -430,10 +430,10 @@ class TestDeepenScheduleTrigger(TriggerConformance):
 
 # ------------------------------------------------------------------ in the training loop
 def test_growth_hook_advances_gates_and_a_deepened_run_resumes_exactly(tmp_path):
-    from growray.config._models import TrainerConfig
+    from growray.config import TrainerConfig
     from growray.data import TensorSplits
     from growray.train import Trainer
-    from growray.train.growth_hook import GrowthHook
+    from growray.kinds.growth import GrowthHook
 
     g = torch.Generator().manual_seed(0)
     xs, ys = torch.randn(96, 4, 4, generator=g), torch.randint(0, 3, (96,), generator=g)

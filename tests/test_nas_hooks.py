@@ -13,8 +13,7 @@ from growray.config import ConfigError, validate_dict
 from growray.data import load_dataset
 from growray.tracking import MemoryRecorder
 from growray.train import Trainer, build_trainer
-from growray.train.build import split_for_nas
-from growray.train.retrain import retrain_experiment, retrain_genotype
+from growray.kinds.nas import retrain_experiment, retrain_genotype, split_for_nas
 from growray.train.trainer import weight_parameters
 
 torch.set_num_threads(1)
@@ -91,7 +90,7 @@ def test_darts_alphas_move_only_through_the_architect(images):
 def test_darts_uses_disjoint_halves_for_weights_and_architecture(images):
     exp = _exp("darts")
     splits = images.to_tensors("cpu")
-    weights, arch = split_for_nas(exp, splits)
+    weights, arch = split_for_nas(exp, exp.kinds["nas"], splits)
     n = len(splits.train[0])
     assert len(weights.train[0]) + len(arch[0]) == n and abs(len(arch[0]) - n // 2) <= 1
     rows = {tuple(r.flatten().tolist()) for r in weights.train[0]}
@@ -142,11 +141,11 @@ def test_retrain_builds_the_evaluation_network_from_the_genotype(images):
         "reduce": [["max_pool_3x3", 0], ["sep_conv_3x3", 1]],
         "reduce_concat": [2],
     }
-    rexp = retrain_experiment(exp, genotype)
-    assert rexp.nas is None and rexp.model["name"] == "cell_network"
+    rexp = retrain_experiment(exp, exp.kinds["nas"], genotype)
+    assert "nas" not in rexp.kinds and rexp.model["name"] == "cell_network"
     assert (rexp.model["channels"], rexp.model["layers"], rexp.trainer.epochs) == (3, 2, 1)
     rec = MemoryRecorder()
-    metrics = retrain_genotype(exp, genotype, images, recorder=rec)
+    metrics = retrain_genotype(exp, exp.kinds["nas"], genotype, images, recorder=rec)
     assert 0 <= metrics["nas/retrain_val_acc"] <= 1
     assert rec.artifacts["genotype.json"] == genotype
 

@@ -9,12 +9,12 @@ import torch
 from pydantic import ValidationError
 
 from growray.config import TrainerConfig
-from growray.config._plasticity import PlasticityConfig
+from growray.kinds.plasticity import PlasticityConfig
 from growray.data import load_dataset
 from growray.models import GrowableMLP
 from growray.tracking import MemoryRecorder
 from growray.train import Trainer
-from growray.train.plasticity_hook import PlasticityHook
+from growray.kinds.plasticity import PlasticityHook
 
 torch.set_num_threads(1)
 

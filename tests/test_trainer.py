@@ -113,7 +113,7 @@ def test_static_model_has_no_growth_hook(digits):
 
 
 def test_costs_follow_the_architecture(digits, monkeypatch):
-    import growray.train.trainer as trainer_mod
+    import growray.train.costs as trainer_mod
 
     calls = []
     real = trainer_mod.measure_latency

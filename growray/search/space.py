@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from growray.config._models import choice_label
+from growray.config.schema import choice_label
 
 __all__ = ["SpaceFunction", "active"]
 
@@ -58,7 +58,7 @@ class SpaceFunction:
 
     @classmethod
     def from_experiment(cls, exp: Any) -> SpaceFunction:
-        from growray.config import get_path
+        from growray.config.overrides import get_path
 
         space = exp.search.space if isinstance(exp.search.space, dict) else {}
         params = {k: v.model_dump(mode="json") for k, v in space.items()}

@@ -1,22 +1,27 @@
-"""The one training loop, its hooks, checkpoints, and the Experiment -> Trainer builder."""
+"""The one training loop, its hooks, checkpoints, the shared evaluation, and the
+Experiment -> Trainer builder."""
 
-from .build import build_hooks, build_trainer, resolve_device
+from .build import build_trainer, resolve_device
 from .checkpoint import CheckpointData, load_checkpoint, save_checkpoint
-from .growth_hook import GrowthHook
-from .hooks import Hook
-from .trainer import ReportFn, Trainer, TrainingDivergedError, make_optimizer
+from .evaluate import evaluate
+from .hooks import Hook, MetricConflictError, merge_metrics
+from .optim import make_optimizer, scheduled_lr, weight_parameters
+from .trainer import ReportFn, Trainer, TrainingDivergedError
 
 __all__ = [
     "CheckpointData",
-    "GrowthHook",
     "Hook",
+    "MetricConflictError",
     "ReportFn",
     "Trainer",
     "TrainingDivergedError",
-    "build_hooks",
     "build_trainer",
+    "evaluate",
     "load_checkpoint",
     "make_optimizer",
+    "merge_metrics",
     "resolve_device",
     "save_checkpoint",
+    "scheduled_lr",
+    "weight_parameters",
 ]

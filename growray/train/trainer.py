@@ -1,4 +1,4 @@
-"""The one training loop. Growth (and later pruning and NAS) extend it through hooks.
+"""The one training loop. Growth, Grow-vs-Prune and the NAS methods extend it through hooks.
 
 The trainer sees narrow handles only: a ``Recorder`` (tracking) and a ``report`` callable
 (Ray Tune, or nothing). Each epoch it evaluates, logs, flushes the recorder, writes a
@@ -18,17 +18,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import growray.nas  # noqa: F401  registers the NAS models, so checkpoints of supernets rebuild
 from growray.config import CostsConfig, TrainerConfig
-from growray.cost import LatencyProtocol, TrainingCompute, count_params, forward_flops, measure_latency
 from growray.data import TensorSplits
 from growray.metrics import width_metric
 from growray.models import build_model
+from growray.tracking import NullRecorder, Recorder
 
 from .checkpoint import CheckpointData, load_checkpoint, save_checkpoint
-from .hooks import Hook
+from .costs import CostMeter
+from .evaluate import evaluate
+from .hooks import Hook, merge_metrics
+from .optim import make_optimizer, scheduled_lr, weight_parameters
 
-__all__ = ["ReportFn", "Trainer", "TrainingDivergedError", "make_optimizer", "scheduled_lr", "weight_parameters"]
+__all__ = ["ReportFn", "Trainer", "TrainingDivergedError"]
 
 #: ``report(metrics, checkpoint_dir)``; the checkpoint dir may be deleted after the call returns.
 ReportFn = Callable[[dict[str, Any], "str | None"], None]
@@ -38,45 +40,15 @@ class TrainingDivergedError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-def weight_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters the weight optimizer trains: ``model.weight_parameters()`` where the
-    model defines it (a DARTS supernet keeps its architecture α out), else all of them."""
-    params = model.weight_parameters() if hasattr(model, "weight_parameters") else model.parameters()
-    return [p for p in params if p.requires_grad]
-
-
-def scheduled_lr(cfg: TrainerConfig, epoch: int) -> float:
-    """The learning rate of ``epoch`` (0-based) under ``trainer.lr_schedule``.
-
-    ``cosine`` anneals from ``lr`` to ``lr_min`` over ``epochs`` (per epoch, as DARTS does). It
-    is a pure function of the epoch, so it survives growth (new parameter groups), restores and
-    PBT exploits without scheduler state.
-    """
-    if cfg.lr_schedule == "constant":
-        return cfg.lr
-    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * epoch / cfg.epochs))
-
-
-def make_optimizer(model: nn.Module, cfg: TrainerConfig) -> torch.optim.Optimizer:
-    params = weight_parameters(model)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"trainer.optimizer must be one of sgd, adam, adamw; got {cfg.optimizer!r}")
-
-
 class Trainer:
     """Trains a (possibly growing) model on in-memory tensors.
 
     Args:
-        model: a growray model (``spec()``, ``widths()``), already on ``device``.
+        model: a growray model (``spec()``, ``widths()``, ``sites()``), already on ``device``.
         data: train/val/test tensors, already on ``device``.
         cfg: the ``trainer`` section.
         hooks: callbacks; growth is one.
-        recorder: where metrics and artifacts go (tracking.Recorder); None records nothing.
+        recorder: where metrics and artifacts go; None records nothing.
         report: called once per epoch with metrics and a checkpoint folder (Ray Tune).
         seed: seeds the data order and the global torch RNG (initializers draw from it).
         checkpoint_every: write a checkpoint every N epochs (and always at the last one).
@@ -91,7 +63,7 @@ class Trainer:
         cfg: TrainerConfig,
         *,
         hooks: Sequence[Hook] = (),
-        recorder: Any = None,
+        recorder: Recorder | None = None,
         report: ReportFn | None = None,
         seed: int = 0,
         checkpoint_every: int = 1,
@@ -99,13 +71,14 @@ class Trainer:
         costs: CostsConfig | None = None,
         gpu_fraction: float = 0.0,
     ) -> None:
-        from growray.tracking import NullRecorder
-
+        names = [h.name for h in hooks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"hook names must be unique (they key checkpoint state); got {names}")
         self.model = model
         self.data = data
         self.cfg = cfg
         self.hooks = list(hooks)
-        self.recorder = recorder if recorder is not None else NullRecorder()
+        self.recorder: Recorder = recorder if recorder is not None else NullRecorder()
         self.report = report
         self.device = torch.device(device)
         self.checkpoint_every = checkpoint_every
@@ -115,23 +88,25 @@ class Trainer:
         self.events: list[dict[str, Any]] = []
         self.best_val_acc = -math.inf
         self.train_seconds = 0.0
-        self.initial_widths: dict[str, int] = dict(model.widths())
+        self.initial_widths: dict[str, int] = dict(self.widths())
         self.meta_extra: dict[str, Any] = {}
         torch.manual_seed(seed)
         self._data_gen = torch.Generator().manual_seed(seed)
-        self._cost_cache: tuple[tuple[int, ...], int, int] | None = None
         self._finalized = False
+        self._final_metrics: dict[str, float] = {}
         self._written_arch: str | None = None
         self.last_batch: tuple[torch.Tensor, torch.Tensor] | None = None  # for hooks
-        self.costs_cfg = costs
+        self.costs = CostMeter(costs, data.input_shape, self.device)
         self.gpu_fraction = gpu_fraction
-        self.compute = TrainingCompute()
         self.stop_reason: str | None = None  # set by request_stop: the loop ends after this epoch
-        self.latency: dict[str, float] = {}  # latest cost/latency_* values
-        self._latency_arch: str | None = None  # architecture they were measured on
-        names = [h.name for h in self.hooks]
-        if len(set(names)) != len(names):
-            raise ValueError(f"hook names must be unique (they key checkpoint state); got {names}")
+
+    # ------------------------------------------------------------------ the model's architecture
+    def widths(self) -> dict[str, int]:
+        return dict(self.model.widths())  # type: ignore[operator]
+
+    def arch_json(self) -> str:
+        """The model's current ArchSpec as JSON (what checkpoints and ``architecture.json`` hold)."""
+        return str(self.model.spec().to_json())  # type: ignore[operator]
 
     def request_stop(self, reason: str) -> None:
         """End training after the current epoch (its evaluation, checkpoint and report run as
@@ -148,6 +123,9 @@ class Trainer:
     @classmethod
     def from_checkpoint(cls, directory: str, data: TensorSplits, cfg: TrainerConfig, **kwargs: Any) -> Trainer:
         """Rebuild model and optimizer from a checkpoint's spec and state (not from any config)."""
+        from growray.plugins import load_plugins
+
+        load_plugins()  # every registered model can be rebuilt (supernets, cell networks, ...)
         device = torch.device(kwargs.get("device", "cpu"))
         ckpt = load_checkpoint(directory, map_location=device)
         model = build_model(ckpt.spec).to(device)
@@ -173,10 +151,7 @@ class Trainer:
         self.best_val_acc = float(meta.get("best_val_acc", -math.inf))
         self.train_seconds = float(meta.get("train_seconds", 0.0))
         self.initial_widths = dict(meta.get("initial_widths", self.initial_widths))
-        if "compute" in meta:
-            self.compute.load_state_dict(meta["compute"])
-        self.latency = dict(meta.get("latency", {}))
-        self._latency_arch = meta.get("latency_arch")
+        self.costs.load_state_dict(meta)
         self.stop_reason = meta.get("stop_reason")
         hook_states = meta.get("hooks", {})
         for hook in self.hooks:
@@ -194,15 +169,13 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "initial_widths": self.initial_widths,
             "hooks": {h.name: h.state_dict() for h in self.hooks},
-            "mlflow_run_id": getattr(self.recorder, "run_id", None),
-            "compute": self.compute.state_dict(),
-            "latency": self.latency,
-            "latency_arch": self._latency_arch,
+            "mlflow_run_id": self.recorder.run_id,
+            **self.costs.state_dict(),
             "stop_reason": self.stop_reason,
             **self.meta_extra,
         }
         return CheckpointData(
-            spec=self.model.spec(),
+            spec=self.model.spec(),  # type: ignore[operator]
             model_state={k: v.detach().clone() for k, v in self.model.state_dict().items()},
             optimizer_state=self.optimizer.state_dict(),
             rng_state=torch.get_rng_state(),
@@ -215,140 +188,100 @@ class Trainer:
         save_checkpoint(directory, self.checkpoint_data())
 
     # ------------------------------------------------------------------ metrics
-    def costs(self) -> dict[str, float]:
+    def cost_metrics(self) -> dict[str, float]:
         """Parameter count and forward FLOPs per sample (recomputed only when widths change)."""
-        key = tuple(self.model.widths().values())
-        if self._cost_cache is None or self._cost_cache[0] != key:
-            self._cost_cache = (key, count_params(self.model), forward_flops(self.model, self.data.input_shape))
-        _, params, flops = self._cost_cache
-        return {"cost/params": float(params), "cost/flops": float(flops)}
-
-    def latency_protocol(self) -> LatencyProtocol | None:
-        lat = self.costs_cfg.latency if self.costs_cfg is not None else None
-        if lat is None or not lat.enabled:
-            return None
-        return LatencyProtocol(
-            batch_sizes=tuple(lat.batch_sizes),
-            dtype=lat.dtype,
-            threads=lat.threads if lat.threads is not None else torch.get_num_threads(),
-            warmup=lat.warmup,
-            min_run_time=lat.min_run_time,
-        )
-
-    def measure_latency_if_due(self, last: bool) -> None:
-        """Re-measure latency every ``costs.every_epochs`` epochs (and at the last one), only
-        when the architecture changed since the last measurement."""
-        protocol = self.latency_protocol()
-        if protocol is None or self.costs_cfg is None:
-            return
-        arch = self.model.spec().to_json()
-        due = last or self.epoch % self.costs_cfg.every_epochs == 0 or not self.latency
-        if not due or arch == self._latency_arch:
-            return
-        results = measure_latency(self.model, self.data.input_shape, protocol, self.device)
-        head = results[0]
-        self.latency = {"cost/latency_ms": head.median_ms, "cost/latency_p95_ms": head.p95_ms}
-        for r in results[1:]:
-            self.latency[f"cost/latency_ms/bs{r.batch_size}"] = r.median_ms
-        self._latency_arch = arch
+        return self.costs.static(self.model, self.widths())
 
     def architecture_metrics(self) -> dict[str, float]:
-        if not self.model.sites():  # a supernet or a fixed cell network: no width sites
+        """``growth/width/<site>``, ``growth/depth`` and ``growth/events`` of a model with width
+        sites (none for a supernet or a fixed cell network)."""
+        widths = self.widths()
+        if not widths:
             return {}
-        widths = self.model.widths()
         out = {width_metric(site): float(w) for site, w in widths.items()}
         out["growth/depth"] = float(len(widths))
         out["growth/events"] = float(len(self.events))
         return out
 
     def record_events(self, events: Sequence[Any]) -> None:
-        """Store growth events (dataclasses with ``to_dict``) and log them at the current step."""
+        """Store architecture events (dataclasses with ``to_dict``, or dicts) and log the
+        architecture and costs they led to at the current step."""
         if not events:
             return
         for ev in events:
             self.events.append(ev.to_dict() if hasattr(ev, "to_dict") else dict(ev))
-        metrics = {**self.architecture_metrics(), **self.costs()}
-        metrics["growth/preservation_error"] = float(max(e["preservation_error"] for e in self.events[-len(events) :]))
-        self.recorder.log_metrics(metrics, step=self.step)
+        self.recorder.log_metrics({**self.architecture_metrics(), **self.cost_metrics()}, step=self.step)
 
-    @torch.no_grad()
     def evaluate(self, split: str) -> tuple[float, float]:
         """(mean loss, accuracy) on ``train``, ``val`` or ``test``, in eval mode."""
         x, y = getattr(self.data, split)
-        was_training = self.model.training
-        self.model.eval()
-        total_loss, correct = 0.0, 0
-        bs = self.cfg.eval_batch_size
-        for i in range(0, len(x), bs):
-            logits = self.model(x[i : i + bs])
-            total_loss += F.cross_entropy(logits, y[i : i + bs], reduction="sum").item()
-            correct += (logits.argmax(1) == y[i : i + bs]).sum().item()
-        self.model.train(was_training)
-        n = max(len(x), 1)
-        return total_loss / n, correct / n
+        return evaluate(self.model, x, y, self.cfg.eval_batch_size)
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict[str, float]:
         """Train from the current state to ``cfg.epochs``; returns the final metrics."""
         for hook in self.hooks:
             hook.on_fit_start(self)
-        protocol = self.latency_protocol()
+        protocol = self.costs.protocol()
         if protocol is not None:
             self.recorder.log_params(protocol.as_params(device=str(self.device)))
         if self.step == 0:
-            self.recorder.log_metrics({**self.architecture_metrics(), **self.costs()}, step=0)
-        x_train, y_train = self.data.train
-        n = len(x_train)
-        bs = self.cfg.batch_size
+            self.recorder.log_metrics({**self.architecture_metrics(), **self.cost_metrics()}, step=0)
         metrics: dict[str, float] = {}
         while not self.finished:
-            self.model.train()
-            for group in self.optimizer.param_groups:
-                group["lr"] = scheduled_lr(self.cfg, self.epoch)
-            t0 = time.perf_counter()
-            perm = torch.randperm(n, generator=self._data_gen).to(x_train.device)
-            loss_sum, correct, seen, window = 0.0, 0, 0, []
-            for i in range(0, n, bs):
-                idx = perm[i : i + bs]
-                xb, yb = x_train[idx], y_train[idx]
-                if len(idx) < 2 and n >= 2:
-                    continue  # a single-sample batch breaks BatchNorm; dropped like drop_last
-                for hook in self.hooks:
-                    hook.on_batch_start(self, xb, yb)
-                logits = self.model(xb)
-                loss = F.cross_entropy(logits, yb)
-                if not torch.isfinite(loss):
-                    raise TrainingDivergedError(
-                        f"training loss became {loss.item()} at step {self.step} (epoch {self.epoch}); "
-                        "lower trainer.lr or check the data"
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.cfg.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(weight_parameters(self.model), self.cfg.grad_clip)
-                self.optimizer.step()
-                self.step += 1
-                self.compute.add_step(self.model, self.data.input_shape, len(idx))
-                lv = loss.item()
-                loss_sum += lv * len(idx)
-                correct += (logits.argmax(1) == yb).sum().item()
-                seen += len(idx)
-                window.append(lv)
-                self.last_batch = (xb, yb)
-                if self.step % self.cfg.log_every_steps == 0:
-                    self.recorder.log_metrics({"train/loss": sum(window) / len(window)}, step=self.step)
-                    window = []
-                for hook in self.hooks:
-                    hook.on_step_end(self, lv)
-            self.epoch += 1
-            self.train_seconds += time.perf_counter() - t0
-            metrics = self._end_epoch(loss_sum / max(seen, 1), correct / max(seen, 1))
-        self.finalize(metrics)
-        return metrics
+            train_loss, train_acc = self._train_epoch()
+            metrics = self._end_epoch(train_loss, train_acc)
+        return self.finalize(metrics)
+
+    def _train_epoch(self) -> tuple[float, float]:
+        """One pass over the training split; returns its mean loss and accuracy."""
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = scheduled_lr(self.cfg, self.epoch)
+        x_train, y_train = self.data.train
+        n, bs = len(x_train), self.cfg.batch_size
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=self._data_gen).to(x_train.device)
+        loss_sum, correct, seen, window = 0.0, 0, 0, []
+        for i in range(0, n, bs):
+            idx = perm[i : i + bs]
+            xb, yb = x_train[idx], y_train[idx]
+            if len(idx) < 2 and n >= 2:
+                continue  # a single-sample batch breaks BatchNorm; dropped like drop_last
+            for hook in self.hooks:
+                hook.on_batch_start(self, xb, yb)
+            logits = self.model(xb)
+            loss = F.cross_entropy(logits, yb)
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"training loss became {loss.item()} at step {self.step} (epoch {self.epoch}); "
+                    "lower trainer.lr or check the data"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(weight_parameters(self.model), self.cfg.grad_clip)
+            self.optimizer.step()
+            self.step += 1
+            self.costs.compute.add_step(self.model, self.data.input_shape, len(idx))
+            lv = loss.item()
+            loss_sum += lv * len(idx)
+            correct += int((logits.argmax(1) == yb).sum().item())
+            seen += len(idx)
+            window.append(lv)
+            self.last_batch = (xb, yb)
+            if self.step % self.cfg.log_every_steps == 0:
+                self.recorder.log_metrics({"train/loss": sum(window) / len(window)}, step=self.step)
+                window = []
+            for hook in self.hooks:
+                hook.on_step_end(self, lv)
+        self.epoch += 1
+        self.train_seconds += time.perf_counter() - t0
+        return loss_sum / max(seen, 1), correct / max(seen, 1)
 
     def _write_architecture(self) -> None:
         """``architecture.json`` whenever it changed, so a trial stopped early still has its network."""
-        spec = self.model.spec().to_json()
+        spec = self.arch_json()
         if spec != self._written_arch:
             self.recorder.log_text(spec, "architecture.json")
             self._written_arch = spec
@@ -356,11 +289,13 @@ class Trainer:
     def finalize(self, metrics: dict[str, float] | None = None) -> dict[str, float]:
         """Final artifacts of the network as it stands: test metrics, architecture, hook outputs.
 
-        Idempotent. Runs before the last report (Tune may end a trial inside ``report``), and
-        again harmlessly after ``fit``; a trial stopped early by a scheduler calls it itself.
+        Idempotent (a second call returns the first call's hook metrics). Runs before the last
+        report (Tune may end a trial inside ``report``), and again harmlessly after ``fit``; a
+        trial stopped early by a scheduler calls it itself.
         """
         metrics = dict(metrics or {})
         if self._finalized:
+            metrics.update(self._final_metrics)
             return metrics
         self._finalized = True
         if "test/acc" not in metrics:
@@ -369,11 +304,17 @@ class Trainer:
             self.recorder.log_metrics({"test/loss": test_loss, "test/acc": test_acc}, step=self.step)
         self._write_architecture()
         for hook in self.hooks:
-            hook.on_fit_end(self, metrics)
+            added = hook.on_fit_end(self, metrics)
+            merge_metrics(metrics, added, hook.name)
+            self._final_metrics.update(added)
+        if self._final_metrics:
+            self.recorder.log_metrics(self._final_metrics, step=self.step)
         self.recorder.flush()
         return metrics
 
     def _end_epoch(self, train_loss: float, train_acc: float) -> dict[str, float]:
+        for hook in self.hooks:
+            hook.before_validation(self)
         val_loss, val_acc = self.evaluate("val")
         self.best_val_acc = max(self.best_val_acc, val_acc)
         metrics: dict[str, float] = {
@@ -386,13 +327,13 @@ class Trainer:
             "cost/train_seconds": self.train_seconds,
         }
         for hook in self.hooks:
-            hook.on_epoch_end(self, metrics)
+            merge_metrics(metrics, hook.on_epoch_end(self, dict(metrics)), hook.name)
         metrics.update(self.architecture_metrics())
-        metrics.update(self.costs())
+        metrics.update(self.cost_metrics())
         last = self.finished
-        self.measure_latency_if_due(last)
-        metrics.update(self.latency)  # the latest measurement, so every report carries the current cost
-        metrics["cost/train_flops"] = float(self.compute.total_flops)
+        self.costs.measure_latency_if_due(self.model, self.arch_json(), self.epoch, last)
+        metrics.update(self.costs.latency)  # the latest measurement, so every report carries the current cost
+        metrics["cost/train_flops"] = float(self.costs.compute.total_flops)
         if self.device.type == "cuda" and self.gpu_fraction > 0:
             metrics["cost/gpu_seconds"] = self.train_seconds * self.gpu_fraction
         if last:

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from growray.config import Experiment
+    from growray.data import Dataset
+    from growray.train import ReportFn, Trainer
 
 __all__ = ["StepFilterRecorder", "SweepContext", "trial_main"]
 
@@ -77,7 +83,7 @@ def _new_run(
     """The trial's child run under the sweep's parent, with the resolved config as params
     (one write for the tags, one for the params, one artifact)."""
     from growray import __version__
-    from growray.tracking._recorder import flatten_params
+    from growray.tracking import flatten_params
 
     all_tags = {
         "growray.kind": exp.kind,
@@ -118,8 +124,7 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
     import torch
     from ray import tune
 
-    from growray.train import TrainingDivergedError, build_trainer
-    from growray.train.build import resolve_device
+    from growray.train import TrainingDivergedError, build_trainer, resolve_device
 
     config = {k: v for k, v in config.items() if v is not None}  # None: inactive in this trial (PBT)
     exp = experiment.with_overrides(config)
@@ -219,25 +224,37 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
         recorder.close("FAILED")
         raise
     recorder.close("FINISHED")
-    if exp.nas is not None and exp.nas.retrain.enabled and trainer.epoch > 0:
-        _retrain_stage(exp, trainer, final, dataset, sweep, recorder.run_id, report)
+    _after_fit_stages(exp, trainer, final, dataset, sweep, recorder.run_id, report)
 
 
-def _retrain_stage(
-    exp: Any, trainer: Any, final: dict[str, Any], dataset: Any, sweep: SweepContext, run_id: str, report: Any
+@dataclass(frozen=True)
+class _Stage:
+    """What a kind's ``after_fit`` sees of the finished trial (``growray.kinds.TrialStage``)."""
+
+    trainer: Trainer
+    final: Mapping[str, float]
+    dataset: Dataset
+    tracking_uri: str
+    run_id: str
+
+
+def _after_fit_stages(
+    exp: Experiment,
+    trainer: Trainer,
+    final: dict[str, float],
+    dataset: Dataset,
+    sweep: SweepContext,
+    run_id: str,
+    report: ReportFn,
 ) -> None:
-    """NAS trials with ``nas.retrain.enabled``: train the genotype from scratch into a linked
-    run, then report once more so Optuna sees ``nas/retrain_val_acc``. A worker that dies
-    here restarts from the search's last checkpoint (nothing left to search) and retrains again."""
-    from growray.retrain import record_retrain
-    from growray.tracking._retrain import search_run_in_hand
+    """Each active kind's stage after training (the NAS kind retrains the architecture it
+    found); what they return is reported once more, so the searcher sees it. A worker that
+    dies here restarts from the last checkpoint, with nothing left to train, and reruns them."""
+    from growray.kinds import active_kinds
 
-    genotype = next(h for h in trainer.hooks if h.name == "nas").genotype
-    search = search_run_in_hand(sweep.tracking_uri, run_id, exp.to_dict(), genotype.to_dict())
-    relaxed = final.get("nas/relaxed_val_acc")
-    _, metrics = record_retrain(
-        sweep.tracking_uri, search, exp, dataset, device=trainer.device, relaxed_val_acc=relaxed
-    )
-    retrained = {k: v for k, v in metrics.items() if k.startswith("nas/retrain")}
-    print(f"[growray] retrained {search.run_id}: {retrained}", flush=True)
-    report({**final, **retrained, "step": trainer.step}, None)
+    stage = _Stage(trainer, final, dataset, sweep.tracking_uri, run_id)
+    added: dict[str, float] = {}
+    for kind, cfg in active_kinds(exp):
+        added.update(kind.after_fit(exp, cfg, stage))
+    if added:
+        report({**final, **added, "step": trainer.step}, None)

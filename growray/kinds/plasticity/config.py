@@ -6,12 +6,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from growray.config._models import _Section
+from growray.config import Section
 
 __all__ = ["PlasticityConfig"]
 
 
-class PlasticityConfig(_Section):
+class PlasticityConfig(Section):
     """Grow or prune the units of a fixed-shape network over cycles (ALGORITHMS.md §7, §12).
 
     Training is split into ``cycles`` equal cycles (``trainer.epochs`` must be a multiple

@@ -27,7 +27,8 @@ dormant units (ALGORITHMS.md §7, §12). Logged (MLflow keys):
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -44,13 +45,9 @@ from growray.sparse import (
     unit_targets,
     weight_budget_targets,
 )
+from growray.train import Hook, Trainer
 
-from .hooks import Hook
-
-if TYPE_CHECKING:
-    from growray.config._plasticity import PlasticityConfig
-
-    from .trainer import Trainer
+from .config import PlasticityConfig
 
 __all__ = ["FrozenMaskHook", "PlasticityHook"]
 
@@ -157,22 +154,24 @@ class PlasticityHook(Hook):
         if self.cfg.arm == "prune" and self.snapshot is None and trainer.step == self.cfg.rewind_step:
             self.snapshot = RewindSnapshot.capture(trainer.model, trainer.step)
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> dict[str, float]:
         assert self.masks is not None
+        out: dict[str, float] = {}
         val = float(metrics["val/acc"])
         self.val_history.append(val)
-        metrics[_P + "taa"] = sum(self.val_history) / len(self.val_history)
+        out[_P + "taa"] = sum(self.val_history) / len(self.val_history)
         if trainer.epoch % self.epochs_per_cycle == 0:
             cycle = trainer.epoch // self.epochs_per_cycle
-            metrics[_P + "cycle_acc"] = val
-            metrics[_P + "cycle"] = float(cycle)
+            out[_P + "cycle_acc"] = val
+            out[_P + "cycle"] = float(cycle)
             if self.cohorts and self.cohorts[-1]["cycle"] == cycle - 1:
-                metrics.update(self._parity("exit", [self.cohorts[-1]], trainer))
+                out.update(self._parity("exit", [self.cohorts[-1]], trainer))
             if cycle >= self.cfg.cycles:
-                metrics.update(self._parity("end", self.cohorts, trainer, per_cohort=True))
+                out.update(self._parity("end", self.cohorts, trainer, per_cohort=True))
             else:
-                metrics.update(self._edit(trainer, cycle))
-        metrics.update(self._unit_metrics(trainer))
+                out.update(self._edit(trainer, cycle))
+        out.update(self._unit_metrics(trainer))
+        return out
 
     def _unit_metrics(self, trainer: Trainer) -> dict[str, float]:
         assert self.masks is not None
@@ -273,20 +272,17 @@ class PlasticityHook(Hook):
         if self.masks is not None:
             trainer.recorder.log_dict(self._masks_artifact(), "plasticity_masks.json")
 
-    def on_fit_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_fit_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> dict[str, float]:
         self.on_checkpoint(trainer)
         if not self.cfg.winning_ticket or self.masks is None:
-            return
+            return {}
         if not self.wt_metrics:  # finalize may run twice; retrain once
             self.wt_metrics = self._winning_ticket(trainer)
-        metrics.update(self.wt_metrics)
-        trainer.recorder.log_metrics(self.wt_metrics, step=trainer.step)
+        return dict(self.wt_metrics)
 
     def _winning_ticket(self, trainer: Trainer) -> dict[str, float]:
         """Freeze the mask, re-initialise under ``wt_seed`` and train from scratch (no report)."""
         from growray.models import build_model
-
-        from .trainer import Trainer
 
         assert self.masks is not None
         epochs = self.cfg.wt_epochs or trainer.cfg.epochs

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
 from growray.growth import GrowthStrategy, TriggerContext, advance_dropin
 from growray.growth.diagnostics import newborn_parity
+from growray.train import Hook, Trainer
 
-from .hooks import Hook
-
-if TYPE_CHECKING:
-    from .trainer import Trainer
+from .config import NewbornDiagnosticsConfig
 
 __all__ = ["GrowthHook"]
 
@@ -31,6 +30,9 @@ class GrowthHook(Hook):
         strategy: trigger x initializer x caps (pure torch; returns events).
         probe: a held-out batch (validation samples) on which every event measures how much
             the network's output changed.
+        buffer_size: recent training samples kept for data-driven triggers and initializers.
+        diagnostics: the newborn diagnostics settings; None measures none.
+        sites: the sites allowed to grow (checked against the model at the start).
     """
 
     name = "growth"
@@ -40,12 +42,14 @@ class GrowthHook(Hook):
         strategy: GrowthStrategy,
         probe: tuple[torch.Tensor, torch.Tensor],
         buffer_size: int = 256,
-        diagnostics: Any = None,
+        diagnostics: NewbornDiagnosticsConfig | None = None,
+        sites: list[str] | None = None,
     ):
         self.strategy = strategy
         self.probe = probe
         self.buffer_size = buffer_size
-        self.diagnostics = diagnostics  # NewbornDiagnosticsConfig or None (off)
+        self.diagnostics = diagnostics
+        self.sites = sites
         self._cohorts: dict[str, list[int]] = {}  # site -> [start, end, birth step] of the latest newborns
         self._recent: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._n_recent = 0
@@ -67,6 +71,12 @@ class GrowthHook(Hook):
         y = torch.cat([b[1] for b in self._recent])[-self.buffer_size :]
         return x, y
 
+    def on_fit_start(self, trainer: Trainer) -> None:
+        model_sites = list(trainer.model.sites())  # type: ignore[operator]
+        unknown = sorted(set(self.sites or []) - set(model_sites))
+        if unknown:
+            raise ValueError(f"growth.sites: {unknown} are not sites of this model; its sites are {model_sites}")
+
     def _grow(self, trainer: Trainer, phase: str, **losses: float | None) -> None:
         ctx = TriggerContext(
             step=trainer.step,
@@ -87,6 +97,9 @@ class GrowthHook(Hook):
                 if ev.site in parities:
                     ev.newborn_act_parity, ev.newborn_grad_parity = parities[ev.site]
         trainer.record_events(events)
+        if events:
+            error = max(ev.preservation_error for ev in events)
+            trainer.recorder.log_metrics({"growth/preservation_error": float(error)}, step=trainer.step)
 
     def _diagnosing(self) -> bool:
         return self.diagnostics is not None and self.diagnostics.enabled and bool(self._recent)
@@ -127,28 +140,23 @@ class GrowthHook(Hook):
         self._follow_up(trainer)
         self._grow(trainer, "step", train_loss=loss)
 
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> dict[str, float]:
         self._grow(trainer, "epoch", train_loss=None, val_loss=metrics["val/loss"])
-        trigger = self.strategy.trigger
-        # SENN: the natural expansion score per site and the best proposal's lower bound
-        for site, eta in (getattr(trigger, "last_eta", None) or {}).items():
-            metrics[f"growth/senn_eta/{site}"] = float(eta)
-        if getattr(trigger, "last_eta", None):
-            metrics["growth/senn_eta"] = float(sum(trigger.last_eta.values()))
-        for site, gain in (getattr(trigger, "last_scores", None) or {}).items():
-            metrics[f"growth/senn_delta_eta/{site}"] = float(gain)
+        # what the trigger measured at its last check (SENN: eta per site, the best proposal's bound)
+        return {f"growth/{key}": float(value) for key, value in self.strategy.trigger.diagnostics().items()}
 
     def on_checkpoint(self, trainer: Trainer) -> None:
         if len(trainer.events) != self._written_events:
             trainer.recorder.log_dict(trainer.events, "growth_events.json")
             self._written_events = len(trainer.events)
 
-    def on_fit_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_fit_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> dict[str, float]:
         from growray.tracking import growth_timeline_figure
 
         self.on_checkpoint(trainer)
         fig = growth_timeline_figure(trainer.initial_widths, trainer.events, trainer.step)
         trainer.recorder.log_figure(fig, "plots/growth_timeline.png")
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy.state_dict(), "cohorts": self._cohorts}

@@ -1,12 +1,14 @@
-"""The typed experiment: frozen pydantic models, unknown keys rejected.
+"""The core sections of an experiment: frozen pydantic models, unknown keys rejected.
 
-Plug-in sections (``data``, ``model``, ``growth.trigger``, ``growth.initializer``,
-``search.sampler``) are mappings ``{name: ..., **params}`` whose parameters are checked
-against the registered plug-in (see ``_plugins.py``); here they are plain dicts.
+Experiment kinds (``growray.kinds``) add their own sections, built on :class:`Section`.
+Plug-in sections (``data``, ``model``, ``search.sampler``, and the kinds' own such as
+``growth.trigger``) are mappings ``{name: ..., **params}`` whose parameters are checked
+against the registered plug-in (``config.plugins``); here they are plain dicts.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -14,28 +16,30 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = [
     "Constraint",
     "CostsConfig",
-    "Experiment",
-    "GrowthConfig",
     "LatencyConfig",
-    "NewbornDiagnosticsConfig",
     "Objective",
+    "PluginDict",
     "ResourcesConfig",
     "SchedulerConfig",
     "SearchConfig",
     "SearchParam",
+    "Section",
     "TrackingConfig",
     "TrainerConfig",
+    "choice_label",
 ]
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """Base of every config section: frozen, and an unknown key is an error."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 PluginDict = dict[str, Any]
 
 
-class TrainerConfig(_Section):
+class TrainerConfig(Section):
     """The training loop: one trainer, extended by hooks (growth is a hook)."""
 
     epochs: int = Field(10, ge=1, description="passes over the training split")
@@ -57,37 +61,7 @@ class TrainerConfig(_Section):
     log_every_steps: int = Field(10, ge=1, description="train/loss is logged every N optimizer steps")
 
 
-class NewbornDiagnosticsConfig(_Section):
-    """Newborn vs incumbent activation/gradient log-parity (growth/newborn_*_parity)."""
-
-    every_steps: int = Field(25, ge=0, description="measure every N steps after an event (0: only at birth)")
-    horizon_steps: int = Field(500, ge=0, description="stop measuring a cohort this many steps after its birth")
-    tau: float = Field(0.05, ge=0, description="a unit counts as active where its output exceeds tau")
-    enabled: bool = True
-
-
-class GrowthConfig(_Section):
-    """A growth strategy = trigger (when/where/how many) x initializer (how) x caps."""
-
-    trigger: PluginDict
-    initializer: PluginDict = Field(default_factory=lambda: {"name": "random"})
-    deepen: PluginDict | None = Field(
-        None, description="depth operator for the trigger's deepen requests: net2deeper | dropin (null: width only)"
-    )
-    max_depth: int | None = Field(None, ge=1, description="no more hidden layers than this")
-    max_width: int | None = Field(None, ge=1, description="no site grows beyond this many units")
-    sites: list[str] | None = Field(None, description="sites allowed to grow (default: all)")
-    optimizer_state: Literal["zero", "transplant", "reset"] = Field(
-        "zero",
-        description="new units' optimizer slots: zero | transplant (matched incumbent) | reset (no Adam amplification)",
-    )
-    buffer_size: int = Field(
-        256, ge=2, description="recent training samples kept for data-driven triggers and initializers"
-    )
-    diagnostics: NewbornDiagnosticsConfig = Field(default_factory=NewbornDiagnosticsConfig)
-
-
-class SearchParam(_Section):
+class SearchParam(Section):
     """One searched value, addressed by its dotted path in the experiment."""
 
     type: Literal["float", "int", "categorical"]
@@ -138,20 +112,18 @@ class SearchParam(_Section):
 def choice_label(choice: Any) -> Any:
     """A categorical choice as Optuna can store it (JSON text for lists and mappings)."""
     if isinstance(choice, (list, dict)):
-        import json
-
         return json.dumps(choice, sort_keys=True)
     return choice
 
 
-class Objective(_Section):
+class Objective(Section):
     """One objective of a multi-objective search."""
 
     metric: str
     mode: Literal["min", "max"]
 
 
-class Constraint(_Section):
+class Constraint(Section):
     """``metric op value`` must hold for a trial to count as feasible (Optuna constraints)."""
 
     metric: str
@@ -178,7 +150,7 @@ class Constraint(_Section):
         return value - self.value if self.op == "<=" else self.value - value
 
 
-class SchedulerConfig(_Section):
+class SchedulerConfig(Section):
     """Trial scheduler: ``fifo`` runs every trial to the end; ``asha`` stops weak trials early
     on the first objective; ``pareto`` stops trials by non-dominated rank on all objectives;
     ``pbt`` (population-based training) copies the weights *and architecture* of good trials
@@ -193,9 +165,10 @@ class SchedulerConfig(_Section):
     resample_probability: float = Field(0.25, ge=0, le=1)
 
 
-class SearchConfig(_Section):
-    space: dict[str, SearchParam] | str = Field(
-        default_factory=dict, description="inline mapping, or the name of a file in search_spaces/"
+class SearchConfig(Section):
+    space: dict[str, SearchParam] = Field(
+        default_factory=dict,
+        description="searched values by dotted path; in a file, a mapping or the name of a file in search_spaces/",
     )
     sampler: PluginDict = Field(default_factory=lambda: {"name": "tpe"})
     metric: str = "val/acc"
@@ -210,6 +183,16 @@ class SearchConfig(_Section):
     reuse_actors: bool = True
     max_failures: int = Field(2, ge=0, description="restarts of a trial whose worker died (from its checkpoint)")
     time_budget_s: float | None = Field(None, gt=0)
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _space_is_resolved(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            raise ValueError(
+                f"the search-space file {v!r} is resolved when the experiment file is loaded "
+                "(growray.config.load_experiment); pass the mapping itself"
+            )
+        return v
 
     @model_validator(mode="after")
     def _check_objectives(self) -> SearchConfig:
@@ -230,7 +213,7 @@ class SearchConfig(_Section):
                 raise ValueError("scheduler 'pbt' exploits on one metric: use metric/mode, not objectives")
             if not self.scheduler.mutate:
                 raise ValueError("scheduler 'pbt' needs scheduler.mutate: search-space parameters to perturb")
-            space = self.space if isinstance(self.space, dict) else {}
+            space = self.space
             for name in self.scheduler.mutate:
                 if name not in space:
                     raise ValueError(
@@ -254,7 +237,7 @@ class SearchConfig(_Section):
         return len(self.objectives) > 1
 
 
-class ResourcesConfig(_Section):
+class ResourcesConfig(Section):
     cpu: float = Field(1.0, gt=0, description="CPUs per trial (also torch's thread count)")
     gpu: float = Field(0.0, ge=0, description="GPUs per trial; fractions pack several trials on one GPU")
 
@@ -266,7 +249,7 @@ class ResourcesConfig(_Section):
         return v
 
 
-class LatencyConfig(_Section):
+class LatencyConfig(Section):
     """The latency protocol (logged as params; two runs are comparable only when it matches)."""
 
     enabled: bool = True
@@ -284,64 +267,13 @@ class LatencyConfig(_Section):
         return v
 
 
-class CostsConfig(_Section):
+class CostsConfig(Section):
     """Cost metrics: params and FLOPs at every architecture change; latency at an interval."""
 
     every_epochs: int = Field(2, ge=1, description="measure latency at most every N epochs (and only after a change)")
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
 
 
-class TrackingConfig(_Section):
+class TrackingConfig(Section):
     uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI; sqlite paths are relative to the cwd")
     experiment: str | None = Field(None, description="MLflow experiment name (default: the experiment's name)")
-
-
-class Experiment(_Section):
-    """One experiment file, fully resolved."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
-    description: str = ""
-    seed: int = 0
-    output_dir: str = Field("runs", description="sweeps write into <output_dir>/<name>/")
-    data: PluginDict
-    model: PluginDict
-    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
-    growth: GrowthConfig | None = None
-    nas: NasConfig | None = None
-    plasticity: PlasticityConfig | None = None
-    search: SearchConfig = Field(default_factory=SearchConfig)
-    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
-    costs: CostsConfig = Field(default_factory=CostsConfig)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-
-    @property
-    def kind(self) -> str:
-        """Value of the ``growray.kind`` tag."""
-        if self.nas is not None:
-            return self.nas.method
-        if self.plasticity is not None:
-            return "plasticity"
-        return "growth" if self.growth is not None else "static"
-
-    @property
-    def experiment_name(self) -> str:
-        return self.tracking.experiment or self.name
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-    def with_overrides(self, overrides: dict[str, Any]) -> Experiment:
-        """A new, fully re-validated experiment with dotted-path values replaced (one trial's params)."""
-        from ._load import apply_overrides, validate_dict
-
-        if isinstance(self.search.space, dict):  # Optuna's labels of list-valued choices -> the lists
-            overrides = {
-                k: self.search.space[k].decode(v) if k in self.search.space else v for k, v in overrides.items()
-            }
-        return validate_dict(apply_overrides(self.to_dict(), overrides), check_space=False)
-
-
-from ._nas import NasConfig  # noqa: E402  (the section models import _Section from here)
-from ._plasticity import PlasticityConfig  # noqa: E402
-
-Experiment.model_rebuild()

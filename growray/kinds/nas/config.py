@@ -1,4 +1,4 @@
-"""The ``nas`` section: DARTS or ENAS supernet search, the gap measurement, and retraining.
+"""The ``nas`` section: supernet search (a registered NAS method), the gap measurement, and retraining.
 
 The supernet itself is the ``model`` section (``darts_supernet`` / ``enas_supernet``, usually
 filled from ``search_spaces/darts_cnn.yaml`` or ``enas_micro.yaml`` with ``model: {space: ...}``);
@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from ._models import _Section
+from growray.config import Section
+from growray.registry import UnknownNameError
 
-__all__ = ["SUPERNETS", "ControllerConfig", "NasConfig", "RetrainConfig"]
+from .methods import NAS_METHODS
 
-#: nas.method -> the model it searches
-SUPERNETS = {"darts": "darts_supernet", "enas": "enas_supernet"}
+__all__ = ["ControllerConfig", "NasConfig", "RetrainConfig"]
 
 
-class ControllerConfig(_Section):
+class ControllerConfig(Section):
     """ENAS controller (an LSTM trained by REINFORCE). Defaults: the official CIFAR micro search."""
 
     lr: float = Field(3.5e-3, gt=0, description="Adam learning rate")
@@ -35,7 +35,7 @@ class ControllerConfig(_Section):
     grad_clip: float | None = Field(None, gt=0)
 
 
-class RetrainConfig(_Section):
+class RetrainConfig(Section):
     """Train the discretized architecture from scratch (the evaluation network).
 
     ``channels``/``layers`` default to the supernet's; DARTS' paper evaluation uses 36 and 20.
@@ -55,10 +55,10 @@ class RetrainConfig(_Section):
     )
 
 
-class NasConfig(_Section):
+class NasConfig(Section):
     """Architecture search on a supernet (DARTS, ENAS), with the relaxed-vs-discretized gap."""
 
-    method: Literal["darts", "enas"]
+    method: str = Field(description="the NAS method: a name registered in NAS_METHODS (darts, enas)")
     # --- DARTS
     order: Literal[1, 2] = Field(1, description="DARTS: 1 first-order, 2 second-order (unrolled) architecture gradient")
     arch_lr: float = Field(3e-4, gt=0, description="DARTS: Adam learning rate of alpha")
@@ -89,6 +89,13 @@ class NasConfig(_Section):
     )
     # --- after the search
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        if v not in NAS_METHODS:  # a ValueError, so pydantic reports it with its path
+            raise ValueError(str(UnknownNameError("NAS method", v, NAS_METHODS.names())))
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> NasConfig:

@@ -14,11 +14,29 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from growray.kinds import PluginSlot
 from growray.registry import Registry, closest
 
-from ._errors import ConfigIssue, format_path
+from .errors import ConfigIssue, format_path
 
-__all__ = ["plugin_schema", "validate_plugin"]
+__all__ = ["plugin_schema", "plugin_slots", "validate_plugin"]
+
+
+def plugin_slots() -> dict[str, PluginSlot]:
+    """Every plug-in section of an experiment by its dotted path: the core's (``data``,
+    ``model``, ``search.sampler``) and every registered kind's (``growth.trigger``, ...)."""
+    from growray.data import DATASETS
+    from growray.kinds import KINDS, get_kind
+    from growray.models import MODELS
+    from growray.plugins import load_plugins
+    from growray.search.samplers import SAMPLERS
+
+    load_plugins()
+    slots = {"data": PluginSlot(DATASETS), "model": PluginSlot(MODELS), "search.sampler": PluginSlot(SAMPLERS)}
+    for name in KINDS.names():
+        for rel, slot in get_kind(name).plugins.items():
+            slots[f"{name}.{rel}"] = slot
+    return slots
 
 
 @functools.cache

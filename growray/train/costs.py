@@ -1,0 +1,80 @@
+"""The cost metrics of a training run: params and FLOPs at every architecture change, latency
+at an interval, training compute as it accumulates (``cost/*``, DESIGN.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from growray.config import CostsConfig
+from growray.cost import LatencyProtocol, TrainingCompute, count_params, forward_flops, measure_latency
+
+__all__ = ["CostMeter"]
+
+
+class CostMeter:
+    """Params, FLOPs, latency and training compute of one model as it trains (and grows).
+
+    Args:
+        costs: the ``costs`` section; None measures no latency.
+        input_shape: one sample's shape.
+        device: where latency is measured (the trial's device).
+    """
+
+    def __init__(self, costs: CostsConfig | None, input_shape: tuple[int, ...], device: torch.device) -> None:
+        self.cfg = costs
+        self.input_shape = input_shape
+        self.device = device
+        self.compute = TrainingCompute()
+        self.latency: dict[str, float] = {}  # latest cost/latency_* values
+        self._latency_arch: str | None = None  # the architecture they were measured on
+        self._cache: tuple[tuple[int, ...], int, int] | None = None
+
+    def static(self, model: nn.Module, widths: dict[str, int]) -> dict[str, float]:
+        """``cost/params`` and ``cost/flops`` (per sample), recomputed only when widths change."""
+        key = tuple(widths.values())
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, count_params(model), forward_flops(model, self.input_shape))
+        _, params, flops = self._cache
+        return {"cost/params": float(params), "cost/flops": float(flops)}
+
+    def protocol(self) -> LatencyProtocol | None:
+        """The latency protocol (logged as params), or None when latency is off."""
+        lat = self.cfg.latency if self.cfg is not None else None
+        if lat is None or not lat.enabled:
+            return None
+        return LatencyProtocol(
+            batch_sizes=tuple(lat.batch_sizes),
+            dtype=lat.dtype,
+            threads=lat.threads if lat.threads is not None else torch.get_num_threads(),
+            warmup=lat.warmup,
+            min_run_time=lat.min_run_time,
+        )
+
+    def measure_latency_if_due(self, model: nn.Module, arch: str, epoch: int, last: bool) -> None:
+        """Re-measure latency every ``costs.every_epochs`` epochs (and at the last one), only
+        when the architecture ``arch`` (its spec's JSON) changed since the last measurement."""
+        protocol = self.protocol()
+        if protocol is None or self.cfg is None:
+            return
+        due = last or epoch % self.cfg.every_epochs == 0 or not self.latency
+        if not due or arch == self._latency_arch:
+            return
+        results = measure_latency(model, self.input_shape, protocol, self.device)
+        head = results[0]
+        self.latency = {"cost/latency_ms": head.median_ms, "cost/latency_p95_ms": head.p95_ms}
+        for r in results[1:]:
+            self.latency[f"cost/latency_ms/bs{r.batch_size}"] = r.median_ms
+        self._latency_arch = arch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"compute": self.compute.state_dict(), "latency": self.latency, "latency_arch": self._latency_arch}
+
+    def load_state_dict(self, meta: dict[str, Any]) -> None:
+        """Restore from a checkpoint's meta (the keys ``state_dict`` wrote, at its top level)."""
+        if "compute" in meta:
+            self.compute.load_state_dict(meta["compute"])
+        self.latency = dict(meta.get("latency", {}))
+        self._latency_arch = meta.get("latency_arch")
