@@ -30,7 +30,6 @@ from .schema import (
     Section,
     TrackingConfig,
     TrainerConfig,
-    choice_label,
 )
 from .validate import load_experiment, validate_dict
 
@@ -52,7 +51,6 @@ __all__ = [
     "TrainerConfig",
     "accepted_keys",
     "apply_overrides",
-    "choice_label",
     "format_path",
     "get_path",
     "load_experiment",

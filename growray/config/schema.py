@@ -8,10 +8,11 @@ against the registered plug-in (``config.plugins``); here they are plain dicts.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from growray.search.space import choice_label
 
 __all__ = [
     "Constraint",
@@ -26,7 +27,6 @@ __all__ = [
     "Section",
     "TrackingConfig",
     "TrainerConfig",
-    "choice_label",
 ]
 
 
@@ -107,13 +107,6 @@ class SearchParam(Section):
             if self.type == "int" and (float(self.low) != int(self.low) or float(self.high) != int(self.high)):
                 raise ValueError("an int parameter needs integer 'low' and 'high'")
         return self
-
-
-def choice_label(choice: Any) -> Any:
-    """A categorical choice as Optuna can store it (JSON text for lists and mappings)."""
-    if isinstance(choice, (list, dict)):
-        return json.dumps(choice, sort_keys=True)
-    return choice
 
 
 class Objective(Section):

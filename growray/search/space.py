@@ -11,11 +11,19 @@ The function object is a module-level class so Ray can pickle it, including when
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from growray.config.schema import choice_label
+from growray.dotted import get_path
 
-__all__ = ["SpaceFunction", "active"]
+__all__ = ["SpaceFunction", "active", "choice_label"]
+
+
+def choice_label(choice: Any) -> Any:
+    """A categorical choice as Optuna can store it (JSON text for lists and mappings)."""
+    if isinstance(choice, (list, dict)):
+        return json.dumps(choice, sort_keys=True)
+    return choice
 
 
 def active(when: dict[str, Any] | None, chosen: dict[str, Any], fixed: dict[str, Any]) -> bool:
@@ -58,8 +66,6 @@ class SpaceFunction:
 
     @classmethod
     def from_experiment(cls, exp: Any) -> SpaceFunction:
-        from growray.config.overrides import get_path
-
         space = exp.search.space if isinstance(exp.search.space, dict) else {}
         params = {k: v.model_dump(mode="json") for k, v in space.items()}
         base = exp.to_dict()
