@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from growray.growth.capture import capture_site, units_matrix
 
-__all__ = ["NewbornParity", "log_parity", "newborn_parity"]
+__all__ = ["NewbornParity", "log_parity", "log_ratio", "newborn_parity", "unit_act_grad"]
 
 _EPS = 1e-12
 
@@ -28,11 +29,28 @@ class NewbornParity:
     grad: float
 
 
+def log_ratio(per_unit: Tensor, new: Tensor, old: Tensor) -> float:
+    """log(mean over units ``new`` + eps) - log(mean over units ``old`` + eps); an empty
+    cohort counts as mean 0."""
+    a = float(per_unit[new].mean()) if len(new) else 0.0
+    b = float(per_unit[old].mean()) if len(old) else 0.0
+    return math.log(a + _EPS) - math.log(b + _EPS)
+
+
 def log_parity(per_unit: Tensor, start: int, end: int) -> float:
-    """log(mean over units [start, end) / mean over units [0, start))."""
-    new = float(per_unit[start:end].mean()) if end > start else 0.0
-    old = float(per_unit[:start].mean()) if start > 0 else 0.0
-    return math.log(new + _EPS) - math.log(old + _EPS)
+    """log(mean over units [start, end) / mean over units [0, start)) (``log_ratio`` of the ranges)."""
+    return log_ratio(per_unit, torch.arange(start, max(start, end)), torch.arange(start))
+
+
+def unit_act_grad(
+    model: nn.Module, site: str, batch: tuple[Tensor, Tensor], tau: float = 0.05
+) -> tuple[Tensor, Tensor]:
+    """Per unit of ``site`` on ``batch``, in the model's current mode: ``act(j)`` (fraction of
+    post-activations above ``tau``) and ``grad(j)`` (mean |dL/dz_j|). The model is left untouched."""
+    cap = capture_site(model, site, batch[0], batch[1], with_grad=True)
+    act = (units_matrix(cap.post) > tau).float().mean(dim=1)
+    grad = units_matrix(cap.pre_grad).abs().mean(dim=1)  # type: ignore[arg-type]
+    return act, grad
 
 
 def newborn_parity(
@@ -43,7 +61,5 @@ def newborn_parity(
     Uses one forward/backward on ``batch`` in the model's current mode; the model (weights,
     ``.grad``, BatchNorm statistics) is left untouched.
     """
-    cap = capture_site(model, site, batch[0], batch[1], with_grad=True)
-    act = (units_matrix(cap.post) > tau).float().mean(dim=1)
-    grad = units_matrix(cap.pre_grad).abs().mean(dim=1)  # type: ignore[arg-type]
+    act, grad = unit_act_grad(model, site, batch, tau)
     return NewbornParity(site, log_parity(act, start, end), log_parity(grad, start, end))

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from growray.checks import check_int, check_number
 from growray.growth.limits import SiteLimits
-from growray.models.sites import GrowableModel
+from growray.models.sites import GrowableModel, SiteModules
 from growray.registry import Registry
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "RandomInitializer",
     "WidthProposal",
     "join_unit_columns",
+    "net2wider_proposal",
     "split_unit_columns",
 ]
 
@@ -188,27 +189,52 @@ class Net2WiderInitializer(Initializer):
     ) -> WidthProposal:
         check_int("n_new", n_new, minimum=1)
         mods = model.site_modules(site)
-        w, cw = mods.producer.weight, mods.consumer.weight
-        width = w.shape[0]
-        with torch.no_grad():
-            g = torch.randint(0, width, (n_new,), device=w.device)
-            rows = w.detach()[g].clone()
-            if self.noise > 0:
-                flat = rows.reshape(n_new, -1)
-                std = flat.std(dim=1, unbiased=False, keepdim=True)
-                flat = flat + self.noise * std * torch.randn_like(flat)
-                rows = flat.reshape(rows.shape)
-            bias = None if mods.producer.bias is None else mods.producer.bias.detach()[g].clone()
-            counts = torch.bincount(g, minlength=width).to(cw.dtype) + 1  # replicas per source, original included
-            blocks = split_unit_columns(cw.detach(), mods.spatial)  # (out, width, spatial, *kernel)
-            blocks = blocks / counts.reshape((1, width) + (1,) * (blocks.dim() - 2))
-            incumbent = join_unit_columns(blocks)
-            cols = join_unit_columns(blocks[:, g])
-            norm = None
-            if mods.norm is not None:
-                norm = {}
-                for key in ("weight", "bias", "running_mean", "running_var"):
-                    t = getattr(mods.norm, key, None)
-                    if t is not None:
-                        norm[key] = t.detach()[g].clone()
-        return WidthProposal(rows, bias, cols, incumbent, norm)
+        w = mods.producer.weight
+        g = torch.randint(0, w.shape[0], (n_new,), device=w.device)
+        return net2wider_proposal(mods, g, self.noise)
+
+
+@torch.no_grad()
+def net2wider_proposal(mods: SiteModules, sources: Tensor, noise: float = 0.0) -> WidthProposal:
+    """Net2Wider copies of the units ``sources`` of a site (``Net2WiderInitializer``).
+
+    Copy i takes unit ``sources[i]``'s fan-in row (plus Gaussian noise of relative std
+    ``noise`` times the row's std), bias and BatchNorm entries (running statistics
+    included); every source's consumer columns are divided by its number of copies + 1,
+    the copies' columns being the divided ones, so the consumer's pre-activations are
+    unchanged (without noise). The growth library appends the copies (``widen``); the
+    plasticity grow arm writes them into dormant units in place.
+
+    Args:
+        mods: the site's modules.
+        sources: ``(n,)`` unit indices (repeats allowed), one per copy.
+        noise: relative noise on the copies' fan-in rows; >= 0.
+
+    Returns:
+        The copies as a ``WidthProposal``: ``fan_in``, ``bias``, ``norm`` and ``fan_out`` of
+        the ``n`` copies, and ``incumbent_fan_out``, the consumer weight with every source's
+        columns divided (the other units' columns unchanged).
+    """
+    w, cw = mods.producer.weight, mods.consumer.weight
+    width, n = w.shape[0], len(sources)
+    g = sources.to(device=w.device, dtype=torch.long)
+    rows = w.detach()[g].clone()
+    if noise > 0:
+        flat = rows.reshape(n, -1)
+        std = flat.std(dim=1, unbiased=False, keepdim=True)
+        flat = flat + noise * std * torch.randn_like(flat)
+        rows = flat.reshape(rows.shape)
+    bias = None if mods.producer.bias is None else mods.producer.bias.detach()[g].clone()
+    counts = torch.bincount(g, minlength=width).to(cw.dtype) + 1  # replicas per source, original included
+    blocks = split_unit_columns(cw.detach(), mods.spatial)  # (out, width, spatial, *kernel)
+    blocks = blocks / counts.reshape((1, width) + (1,) * (blocks.dim() - 2))
+    incumbent = join_unit_columns(blocks)
+    cols = join_unit_columns(blocks[:, g])
+    norm = None
+    if mods.norm is not None:
+        norm = {}
+        for key in ("weight", "bias", "running_mean", "running_var"):
+            t = getattr(mods.norm, key, None)
+            if t is not None:
+                norm[key] = t.detach()[g].clone()
+    return WidthProposal(rows, bias, cols, incumbent, norm)

@@ -26,9 +26,11 @@ from __future__ import annotations
 import torch
 
 from growray.checks import check_choice
+from growray.growth.initializers import split_unit_columns
 from growray.growth.surgery import ParamChange
+from growray.models.sites import SiteModules
 
-__all__ = ["OPTIMIZER_STATE_POLICIES", "match_incumbents", "migrate_optimizer"]
+__all__ = ["OPTIMIZER_STATE_POLICIES", "match_incumbents", "migrate_optimizer", "unit_rows", "unit_slots"]
 
 OPTIMIZER_STATE_POLICIES: tuple[str, ...] = ("zero", "transplant", "reset")
 
@@ -53,20 +55,68 @@ def match_incumbents(incumbents: torch.Tensor, newborns: torch.Tensor) -> torch.
     return idx
 
 
+def unit_rows(mods: SiteModules) -> torch.Tensor:
+    """Every unit's fan-in and fan-out weights flattened together, ``(width, D)``: the rows
+    ``match_incumbents`` compares (a conv channel read through a flatten owns ``spatial``
+    consumer columns)."""
+    w = mods.producer.weight.detach()
+    cols = split_unit_columns(mods.consumer.weight.detach(), mods.spatial).transpose(0, 1).flatten(1)
+    return torch.cat([w.flatten(1), cols], dim=1)
+
+
+def unit_slots(
+    value: torch.Tensor,
+    key: str,
+    dim: int,
+    n: int,
+    policy: str,
+    sources: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Optimizer-state entries for ``n`` newborn positions along ``dim`` of one state tensor.
+
+    Args:
+        value: a per-parameter state tensor (``key``, e.g. ``exp_avg``), shaped like its
+            parameter; for ``reset`` it holds exactly the incumbents' entries along ``dim``.
+        key: the state key (``reset`` treats ``exp_avg_sq``/``max_exp_avg_sq`` as second moments).
+        dim: the unit dimension.
+        n: newborn positions.
+        policy: ``zero`` (zeros), ``transplant`` (the entries at positions ``sources``,
+            one per newborn position) or ``reset`` (first moments 0, second moments the
+            mean of ``value`` along ``dim``); see the module docstring.
+        sources: for ``transplant``, ``(n,)`` positions along ``dim`` to copy.
+
+    Returns:
+        ``value``'s shape with ``n`` along ``dim``: what ``migrate_optimizer`` appends for
+        new units, and what the plasticity grow arm writes into dormant units in place.
+    """
+    check_choice("policy", policy, OPTIMIZER_STATE_POLICIES)
+    shape = list(value.shape)
+    shape[dim] = n
+    if policy == "transplant":
+        if sources is None or len(sources) != n:
+            got = "None" if sources is None else f"{len(sources)} positions"
+            raise ValueError(f"sources must give one position per newborn ({n}) for 'transplant'; got {got}")
+        return value.index_select(dim, sources.to(value.device))
+    if policy == "reset" and key in _SECOND_MOMENTS:
+        return value.mean(dim=dim, keepdim=True).expand(*shape).clone()
+    return value.new_zeros(shape)
+
+
 def _new_slots(
     value: torch.Tensor, change: ParamChange, key: str, policy: str, sources: torch.Tensor | None
 ) -> torch.Tensor:
+    """Entries appended for ``change``'s new slices; a conv channel read through a flatten
+    owns a block of consecutive Linear columns, so each source stands for a block."""
     n_extra = change.new.shape[change.dim] - change.n_old
-    extra = list(value.shape)
-    extra[change.dim] = n_extra
-    if policy == "transplant" and sources is not None and n_extra % len(sources) == 0:
-        block = n_extra // len(sources)  # > 1 when a conv channel owns a block of Linear columns
-        idx = (sources.to(value.device)[:, None] * block + torch.arange(block, device=value.device)).flatten()
-        return value.index_select(change.dim, idx)
-    if policy == "reset" and key in _SECOND_MOMENTS:
-        mean = value.mean(dim=change.dim, keepdim=True)
-        return mean.expand(*extra).clone()
-    return value.new_zeros(extra)
+    positions = None
+    if policy == "transplant" and sources is not None:
+        if n_extra % len(sources):
+            raise ValueError(
+                f"{len(sources)} transplant sources cannot cover the {n_extra} new slices along dim {change.dim}"
+            )
+        block = n_extra // len(sources)
+        positions = (sources.to(value.device)[:, None] * block + torch.arange(block, device=value.device)).flatten()
+    return unit_slots(value, key, change.dim, n_extra, policy, positions)
 
 
 def migrate_optimizer(

@@ -13,7 +13,7 @@ from growray.cost import count_params, forward_flops
 from growray.growth.deepen import Deepener, add_new_parameters
 from growray.growth.events import GrowthEvent
 from growray.growth.initializers import Initializer
-from growray.growth.optim_state import OPTIMIZER_STATE_POLICIES, match_incumbents, migrate_optimizer
+from growray.growth.optim_state import OPTIMIZER_STATE_POLICIES, match_incumbents, migrate_optimizer, unit_rows
 from growray.growth.surgery import widen
 from growray.growth.triggers import GrowthRequest, Trigger, TriggerContext
 from growray.registry import UnknownNameError
@@ -226,12 +226,7 @@ class GrowthStrategy:
     @staticmethod
     def _sources(model: nn.Module, site: str, n_old: int) -> Tensor:
         """Each newborn's most similar incumbent, by fan-in and fan-out direction together."""
-        mods = model.site_modules(site)
-        w = mods.producer.weight.detach()
-        c = mods.consumer.weight.detach()
-        spatial = max(1, c.shape[1] // w.shape[0])  # conv channel -> block of Linear columns
-        cols = c.reshape(c.shape[0], w.shape[0], spatial, *c.shape[2:]).transpose(0, 1).flatten(1)
-        units = torch.cat([w.flatten(1), cols], dim=1)
+        units = unit_rows(model.site_modules(site))
         return match_incumbents(units[:n_old], units[n_old:])
 
     def state_dict(self) -> dict[str, Any]:

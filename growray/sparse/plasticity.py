@@ -24,16 +24,17 @@ initialisation); ``net2wider`` copies an active incumbent's fan-in, bias and Bat
 entries into each newborn and splits the incumbent's fan-out between them (divided by the
 number of copies), so the function is unchanged without noise; ``noise`` (relative to
 each copied row's std) breaks the symmetry between copies, which would otherwise get
-identical gradients forever.
+identical gradients forever. The copies are computed by the growth library's
+``net2wider_proposal`` (which ``widen`` appends) and written into the dormant units here.
 
 Optimizer state of newborn slices: ``zero`` (every moment set to zero) or ``transplant``
 (the study's moment transplant: copy the moments of a matched incumbent, the net2wider
-source or else the active unit of most similar fan-in/fan-out direction).
+source or else the active unit of most similar fan-in/fan-out direction). The entries come
+from the growth library's ``unit_slots``, as for appended units, written in place.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -41,8 +42,10 @@ import torch
 from torch import Tensor, nn
 
 from growray.checks import check_choice, check_number
-from growray.growth.capture import capture_site, units_matrix
-from growray.growth.optim_state import match_incumbents
+from growray.growth.capture import capture_site
+from growray.growth.diagnostics import log_ratio, unit_act_grad
+from growray.growth.initializers import net2wider_proposal
+from growray.growth.optim_state import match_incumbents, unit_rows, unit_slots
 from growray.sparse.masks import UnitMasks, raw_activations, site_slices
 from growray.sparse.prune import edit_count, select_highest, unit_activity
 
@@ -64,7 +67,6 @@ __all__ = [
 GROW_SELECTIONS: tuple[str, ...] = ("activity", "gradmax")
 INSERTIONS: tuple[str, ...] = ("keep", "net2wider")
 MOMENT_POLICIES: tuple[str, ...] = ("zero", "transplant")
-_EPS = 1e-12
 
 
 def gradmax_scores(model: nn.Module, masks: UnitMasks, site: str, x: Tensor, y: Tensor) -> Tensor:
@@ -105,13 +107,7 @@ def selection_scores(
 def match_sources(model: nn.Module, site: str, incumbents: Tensor, newborns: Tensor) -> Tensor:
     """For each newborn, the incumbent (a unit index) whose fan-in and fan-out are most
     similar in direction (``growth.optim_state.match_incumbents``)."""
-    mods = model.site_modules(site)
-    if int(getattr(mods, "spatial", 1)) != 1:
-        fan_out = mods.consumer.weight.detach().reshape(mods.consumer.weight.shape[0], -1, mods.spatial)
-        fan_out = fan_out.transpose(0, 1).flatten(1)
-    else:
-        fan_out = mods.consumer.weight.detach().transpose(0, 1).flatten(1)
-    rows = torch.cat([mods.producer.weight.detach().flatten(1), fan_out], dim=1).cpu()
+    rows = unit_rows(model.site_modules(site)).cpu()
     incumbents = torch.as_tensor(incumbents, dtype=torch.long).cpu()
     pick = match_incumbents(rows[incumbents], rows[torch.as_tensor(newborns, dtype=torch.long).cpu()])
     return incumbents[pick.cpu()]
@@ -121,7 +117,10 @@ def match_sources(model: nn.Module, site: str, incumbents: Tensor, newborns: Ten
 def net2wider_insert(model: nn.Module, site: str, newborns: Tensor, sources: Tensor, noise: float = 0.0) -> None:
     """Newborn ``newborns[i]`` copies the fan-in, bias and BatchNorm entries (running
     statistics included) of ``sources[i]``; each source's fan-out column is divided by
-    its number of copies + 1 and shared by all of them. Exact without noise."""
+    its number of copies + 1 and shared by all of them. Exact without noise.
+
+    The copies are ``growth.initializers.net2wider_proposal``'s (the Net2Wider initializer's
+    math), written into the dormant units in place instead of appended."""
     noise = check_number("noise", noise, low=0)
     newborns = torch.as_tensor(newborns, dtype=torch.long).cpu()
     sources = torch.as_tensor(sources, dtype=torch.long).cpu()
@@ -130,27 +129,19 @@ def net2wider_insert(model: nn.Module, site: str, newborns: Tensor, sources: Ten
     if len(newborns) == 0:
         return
     mods = model.site_modules(site)
-    for sl in site_slices(model, site):
-        if sl.name == "consumer.weight":
-            continue
-        values = sl.get(sources)
-        if sl.name == "producer.weight" and noise > 0:
-            flat = values.reshape(len(values), -1)
-            flat = flat + noise * flat.std(dim=1, unbiased=False, keepdim=True) * torch.randn_like(flat)
-            values = flat.reshape(values.shape)
-        sl.set_(newborns, values)
-    if mods.norm is not None:
-        for key in ("running_mean", "running_var"):
-            buf = getattr(mods.norm, key, None)
-            if buf is not None:
-                buf[newborns.to(buf.device)] = buf[sources.to(buf.device)]
-    consumer = next(sl for sl in site_slices(model, site) if sl.name == "consumer.weight")
-    uniq, counts = torch.unique(sources, return_counts=True)
-    shares = {int(u): int(c) + 1 for u, c in zip(uniq, counts)}
-    for src in uniq.tolist():
-        group = torch.tensor([src] + newborns[sources == src].tolist())
-        col = consumer.get(torch.tensor([src])) / shares[src]
-        consumer.set_(group, torch.cat([col] * len(group), dim=consumer.dim))
+    copies = net2wider_proposal(mods, sources, noise)
+    slices = {sl.name: sl for sl in site_slices(model, site)}
+    slices["producer.weight"].set_(newborns, copies.fan_in)
+    if copies.bias is not None:
+        slices["producer.bias"].set_(newborns, copies.bias)
+    if mods.norm is not None and copies.norm is not None:
+        for key, values in copies.norm.items():  # affine parameters and running statistics
+            t = getattr(mods.norm, key)
+            t.index_copy_(0, newborns.to(t.device), values.to(t.dtype))
+    consumer = slices["consumer.weight"]
+    assert copies.incumbent_fan_out is not None  # net2wider_proposal always divides the sources' columns
+    consumer.tensor.copy_(copies.incumbent_fan_out)
+    consumer.set_(newborns, copies.fan_out)
 
 
 @torch.no_grad()
@@ -165,7 +156,8 @@ def migrate_moments(
     """Set the optimizer slots of ``newborns``' slices: ``zero`` or ``transplant`` (copy the
     slots of ``sources[i]`` into ``newborns[i]``). Every per-parameter state tensor shaped
     like its parameter (momentum buffers, Adam's ``exp_avg``, ``exp_avg_sq``,
-    ``max_exp_avg_sq``) is edited in place; scalars such as Adam's ``step`` are shared and kept."""
+    ``max_exp_avg_sq``) is edited in place with ``growth.optim_state.unit_slots``' entries;
+    scalars such as Adam's ``step`` are shared and kept."""
     check_choice("optimizer_state", policy, MOMENT_POLICIES)
     if policy == "transplant" and (sources is None or len(sources) != len(newborns)):
         raise ValueError("the 'transplant' policy needs one source incumbent per newborn")
@@ -175,13 +167,11 @@ def migrate_moments(
         if not state:
             continue
         idx = sl.index(newborns)
-        for value in state.values():
+        src = None if sources is None or policy != "transplant" else sl.index(torch.as_tensor(sources))
+        for key, value in state.items():
             if not isinstance(value, Tensor) or value.shape != sl.tensor.shape:
                 continue
-            if policy == "zero":
-                value.index_fill_(sl.dim, idx, 0.0)
-            else:
-                value.index_copy_(sl.dim, idx, value.index_select(sl.dim, sl.index(torch.as_tensor(sources))))
+            value.index_copy_(sl.dim, idx, unit_slots(value, key, sl.dim, len(idx), policy, src))
 
 
 @dataclass
@@ -238,13 +228,6 @@ def grow_step(
     return plan
 
 
-def log_ratio(per_unit: Tensor, new: Tensor, old: Tensor) -> float:
-    """log(mean over ``new`` + eps) - log(mean over ``old`` + eps) of a per-unit statistic."""
-    a = float(per_unit[new].mean()) if len(new) else 0.0
-    b = float(per_unit[old].mean()) if len(old) else 0.0
-    return math.log(a + _EPS) - math.log(b + _EPS)
-
-
 def cohort_parity(
     model: nn.Module, site: str, new: Tensor, old: Tensor, batch: tuple[Tensor, Tensor], tau: float = 0.05
 ) -> tuple[float, float]:
@@ -254,10 +237,9 @@ def cohort_parity(
     was_training = model.training
     model.eval()
     try:
-        cap = capture_site(model, site, batch[0], batch[1], with_grad=True)
+        act, grad = unit_act_grad(model, site, batch, tau)
     finally:
         model.train(was_training)
-    act = (units_matrix(cap.post) > tau).float().mean(dim=1).cpu()
-    grad = units_matrix(cap.pre_grad).abs().mean(dim=1).cpu()  # type: ignore[arg-type]
+    act, grad = act.cpu(), grad.cpu()
     new, old = torch.as_tensor(new, dtype=torch.long).cpu(), torch.as_tensor(old, dtype=torch.long).cpu()
     return log_ratio(act, new, old), log_ratio(grad, new, old)
