@@ -20,6 +20,7 @@ import torch
 from growray.data import DATASETS, Dataset, DatasetNotFoundError, TensorSplits, load_dataset
 from growray.data._base import split_indices, standardize, stratified_subset
 from growray.data._idx import IMAGES_MAGIC, LABELS_MAGIC, IDXFormatError, read_idx
+from growray.testing.datasets import write_idx, write_mnist_files
 
 fm = importlib.import_module("growray.data.fashion_mnist")
 folders = importlib.import_module("growray.data._folders")
@@ -31,30 +32,9 @@ SIMPLE_TYPES = {int, float, bool, str, str | None, int | None}
 # --- helpers -------------------------------------------------------------------------------
 
 
-def write_idx(path: Path, array: np.ndarray, magic: int, *, compress: bool) -> Path:
-    """Write a uint8 IDX file by hand (independent of the reader under test)."""
-    ndim = magic & 0xFF
-    assert array.ndim == ndim and array.dtype == np.uint8
-    payload = struct.pack(">I", magic) + struct.pack(f">{ndim}I", *array.shape) + array.tobytes()
-    if compress:
-        path = path.with_name(path.name + ".gz")
-        payload = gzip.compress(payload)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(payload)
-    return path
-
-
-def write_fashion_files(folder: Path, *, compress: bool, n_train: int = 100, n_test: int = 30) -> None:
-    """Fake Fashion-MNIST: train pixels are 0 or 255, every test pixel is 255."""
-    rng = np.random.default_rng(123)
-    train_images = (rng.random((n_train, 28, 28)) < 0.3).astype(np.uint8) * 255
-    train_labels = (np.arange(n_train) % 10).astype(np.uint8)
-    test_images = np.full((n_test, 28, 28), 255, dtype=np.uint8)
-    test_labels = (np.arange(n_test) % 10).astype(np.uint8)
-    write_idx(folder / "train-images-idx3-ubyte", train_images, IMAGES_MAGIC, compress=compress)
-    write_idx(folder / "train-labels-idx1-ubyte", train_labels, LABELS_MAGIC, compress=compress)
-    write_idx(folder / "t10k-images-idx3-ubyte", test_images, IMAGES_MAGIC, compress=compress)
-    write_idx(folder / "t10k-labels-idx1-ubyte", test_labels, LABELS_MAGIC, compress=compress)
+def write_fashion_files(folder: Path, *, compress: bool) -> None:
+    """Fake Fashion-MNIST: 100 train and 30 test samples; train pixels are 0 or 255, every test pixel is 255."""
+    write_mnist_files(folder, n_train=100, n_test=30, compress=compress, seed=123)
 
 
 @pytest.fixture

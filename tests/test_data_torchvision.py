@@ -7,7 +7,6 @@ as the real batches.
 
 from __future__ import annotations
 
-import gzip
 import importlib
 import inspect
 import io
@@ -25,34 +24,15 @@ from growray.data import (
     describe_dataset,
     load_dataset,
 )
-from growray.data._idx import IMAGES_MAGIC, LABELS_MAGIC, IDXFormatError
+from growray.data._idx import IMAGES_MAGIC, IDXFormatError
+from growray.testing.datasets import write_cifar10_files, write_cifar100_files
+from growray.testing.datasets import write_mnist_files as write_mnist
 
 tv = importlib.import_module("growray.data.torchvision_sets")
 folders = importlib.import_module("growray.data._folders")
 
 
-# --- writers (independent of the readers under test) ----------------------------------------------
-
-
-def write_idx(path: Path, array: np.ndarray, magic: int, *, compress: bool = False) -> None:
-    payload = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
-    if compress:
-        path, payload = path.with_name(path.name + ".gz"), gzip.compress(payload)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(payload)
-
-
-def write_mnist(folder: Path, *, n_train: int = 40, n_test: int = 20, compress: bool = False) -> None:
-    """Train pixels 0 or 255, every test pixel 255; labels cycle through 0..9."""
-    rng = np.random.default_rng(7)
-    parts = {
-        "train-images-idx3-ubyte": ((rng.random((n_train, 28, 28)) < 0.3).astype(np.uint8) * 255, IMAGES_MAGIC),
-        "train-labels-idx1-ubyte": ((np.arange(n_train) % 10).astype(np.uint8), LABELS_MAGIC),
-        "t10k-images-idx3-ubyte": (np.full((n_test, 28, 28), 255, np.uint8), IMAGES_MAGIC),
-        "t10k-labels-idx1-ubyte": ((np.arange(n_test) % 10).astype(np.uint8), LABELS_MAGIC),
-    }
-    for name, (array, magic) in parts.items():
-        write_idx(folder / name, array, magic, compress=compress)
+# --- writers (independent of the readers under test; growray.testing.datasets) ----------------------
 
 
 class Py2Pickler(pickle._Pickler):  # type: ignore[name-defined]
@@ -75,39 +55,12 @@ def py2_pickle(obj: object) -> bytes:
     return buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
 
 
-def cifar_images(n: int, rng: np.random.Generator) -> np.ndarray:
-    """(n, 3072) uint8 rows; channel c of every image is filled with 60 * c + noise."""
-    img = np.repeat(np.array([0, 60, 120], np.uint8), 1024)[None, :] + rng.integers(0, 50, (n, 3072)).astype(np.uint8)
-    return img.astype(np.uint8)
+def write_cifar10(folder: Path, **kwargs: int) -> None:
+    write_cifar10_files(folder, dumps=py2_pickle, **kwargs)
 
 
-def write_cifar10(folder: Path, *, per_batch: int = 10, n_test: int = 20) -> None:
-    rng = np.random.default_rng(3)
-    folder.mkdir(parents=True, exist_ok=True)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for i, name in enumerate(names):
-        n = n_test if name == "test_batch" else per_batch
-        batch = {
-            b"batch_label": f"batch {i + 1} of 5".encode(),
-            b"labels": [int(j % 10) for j in range(n)],
-            b"data": cifar_images(n, rng),
-            b"filenames": [f"img_{i}_{j}.png".encode() for j in range(n)],
-        }
-        (folder / name).write_bytes(py2_pickle(batch))
-
-
-def write_cifar100(folder: Path, *, n_train: int = 200, n_test: int = 100) -> None:
-    rng = np.random.default_rng(5)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, n in (("train", n_train), ("test", n_test)):
-        batch = {
-            b"filenames": [f"{name}_{j}.png".encode() for j in range(n)],
-            b"batch_label": name.encode(),
-            b"fine_labels": [int(j % 100) for j in range(n)],
-            b"coarse_labels": [int(j % 20) for j in range(n)],
-            b"data": cifar_images(n, rng),
-        }
-        (folder / name).write_bytes(py2_pickle(batch))
+def write_cifar100(folder: Path, **kwargs: int) -> None:
+    write_cifar100_files(folder, dumps=py2_pickle, **kwargs)
 
 
 @pytest.fixture
