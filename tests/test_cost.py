@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,8 +18,8 @@ def test_mlp_flops_and_params(batch_norm):
     dims = [10, 7, 4, 3]
     # FlopCounterMode counts 2 FLOPs per multiply-add of aten.addmm: the bias add, the
     # BatchNorm and the activations are not counted.
-    assert forward_flops(m, (2, 5)) == 2 * sum(a * b for a, b in zip(dims, dims[1:])) == 220
-    n = sum(a * b + b for a, b in zip(dims, dims[1:])) + (2 * (7 + 4) if batch_norm else 0)
+    assert forward_flops(m, (2, 5)) == 2 * sum(a * b for a, b in itertools.pairwise(dims)) == 220
+    n = sum(a * b + b for a, b in itertools.pairwise(dims)) + (2 * (7 + 4) if batch_norm else 0)
     assert count_params(m) == n
 
 

@@ -326,11 +326,14 @@ def test_arch_accuracy_uses_batch_statistics_without_touching_the_running_ones()
     with torch.no_grad():
         net(torch.randn(8, 1, 8, 8) * 3 + 1)  # running stats far from this batch's
         buffers = {k: v.clone() for k, v in net.state_dict().items()}
-        batch_pred = net(x).argmax(1)  # train mode: batch statistics (no drop-path by default)
+        batch_logits = net(x)  # train mode: batch statistics (no drop-path by default)
         net.load_state_dict(buffers)
         net.eval()
         eval_pred = net(x).argmax(1)
+    top2 = batch_logits.topk(2, dim=1).values
+    assert (top2[:, 0] - top2[:, 1]).min().item() > 1e-4  # no near-tie: rounding cannot flip a prediction
     net.train()
+    batch_pred = batch_logits.argmax(1)
     assert net.arch_accuracy(x, y, g) == (batch_pred == y).float().mean().item()
     now = net.state_dict()
     assert all(torch.equal(v, now[k]) for k, v in buffers.items())  # running stats untouched
