@@ -8,6 +8,7 @@ import multiprocessing as mp
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import yaml
@@ -201,8 +202,8 @@ def test_mlflow_recorder_artifacts_and_parent(store, client, exp_id):
     (png,) = client.list_artifacts(rec.run_id, "plots")
     assert png.path == "plots/growth.png" and png.file_size > 1000
     local = client.download_artifacts(rec.run_id, "", dst_path=None)
-    assert json.load(open(f"{local}/architecture.json")) == {"widths": [16, 8]}
-    assert yaml.safe_load(open(f"{local}/config.yaml")) == {"trainer": {"lr": 0.01}}
+    assert json.loads(Path(local, "architecture.json").read_text()) == {"widths": [16, 8]}
+    assert yaml.safe_load(Path(local, "config.yaml").read_text()) == {"trainer": {"lr": 0.01}}
 
 
 def test_mlflow_recorder_continues_run(store, client, exp_id):
@@ -231,7 +232,7 @@ def test_experiment_create_get_and_deleted(store, client):
     assert get_or_create_experiment(store, "to-delete") == eid
     assert client.get_experiment(eid).artifact_location == default_artifact_location(store, "to-delete")
     client.delete_experiment(eid)
-    with pytest.raises(ValueError, match="deleted.*mlflow experiments restore"):
+    with pytest.raises(ValueError, match=r"deleted.*mlflow experiments restore"):
         get_or_create_experiment(store, "to-delete")
 
 
@@ -260,7 +261,7 @@ def test_list_sweeps_and_child_runs(store, client):
     kids = child_runs(store, sweeps["sweep-a"])
     assert [r.info.run_name for r in kids] == ["sweep-a-0", "sweep-a-1", "sweep-a-2"]
     assert {r["name"] for r in list_sweeps(store)} >= {"sweep-a", "sweep-b"}
-    with pytest.raises(ValueError, match="no experiment 'nope'.*two-sweeps"):
+    with pytest.raises(ValueError, match=r"no experiment 'nope'.*two-sweeps"):
         list_sweeps(store, "nope")
 
 

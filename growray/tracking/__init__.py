@@ -9,24 +9,29 @@ accepts ``/`` and ``.`` in keys.
 
 from ._mlflow import MlflowRecorder
 from ._pareto import CONSTRAINTS_TAG, OBJECTIVES_TAG, ParetoReport, record_front, sweep_front
-from ._recorder import MemoryRecorder, NullRecorder, Recorder, flatten_params
+from ._recorder import MemoryRecorder, NullRecorder, Recorder, close_figure, flatten_params
+from ._retrain import SearchRun, link_retrain, load_search_run, open_retrain_run, search_run_in_hand
+from ._runs import (
+    clear_failure,
+    create_sweep_run,
+    finalize_child_run,
+    find_trial_run,
+    finish_run,
+    last_metric,
+    max_logged_step,
+    run_tags,
+    set_run_tags,
+)
 from ._server import UIProcess, start_ui, ui_command, wait_healthy
 from ._store import (
     absolute_tracking_uri,
     child_runs,
-    clear_failure,
-    create_sweep_run,
     default_artifact_location,
     ensure_store,
-    finalize_child_run,
-    find_trial_run,
-    finish_run,
     get_or_create_experiment,
     latest_sweep_run,
     list_sweeps,
-    max_logged_step,
-    run_tags,
-    set_run_tags,
+    open_store,
 )
 from .plots import growth_timeline_figure, pareto_figure
 
@@ -38,10 +43,12 @@ __all__ = [
     "NullRecorder",
     "ParetoReport",
     "Recorder",
+    "SearchRun",
     "UIProcess",
     "absolute_tracking_uri",
     "child_runs",
     "clear_failure",
+    "close_figure",
     "create_sweep_run",
     "default_artifact_location",
     "ensure_store",
@@ -51,12 +58,18 @@ __all__ = [
     "flatten_params",
     "get_or_create_experiment",
     "growth_timeline_figure",
+    "last_metric",
     "latest_sweep_run",
+    "link_retrain",
     "list_sweeps",
+    "load_search_run",
     "max_logged_step",
+    "open_retrain_run",
+    "open_store",
     "pareto_figure",
     "record_front",
     "run_tags",
+    "search_run_in_hand",
     "set_run_tags",
     "start_ui",
     "sweep_front",

@@ -12,11 +12,17 @@ import logging
 import math
 import time
 import warnings
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._recorder import _close_figure, _ClosingMixin, check_status, flatten_params
+from ._recorder import _ClosingMixin, check_status, close_figure, flatten_params
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 __all__ = ["MlflowRecorder"]
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +43,7 @@ def _limits() -> dict[str, int]:
     return {k: int(getattr(validation, k, v)) for k, v in _LIMIT_DEFAULTS.items()}
 
 
-def _chunks(items: list, size: int):
+def _chunks(items: list[_T], size: int) -> Iterator[list[_T]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
@@ -95,7 +101,7 @@ class MlflowRecorder(_ClosingMixin):
                     f"run {run_id} belongs to experiment {run.info.experiment_id}, not "
                     f"{self.experiment_id}; pass the run's experiment id to continue it"
                 )
-            self.run_id: str | None = run_id
+            self.run_id: str = run_id
             self._params = dict(run.data.params)
             prior = run.data.tags.get(NONFINITE_TAG)
             self.n_nonfinite = int(prior) if prior and prior.isdigit() else 0
@@ -113,7 +119,7 @@ class MlflowRecorder(_ClosingMixin):
             self._params = {}
 
     @property
-    def client(self):
+    def client(self) -> MlflowClient:
         """The ``MlflowClient`` this recorder writes through."""
         return self._client
 
@@ -180,7 +186,7 @@ class MlflowRecorder(_ClosingMixin):
         try:
             self._client.log_figure(self.run_id, fig, artifact_file)
         finally:
-            _close_figure(fig)
+            close_figure(fig)
 
     def flush(self) -> None:
         """Write the buffered metrics (``log_batch``, at most 1000 per call)."""

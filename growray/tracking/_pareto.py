@@ -11,7 +11,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._store import _client, child_runs, set_run_tags
+from ._recorder import Recorder
+from ._runs import set_run_tags
+from ._store import _client, child_runs
 from .tables import format_table, short_params
 
 __all__ = ["CONSTRAINTS_TAG", "OBJECTIVES_TAG", "ParetoReport", "record_front", "sweep_front"]
@@ -105,7 +107,7 @@ def _holds(constraint: dict[str, Any], value: float | None) -> bool:
     return value <= constraint["value"] if constraint["op"] == "<=" else value >= constraint["value"]
 
 
-def record_front(tracking_uri: str, parent_run_id: str, parent_recorder: Any) -> ParetoReport:
+def record_front(tracking_uri: str, parent_run_id: str, parent_recorder: Recorder) -> ParetoReport:
     """Tag every trial run ``growray.pareto=true|false``; log ``pareto.csv`` and the plot on the parent."""
     from .plots import pareto_figure
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import io
-from typing import Any, Protocol, runtime_checkable
+from types import TracebackType
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
     "RUN_STATUSES",
@@ -18,8 +19,11 @@ __all__ = [
     "NullRecorder",
     "Recorder",
     "check_status",
+    "close_figure",
     "flatten_params",
 ]
+
+_R = TypeVar("_R", bound="_ClosingMixin")
 
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
 
@@ -29,9 +33,12 @@ class Recorder(Protocol):
     """The only logging handle the trainer sees.
 
     ``log_metrics`` is buffered until ``flush``; ``close`` flushes and ends the run.
+    ``run_id`` is read-only here: the id of the run being recorded, None for a recorder
+    without a backend run.
     """
 
-    run_id: str | None
+    @property
+    def run_id(self) -> str | None: ...
 
     def log_params(self, params: dict[str, Any]) -> None: ...
 
@@ -87,10 +94,12 @@ class _ClosingMixin:
     def close(self, status: str = "FINISHED") -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def __enter__(self):
+    def __enter__(self: _R) -> _R:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close("FINISHED")
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -120,7 +129,7 @@ class NullRecorder(_ClosingMixin):
         pass
 
     def log_figure(self, fig: Any, artifact_file: str) -> None:
-        _close_figure(fig)
+        close_figure(fig)
 
     def flush(self) -> None:
         pass
@@ -174,7 +183,7 @@ class MemoryRecorder(_ClosingMixin):
         fmt = artifact_file.rsplit(".", 1)[-1] if "." in artifact_file else "png"
         fig.savefig(buf, format=fmt)
         self.artifacts[artifact_file] = buf.getvalue()
-        _close_figure(fig)
+        close_figure(fig)
 
     def flush(self) -> None:
         for key, step, value in self.pending:
@@ -195,8 +204,8 @@ class MemoryRecorder(_ClosingMixin):
         return self.metrics[key][-1][1]
 
 
-def _close_figure(fig: Any) -> None:
-    """Close a matplotlib figure, whether pyplot manages it or not."""
+def close_figure(fig: Any) -> None:
+    """Close a matplotlib figure, whether pyplot manages it or not (pyplot is not imported)."""
     import sys
 
     plt = sys.modules.get("matplotlib.pyplot")  # only if the caller already uses pyplot

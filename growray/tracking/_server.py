@@ -8,6 +8,7 @@ answers in about 5 s instead of 10-20 s and stops at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -82,10 +83,8 @@ class UIProcess(subprocess.Popen):
                 self.wait(timeout)
             except ProcessLookupError:
                 pass
-        try:  # workers left behind by a dead leader
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # workers left behind by a dead leader
             os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         return self.returncode
 
 

@@ -1,4 +1,4 @@
-"""The MLflow store on the driver: schema, experiments, sweep (parent) runs, listings.
+"""The MLflow store on the driver: URIs, schema, experiments, and the listings of sweeps.
 
 Call :func:`ensure_store` on the driver before any trial starts: concurrent first use of
 a new sqlite file by several workers corrupts its schema (STACK_NOTES §5, pitfall 1).
@@ -10,26 +10,22 @@ import re
 import urllib.request
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._recorder import check_status
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 __all__ = [
+    "SWEEP_KIND",
     "absolute_tracking_uri",
     "child_runs",
-    "clear_failure",
-    "create_sweep_run",
     "default_artifact_location",
     "ensure_store",
-    "finalize_child_run",
-    "find_trial_run",
-    "finish_run",
     "get_or_create_experiment",
     "latest_sweep_run",
     "list_sweeps",
-    "max_logged_step",
-    "run_tags",
-    "set_run_tags",
+    "open_store",
 ]
 
 SWEEP_KIND = "sweep"
@@ -55,7 +51,16 @@ def absolute_tracking_uri(tracking_uri: str) -> str:
 
     Ray workers run in their own working directory, so a relative sqlite path would give
     every trial a private database. Other URIs are returned unchanged.
+
+    Raises:
+        ValueError: ``tracking_uri`` is a plain folder or file name, not a URI.
     """
+    if "://" not in tracking_uri:
+        raise ValueError(
+            f"tracking.uri (--tracking-uri) must be a URI such as sqlite:///mlflow.db or http://127.0.0.1:5000; "
+            f"got {tracking_uri!r} "
+            "(MLflow 3 no longer supports plain folders)"
+        )
     path = _sqlite_path(tracking_uri)
     if path is None or path.is_absolute():
         return tracking_uri
@@ -63,10 +68,16 @@ def absolute_tracking_uri(tracking_uri: str) -> str:
     return f"sqlite:///{path.resolve()}" + (f"?{query}" if query else "")
 
 
-def _client(tracking_uri: str):
+def _client(tracking_uri: str) -> MlflowClient:
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri)
+
+
+def open_store(tracking_uri: str) -> None:
+    """Import MLflow and open a client on the store, so that the first write does not pay for
+    it (the sweep's writer actor calls this once while the trials start)."""
+    _client(tracking_uri)
 
 
 def ensure_store(tracking_uri: str) -> None:
@@ -144,29 +155,9 @@ def get_or_create_experiment(tracking_uri: str, name: str) -> str:
     return exp.experiment_id
 
 
-def create_sweep_run(tracking_uri: str, experiment_id: str, *, run_name: str, tags: dict[str, str]) -> str:
-    """Create the parent run of a sweep and return its id.
-
-    The run carries ``growray.kind=sweep``, ``growray.sweep=<run_name>`` and
-    ``growray.version`` in addition to ``tags`` (which cannot override the kind).
-    """
-    from growray import __version__
-
-    all_tags = {"growray.version": __version__, "growray.sweep": run_name}
-    all_tags.update({str(k): str(v) for k, v in tags.items()})
-    all_tags["growray.kind"] = SWEEP_KIND
-    all_tags["mlflow.runName"] = run_name
-    run = _client(tracking_uri).create_run(str(experiment_id), tags=all_tags, run_name=run_name)
-    return run.info.run_id
-
-
-def finish_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
-    """End a run (typically the sweep's parent) with FINISHED, FAILED or KILLED."""
-    _client(tracking_uri).set_terminated(run_id, check_status(status))
-
-
-def _search_all(client, experiment_ids: list[str], filter_string: str, order_by: list[str]):
-    runs, token = [], None
+def _search_all(client: MlflowClient, experiment_ids: list[str], filter_string: str, order_by: list[str]) -> list[Run]:
+    runs: list[Run] = []
+    token = None
     while True:
         page = client.search_runs(
             experiment_ids,
@@ -181,7 +172,7 @@ def _search_all(client, experiment_ids: list[str], filter_string: str, order_by:
             return runs
 
 
-def child_runs(tracking_uri: str, parent_run_id: str) -> list[Any]:
+def child_runs(tracking_uri: str, parent_run_id: str) -> list[Run]:
     """The runs nested under ``parent_run_id`` (``mlflow.entities.Run``), oldest first.
 
     Children are looked up in the parent's experiment.
@@ -220,13 +211,13 @@ def list_sweeps(tracking_uri: str, experiment: str | None = None) -> list[dict[s
     """
     client = _client(tracking_uri)
     if experiment is None:
-        experiments = client.search_experiments()
+        experiments = list(client.search_experiments())
     else:
         exp = client.get_experiment_by_name(experiment)
         if exp is None or exp.lifecycle_stage == "deleted":
-            names = sorted(e.name for e in client.search_experiments())
+            existing = sorted(e.name for e in client.search_experiments())
             raise ValueError(
-                f"no experiment {experiment!r} in {tracking_uri}; existing: {', '.join(names) or '(none)'}"
+                f"no experiment {experiment!r} in {tracking_uri}; existing: {', '.join(existing) or '(none)'}"
             )
         experiments = [exp]
     if not experiments:
@@ -257,39 +248,7 @@ def list_sweeps(tracking_uri: str, experiment: str | None = None) -> list[dict[s
     return out
 
 
-def finalize_child_run(tracking_uri: str, run_id: str, *, failed: bool, error: str | None = None) -> None:
-    """Close a trial's run from the driver after the sweep.
-
-    A trial stopped early by the scheduler never reaches its own ``close``, and one whose
-    worker died may have none either: a run still RUNNING gets FINISHED (tag
-    ``growray.stopped_early``) or FAILED (tag ``growray.failure``) from Ray's verdict.
-    """
-    client = _client(tracking_uri)
-    run = client.get_run(run_id)
-    if failed:
-        if error:
-            client.set_tag(run_id, "growray.failure", error[:5000])
-        if run.info.status != "FAILED":
-            client.set_terminated(run_id, status="FAILED")
-    elif run.info.status == "RUNNING":
-        client.set_tag(run_id, "growray.stopped_early", "true")
-        client.set_terminated(run_id, status="FINISHED")
-
-
-def max_logged_step(tracking_uri: str, run_id: str, key: str) -> int:
-    """The largest step at which ``key`` was logged in the run (-1 if never)."""
-    history = _client(tracking_uri).get_metric_history(run_id, key)
-    return max((m.step for m in history), default=-1)
-
-
-def set_run_tags(tracking_uri: str, run_id: str, tags: dict[str, str]) -> None:
-    """Set tags on an existing run (e.g. ``growray.pareto`` on the trials of a front)."""
-    from mlflow.entities import RunTag
-
-    _client(tracking_uri).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-
-
-def latest_sweep_run(tracking_uri: str, experiment: str) -> Any:
+def latest_sweep_run(tracking_uri: str, experiment: str) -> Run | None:
     """The newest sweep (parent) run of an MLflow experiment, or None."""
     client = _client(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
@@ -305,29 +264,3 @@ def latest_sweep_run(tracking_uri: str, experiment: str) -> Any:
         max_results=1,
     )
     return runs[0] if runs else None
-
-
-def run_tags(tracking_uri: str, run_id: str) -> dict[str, str]:
-    """The tags of a run."""
-    return dict(_client(tracking_uri).get_run(run_id).data.tags)
-
-
-def find_trial_run(tracking_uri: str, experiment_id: str, parent_run_id: str, trial_name: str) -> str | None:
-    """The run a trial of this sweep already created (a trial restarted without a checkpoint
-    continues it instead of opening a second one), or None."""
-    runs = _client(tracking_uri).search_runs(
-        [experiment_id],
-        f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`growray.trial` = '{trial_name}'",
-        max_results=1,
-    )
-    return runs[0].info.run_id if runs else None
-
-
-def clear_failure(tracking_uri: str, run_id: str) -> None:
-    """A retried trial that continues its run: keep an earlier attempt's ``growray.failure``
-    as ``growray.recovered_failure``, so a finished run does not look failed."""
-    client = _client(tracking_uri)
-    tags = client.get_run(run_id).data.tags
-    if "growray.failure" in tags:
-        client.set_tag(run_id, "growray.recovered_failure", tags["growray.failure"])
-        client.delete_tag(run_id, "growray.failure")

@@ -20,40 +20,52 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import ray
+from ray.actor import ActorHandle, ActorProxy
 
-from growray.tracking._recorder import _close_figure
+from growray.tracking import close_figure
 
-__all__ = ["MlflowWriter", "RemoteRecorder", "start_writer"]
+if TYPE_CHECKING:
+    from growray.tracking import MlflowRecorder, Recorder
+
+__all__ = ["MlflowWriter", "RemoteRecorder", "WriterHandle", "start_writer", "stop_writer"]
+
+_Rows: TypeAlias = list[tuple[dict[str, float], int, int]]  # (metrics, step, timestamp ms)
 
 
-@ray.remote(num_cpus=0, max_restarts=-1)
 class MlflowWriter:
-    """Holds one ``MlflowRecorder`` per open trial run of a sweep; trials call it remotely."""
+    """Holds one ``MlflowRecorder`` per open trial run of a sweep; trials call it remotely.
+
+    Runs as a Ray actor (:func:`start_writer`); its methods are ``@ray.method`` so that
+    ``handle.method.remote(...)`` is typed.
+    """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str) -> None:
         self._uri = tracking_uri
         self._experiment_id = experiment_id
         self._parent = parent_run_id
-        self._runs: dict[str, Any] = {}
+        self._runs: dict[str, MlflowRecorder] = {}
 
+    @ray.method
     def ready(self) -> bool:
         """Import MLflow and open the store (called once at start, not waited for)."""
-        from growray.tracking import MlflowRecorder  # noqa: F401
-        from growray.tracking._store import _client
+        from growray.tracking import open_store
 
-        _client(self._uri)
+        open_store(self._uri)
         return True
 
+    @ray.method
     def new_run(self, run_name: str, tags: dict[str, str]) -> str:
+        """Open a trial's run under the sweep's parent; returns its id."""
         from growray.tracking import MlflowRecorder
 
         rec = MlflowRecorder(self._uri, self._experiment_id, run_name=run_name, parent_run_id=self._parent, tags=tags)
         self._runs[rec.run_id] = rec
         return rec.run_id
 
+    @ray.method
     def continue_run(self, run_id: str) -> int:
         """Reopen an existing trial run; returns the last step of ``val/acc`` already stored."""
         from growray.tracking import MlflowRecorder, clear_failure, max_logged_step
@@ -62,17 +74,30 @@ class MlflowWriter:
         self._runs[run_id] = MlflowRecorder(self._uri, self._experiment_id, run_id=run_id)
         return max_logged_step(self._uri, run_id, "val/acc")
 
+    @ray.method
     def find_trial_run(self, trial_name: str) -> str | None:
+        """The run trial ``trial_name`` already created in this sweep, or None."""
         from growray.tracking import find_trial_run
 
         return find_trial_run(self._uri, self._experiment_id, self._parent, trial_name)
 
-    def call(self, run_id: str, method: str, *args: Any) -> Any:
-        """``log_params``, ``set_tags``, ``log_dict``, ``log_text`` on the run's recorder."""
-        if method not in ("log_params", "set_tags", "log_dict", "log_text"):
-            raise ValueError(f"MlflowWriter.call: {method!r} is not a recorder write")
-        return getattr(self._recorder(run_id), method)(*args)
+    @ray.method
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        self._recorder(run_id).log_params(params)
 
+    @ray.method
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self._recorder(run_id).set_tags(tags)
+
+    @ray.method
+    def log_dict(self, run_id: str, obj: Any, artifact_file: str) -> None:
+        self._recorder(run_id).log_dict(obj, artifact_file)
+
+    @ray.method
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self._recorder(run_id).log_text(text, artifact_file)
+
+    @ray.method
     def log_image(self, run_id: str, data: bytes, artifact_file: str) -> None:
         """A figure the trial rendered (PNG/SVG/PDF bytes), stored as ``artifact_file``."""
         import os
@@ -86,19 +111,24 @@ class MlflowWriter:
                 f.write(data)
             rec.client.log_artifact(run_id, path, posixpath.dirname(artifact_file) or None)
 
-    def flush(self, run_id: str, rows: list[tuple[dict[str, float], int, int]]) -> None:
+    @ray.method
+    def flush(self, run_id: str, rows: _Rows) -> None:
         """Store the trial's buffered metrics: ``(metrics, step, timestamp_ms)`` rows."""
+        self._store(run_id, rows)
+
+    @ray.method
+    def close(self, run_id: str, status: str, rows: _Rows) -> None:
+        """Store the last buffered metrics, then end the run with ``status``."""
+        self._store(run_id, rows)
+        self._runs.pop(run_id).close(status)
+
+    def _store(self, run_id: str, rows: _Rows) -> None:
         rec = self._recorder(run_id)
         for metrics, step, ts in rows:
             rec.log_metrics(metrics, step, timestamp_ms=ts)
         rec.flush()
 
-    def close(self, run_id: str, status: str, rows: list[tuple[dict[str, float], int, int]]) -> None:
-        """Store the last buffered metrics, then end the run with ``status``."""
-        self.flush(run_id, rows)
-        self._runs.pop(run_id).close(status)
-
-    def _recorder(self, run_id: str) -> Any:
+    def _recorder(self, run_id: str) -> MlflowRecorder:
         rec = self._runs.get(run_id)
         if rec is None:  # a restarted writer: the run is reopened, its content kept
             from growray.tracking import MlflowRecorder
@@ -107,16 +137,27 @@ class MlflowWriter:
         return rec
 
 
-def start_writer(tracking_uri: str, experiment_id: str, parent_run_id: str) -> Any:
+_WriterActor = ray.remote(num_cpus=0, max_restarts=-1)(MlflowWriter)
+
+#: A handle on the sweep's writer actor (``writer.new_run.remote(...)``).
+WriterHandle: TypeAlias = ActorProxy[MlflowWriter]
+
+
+def start_writer(tracking_uri: str, experiment_id: str, parent_run_id: str) -> WriterHandle:
     """Start the sweep's writer on the driver's node and let it warm up in the background."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     node = ray.get_runtime_context().get_node_id()
-    writer = MlflowWriter.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False)).remote(
-        tracking_uri, experiment_id, parent_run_id
-    )
+    strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+    writer = _WriterActor.options(scheduling_strategy=strategy).remote(tracking_uri, experiment_id, parent_run_id)
     writer.ready.remote()
     return writer
+
+
+def stop_writer(writer: WriterHandle) -> None:
+    """Kill the sweep's writer actor (every trial has closed its run, or the sweep failed)."""
+    if isinstance(writer, ActorHandle):  # always, at run time; the alias also names the class
+        ray.kill(writer)
 
 
 class RemoteRecorder:
@@ -127,11 +168,11 @@ class RemoteRecorder:
         run_id: the trial's MLflow run, opened by ``writer.new_run`` or ``writer.continue_run``.
     """
 
-    def __init__(self, writer: Any, run_id: str | ray.ObjectRef) -> None:
+    def __init__(self, writer: WriterHandle, run_id: str | ray.ObjectRef[str]) -> None:
         self._writer = writer
         self._run = run_id  # the id, or the pending result of ``writer.new_run``
-        self._buffer: list[tuple[dict[str, float], int, int]] = []
-        self._sent: list[ray.ObjectRef] = []  # writes not yet confirmed
+        self._buffer: _Rows = []
+        self._sent: list[ray.ObjectRef[Any]] = []  # writes not yet confirmed
         self._closed = False
 
     @property
@@ -140,36 +181,38 @@ class RemoteRecorder:
             self._run = ray.get(self._run)
         return self._run
 
-    def _send(self, ref: ray.ObjectRef) -> None:
+    def _send(self, ref: ray.ObjectRef[Any]) -> None:
         self._sent.append(ref)
 
-    def _call(self, method: str, *args: Any) -> None:
+    def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"RemoteRecorder for run {self.run_id} is closed")
-        self._send(self._writer.call.remote(self._run, method, *args))
 
-    def _confirm(self, last: ray.ObjectRef | None = None) -> None:
+    def _confirm(self, last: ray.ObjectRef[None] | None = None) -> None:
         """Wait until every write sent so far (and ``last``) is stored; raise the first error."""
         n_sent = len(self._sent)
         ray.get(self._sent + ([last] if last is not None else []))
         del self._sent[:n_sent]
 
     def log_params(self, params: dict[str, Any]) -> None:
-        self._call("log_params", params)
+        self._check_open()
+        self._send(self._writer.log_params.remote(self._run, params))
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        if self._closed:
-            raise RuntimeError(f"RemoteRecorder for run {self.run_id} is closed")
+        self._check_open()
         self._buffer.append(({k: float(v) for k, v in metrics.items()}, int(step), int(time.time() * 1000)))
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self._call("set_tags", {str(k): str(v) for k, v in tags.items()})
+        self._check_open()
+        self._send(self._writer.set_tags.remote(self._run, {str(k): str(v) for k, v in tags.items()}))
 
     def log_dict(self, obj: Any, artifact_file: str) -> None:
-        self._call("log_dict", obj, artifact_file)
+        self._check_open()
+        self._send(self._writer.log_dict.remote(self._run, obj, artifact_file))
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self._call("log_text", text, artifact_file)
+        self._check_open()
+        self._send(self._writer.log_text.remote(self._run, text, artifact_file))
 
     def log_figure(self, fig: Any, artifact_file: str) -> None:
         """Render the figure here (format from the extension), store the bytes, close the figure."""
@@ -177,9 +220,8 @@ class RemoteRecorder:
             buf = io.BytesIO()
             fig.savefig(buf, format=artifact_file.rsplit(".", 1)[-1].lower())
         finally:
-            _close_figure(fig)
-        if self._closed:
-            raise RuntimeError(f"RemoteRecorder for run {self.run_id} is closed")
+            close_figure(fig)
+        self._check_open()
         self._send(self._writer.log_image.remote(self._run, buf.getvalue(), artifact_file))
 
     def flush(self) -> None:
@@ -211,3 +253,7 @@ class RemoteRecorder:
 
     def __repr__(self) -> str:
         return f"RemoteRecorder(run_id={self._run!r})"
+
+
+if TYPE_CHECKING:  # the type checker holds RemoteRecorder to the Recorder protocol
+    _IS_A_RECORDER: type[Recorder] = RemoteRecorder

@@ -1,0 +1,143 @@
+"""Single MLflow runs on the driver: a sweep's parent run, trial runs closed after the sweep,
+the tags and metrics the orchestration reads back."""
+
+from __future__ import annotations
+
+from ._recorder import check_status
+from ._store import SWEEP_KIND, _client
+
+__all__ = [
+    "clear_failure",
+    "create_sweep_run",
+    "finalize_child_run",
+    "find_trial_run",
+    "finish_run",
+    "last_metric",
+    "max_logged_step",
+    "run_tags",
+    "set_run_tags",
+]
+
+
+def create_sweep_run(tracking_uri: str, experiment_id: str, *, run_name: str, tags: dict[str, str]) -> str:
+    """Create the parent run of a sweep and return its id.
+
+    The run carries ``growray.kind=sweep``, ``growray.sweep=<run_name>`` and
+    ``growray.version`` in addition to ``tags`` (which cannot override the kind).
+    """
+    from growray import __version__
+
+    all_tags = {"growray.version": __version__, "growray.sweep": run_name}
+    all_tags.update({str(k): str(v) for k, v in tags.items()})
+    all_tags["growray.kind"] = SWEEP_KIND
+    all_tags["mlflow.runName"] = run_name
+    run = _client(tracking_uri).create_run(str(experiment_id), tags=all_tags, run_name=run_name)
+    return run.info.run_id
+
+
+def finish_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
+    """End a run (typically the sweep's parent) with FINISHED, FAILED or KILLED."""
+    _client(tracking_uri).set_terminated(run_id, check_status(status))
+
+
+def finalize_child_run(
+    tracking_uri: str,
+    run_id: str,
+    *,
+    failed: bool,
+    stopped_early: bool = False,
+    stopped_at_epoch: int | None = None,
+    error: str | None = None,
+) -> None:
+    """Close a trial's run from the driver after the sweep, from Ray's verdict on the trial.
+
+    Tune ends a trial inside its ``report`` (a scheduler stopped it, or it reached ``max_t``)
+    and gives the trial's thread little or no time before the actor is reused or killed, so
+    the trial's own ``close`` may never reach MLflow; a trial whose worker died may have none
+    either. A run still RUNNING is therefore closed here: FAILED (tag ``growray.failure``) when
+    the trial failed, else FINISHED. Whether it stopped early is the caller's verdict, from the
+    trial's last result, never inferred from the run being left open: a trial that completed
+    every epoch can be left open too.
+
+    Args:
+        tracking_uri: the store.
+        run_id: the trial's run.
+        failed: Ray reports the trial as errored.
+        stopped_early: the trial's last result is from before its last epoch (a scheduler
+            stopped it); tags ``growray.stopped_early=true`` on a run left open.
+        stopped_at_epoch: with ``stopped_early``, tagged as ``growray.stopped_at_epoch``.
+        error: the failure, tagged as ``growray.failure``.
+    """
+    client = _client(tracking_uri)
+    run = client.get_run(run_id)
+    if failed:
+        if error:
+            client.set_tag(run_id, "growray.failure", error[:5000])
+        if run.info.status != "FAILED":
+            client.set_terminated(run_id, status="FAILED")
+    elif run.info.status == "RUNNING":
+        if stopped_early:
+            tags = {"growray.stopped_early": "true"}
+            if stopped_at_epoch is not None:
+                tags["growray.stopped_at_epoch"] = str(stopped_at_epoch)
+            set_run_tags(tracking_uri, run_id, tags)
+        client.set_terminated(run_id, status="FINISHED")
+
+
+def max_logged_step(tracking_uri: str, run_id: str, key: str) -> int:
+    """The largest step at which ``key`` was logged in the run (-1 if never)."""
+    history = _client(tracking_uri).get_metric_history(run_id, key)
+    return max((m.step for m in history), default=-1)
+
+
+def last_metric(tracking_uri: str, run_id: str, key: str) -> float | None:
+    """The value of metric ``key`` at the run's largest step (the latest logged of those,
+    when one step holds several), or None if the run never logged it.
+
+    Raises:
+        ValueError: the store has no run ``run_id``.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        client.get_run(run_id)  # the history of an unknown run is empty, not an error
+    except MlflowException as exc:
+        raise ValueError(f"no MLflow run {run_id!r} in {tracking_uri}: {exc.message}") from None
+    history = client.get_metric_history(run_id, key)
+    if not history:
+        return None
+    return float(max(history, key=lambda m: (m.step, m.timestamp)).value)
+
+
+def set_run_tags(tracking_uri: str, run_id: str, tags: dict[str, str]) -> None:
+    """Set tags on an existing run (e.g. ``growray.pareto`` on the trials of a front)."""
+    from mlflow.entities import RunTag
+
+    _client(tracking_uri).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def run_tags(tracking_uri: str, run_id: str) -> dict[str, str]:
+    """The tags of a run."""
+    return dict(_client(tracking_uri).get_run(run_id).data.tags)
+
+
+def find_trial_run(tracking_uri: str, experiment_id: str, parent_run_id: str, trial_name: str) -> str | None:
+    """The run a trial of this sweep already created (a trial restarted without a checkpoint
+    continues it instead of opening a second one), or None."""
+    runs = _client(tracking_uri).search_runs(
+        [experiment_id],
+        f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`growray.trial` = '{trial_name}'",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def clear_failure(tracking_uri: str, run_id: str) -> None:
+    """A retried trial that continues its run: keep an earlier attempt's ``growray.failure``
+    as ``growray.recovered_failure``, so a finished run does not look failed."""
+    client = _client(tracking_uri)
+    tags = client.get_run(run_id).data.tags
+    if "growray.failure" in tags:
+        client.set_tag(run_id, "growray.recovered_failure", tags["growray.failure"])
+        client.delete_tag(run_id, "growray.failure")

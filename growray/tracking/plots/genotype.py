@@ -1,0 +1,179 @@
+"""NAS discrete cells: a DARTS/ENAS genotype drawn as a graph (no graphviz)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ._figure import new_figure
+from .alphas import CELL_ORDER
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["genotype_figure"]
+
+_NODE_COLORS = {"input": "#c1e1c1", "node": "#add8e6", "output": "#eee8aa"}  # as DARTS' graphviz plots
+
+
+def _check_cell(genotype: dict[str, Any], cell: str) -> tuple[list[tuple[str, int]], list[int]]:
+    """``(pairs, concat)`` of one cell after checking the format (two pairs per node)."""
+    pairs = genotype[cell]
+    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, (list, tuple)) or not pairs or len(pairs) % 2:
+        raise ValueError(
+            f"genotype[{cell!r}] must be a non-empty list of [op, input] pairs, two per node; got {pairs!r}"
+        )
+    out = []
+    for j, pair in enumerate(pairs):
+        ok = isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], str)
+        idx = pair[1] if ok else None
+        if not ok or isinstance(idx, bool) or not isinstance(idx, int) or not 0 <= idx < j // 2 + 2:
+            raise ValueError(
+                f"genotype[{cell!r}][{j}] must be [op name, input] with input in 0..{j // 2 + 1} "
+                f"(0, 1 = the cell inputs, i + 2 = node i); got {pair!r}"
+            )
+        out.append((pair[0], idx))
+    n_nodes = len(out) // 2
+    concat = genotype.get(f"{cell}_concat", list(range(2, n_nodes + 2)))
+    if not isinstance(concat, (list, tuple)) or any(
+        isinstance(c, bool) or not isinstance(c, int) or not 2 <= c < n_nodes + 2 for c in concat
+    ):
+        raise ValueError(
+            f"genotype[{cell + '_concat'!r}] must list intermediate nodes 2..{n_nodes + 1}; got {concat!r}"
+        )
+    return out, list(concat)
+
+
+def _bend(pos: dict[int, tuple[float, float]], src: int, dst: int) -> float:
+    """arc3 ``rad`` for an edge: straight unless nodes lie near its line, then bowed away from them."""
+    (x1, y1), (x2, y2) = pos[src], pos[dst]
+    near = []
+    for k, (x, y) in pos.items():
+        if k not in (src, dst) and min(x1, x2) < x < max(x1, x2):
+            off = y - (y1 + (y2 - y1) * (x - x1) / (x2 - x1))
+            if abs(off) < 0.7:
+                near.append(off)
+    if not near:
+        return 0.0
+    # arc3 moves the control point by rad * (dy, -dx), so the curve bulges rad * length / 2:
+    # aim for about 0.55 (clear of the nodes, inside the panel); for dx > 0, rad < 0 bows up
+    rad = min(0.35, 1.1 / math.hypot(x2 - x1, y2 - y1))
+    up = sum(near) < 0
+    return (-rad if up else rad) * (1.0 if x2 > x1 else -1.0)
+
+
+def _draw_cell(ax: Axes, pairs: list[tuple[str, int]], concat: list[int], title: str, colors: dict[str, Any]) -> None:
+    n_nodes = len(pairs) // 2
+    # inputs on the left, intermediate nodes zig-zag left to right, output on the right
+    spacing = 1.8
+    pos = {0: (0.0, 1.4), 1: (0.0, -1.4)}
+    for i in range(n_nodes):
+        pos[i + 2] = (spacing * (i + 1), 0.8 if i % 2 == 0 else -0.8)
+    out = n_nodes + 2
+    pos[out] = (spacing * (n_nodes + 1) + 0.4, 0.0)
+    names = {0: r"$c_{k-2}$", 1: r"$c_{k-1}$", out: r"$c_{k}$", **{i + 2: str(i) for i in range(n_nodes)}}
+
+    def arrow(src: int, dst: int, rad: float, label: str | None, t: float = 0.6) -> None:
+        (x1, y1), (x2, y2) = pos[src], pos[dst]
+        color = colors[label] if label else "0.6"
+        ax.annotate(
+            "",
+            xy=(x2, y2),
+            xytext=(x1, y1),
+            zorder=1,
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": color,
+                "lw": 1.4 if label else 1.0,
+                "shrinkA": 13,
+                "shrinkB": 13,
+                "connectionstyle": f"arc3,rad={rad}",
+            },
+        )
+        if label:  # a point of arc3's quadratic Bézier, nearer the destination than the source
+            cx, cy = (x1 + x2) / 2 + rad * (y2 - y1), (y1 + y2) / 2 - rad * (x2 - x1)
+            lx = (1 - t) ** 2 * x1 + 2 * (1 - t) * t * cx + t**2 * x2
+            ly = (1 - t) ** 2 * y1 + 2 * (1 - t) * t * cy + t**2 * y2
+            ax.text(
+                lx,
+                ly,
+                label,
+                fontsize=7,
+                ha="center",
+                va="center",
+                zorder=3,
+                color=color,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": color, "lw": 0.6, "alpha": 0.9},
+            )
+
+    for i in range(n_nodes):
+        (op_a, in_a), (op_b, in_b) = pairs[2 * i], pairs[2 * i + 1]
+        if in_a == in_b:  # ENAS may read one input twice: bend the two arrows apart
+            arrow(in_a, i + 2, 0.35, op_a)
+            arrow(in_b, i + 2, -0.35, op_b)
+        else:  # labels at different distances, so two edges into one node do not cover each other
+            arrow(in_a, i + 2, _bend(pos, in_a, i + 2), op_a, t=0.5)
+            arrow(in_b, i + 2, _bend(pos, in_b, i + 2), op_b, t=0.72)
+    for c in concat:
+        arrow(c, out, 0.0, None)
+    for k, (x, y) in pos.items():
+        kind = "input" if k < 2 else "output" if k == out else "node"
+        ax.text(
+            x,
+            y,
+            names[k],
+            ha="center",
+            va="center",
+            fontsize=10,
+            zorder=4,
+            bbox={"boxstyle": "round,pad=0.35", "fc": _NODE_COLORS[kind], "ec": "0.3"},
+        )
+    ax.set_xlim(-0.6, pos[out][0] + 0.6)
+    ax.set_ylim(-2.1, 2.1)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    unused = [i for i in range(n_nodes) if i + 2 not in concat]
+    note = f"; nodes {', '.join(map(str, unused))} not in the output" if unused else ""
+    ax.set_title(f"{title}: {n_nodes} nodes, output concatenates {len(concat)}{note}", fontsize=10)
+
+
+def genotype_figure(genotype: dict[str, Any]) -> Figure:
+    """Diagram of the normal and reduce cells of a DARTS/ENAS genotype (no graphviz).
+
+    Nodes: the cell inputs ``c_{k-2}``, ``c_{k-1}``, the intermediate nodes 0..n-1 and the
+    output ``c_{k}``; an arrow labelled with the op name for every ``[op, input]`` pair
+    (arrow and label coloured by op, the same colour in both cells), grey arrows from the
+    concatenated nodes to the output. A node that reads the same input
+    twice (ENAS) gets two bent arrows.
+
+    Args:
+        genotype: ``{"normal": [[op, input], ...], "normal_concat": [2, 3, ...], "reduce":
+            [...], "reduce_concat": [...]}``: two pairs per node; input 0/1 are the cell
+            inputs, input ``i + 2`` is node ``i``. A missing ``*_concat`` means all nodes.
+
+    Returns:
+        a ``matplotlib.figure.Figure``, one panel per cell present (normal above reduce).
+
+    Raises:
+        TypeError: ``genotype`` is not a mapping.
+        ValueError: neither cell present, a malformed pair, an input a node cannot read, or
+            a concat entry that is not an intermediate node.
+    """
+    if not isinstance(genotype, dict):
+        raise TypeError(f"genotype must be a mapping with 'normal' and/or 'reduce'; got {type(genotype).__name__}")
+    cells = [c for c in CELL_ORDER if c in genotype]
+    if not cells:
+        raise ValueError(f"genotype has neither 'normal' nor 'reduce'; got keys {sorted(genotype)}")
+    checked = {c: _check_cell(genotype, c) for c in cells}
+    ops = sorted({op for pairs, _ in checked.values() for op, _ in pairs})
+    import matplotlib as mpl
+
+    cmap = mpl.colormaps["tab10" if len(ops) <= 10 else "tab20"]
+    colors = {op: cmap(k % 20) for k, op in enumerate(ops)}  # one colour per op, shared by both cells
+    width = max(len(p) // 2 for p, _ in checked.values())
+    fig = new_figure((1.9 * width + 3.4, 3.4 * len(cells)))
+    axes = fig.subplots(len(cells), 1, squeeze=False)[:, 0]
+    for ax, cell in zip(axes, cells):
+        _draw_cell(ax, *checked[cell], title=f"{cell} cell", colors=colors)
+    return fig
