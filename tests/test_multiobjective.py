@@ -3,6 +3,8 @@ the front tagged in MLflow, pareto.csv and the plot on the sweep, `growray paret
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import tiny_experiment
 
@@ -39,7 +41,7 @@ def mo_sweep(ray_session, tmp_path_factory):
 def test_front_tagged_and_logged(mo_sweep):
     from mlflow import MlflowClient
 
-    exp, result, _ = mo_sweep
+    _, result, _ = mo_sweep
     client = MlflowClient(result.tracking_uri)
     runs = client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
     assert len(runs) == 5
@@ -53,7 +55,7 @@ def test_front_tagged_and_logged(mo_sweep):
         a.path for a in client.list_artifacts(result.parent_run_id, "plots")
     }
     assert {"pareto.csv", "plots/pareto.png"} <= names
-    csv = open(client.download_artifacts(result.parent_run_id, "pareto.csv")).read().splitlines()
+    csv = Path(client.download_artifacts(result.parent_run_id, "pareto.csv")).read_text().splitlines()
     assert csv[0].startswith("trial,run_id,pareto,stopped_early,feasible,val/acc,cost/params") and len(csv) == 6
 
 
@@ -88,7 +90,7 @@ def test_study_matches_the_front_and_records_constraints(mo_sweep):
     import optuna
     from mlflow import MlflowClient
 
-    exp, result, tmp = mo_sweep
+    _, result, tmp = mo_sweep
     study = optuna.load_study(study_name=result.name, storage=f"sqlite:///{tmp / 'runs' / 'mo' / 'optuna.db'}")
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -112,7 +114,7 @@ def test_study_matches_the_front_and_records_constraints(mo_sweep):
 def test_growray_pareto_prints_the_front_later(mo_sweep, capsys):
     from growray.cli import main
 
-    exp, result, _ = mo_sweep
+    _, result, _ = mo_sweep
     assert main(["pareto", "mo", "--tracking-uri", result.tracking_uri]) == 0
     out = capsys.readouterr().out
     for row in result.pareto.front:

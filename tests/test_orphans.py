@@ -2,7 +2,7 @@
 
 import optuna
 
-from growray.tune.orchestrate import _fail_orphaned_optuna_trials
+from growray.tune.finish import fail_orphaned_optuna_trials
 
 
 def test_orphaned_running_trials_become_fail(tmp_path):
@@ -11,7 +11,7 @@ def test_orphaned_running_trials_become_fail(tmp_path):
     done = study.ask()
     study.tell(done, 1.0)
     study.ask()  # asked by a driver that died: never told
-    assert _fail_orphaned_optuna_trials({"sweep": "s", "optuna_storage": storage}) == 1
+    assert fail_orphaned_optuna_trials("s", storage) == 1
     states = [t.state for t in optuna.load_study(study_name="s", storage=storage).trials]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
-    assert _fail_orphaned_optuna_trials({"sweep": "s", "optuna_storage": storage}) == 0
+    assert fail_orphaned_optuna_trials("s", storage) == 0

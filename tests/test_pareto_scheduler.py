@@ -79,7 +79,10 @@ def test_exact_decisions_in_a_known_arrival_order(modes, sign):
 def test_interleaved_arrivals_are_judged_against_the_peers_so_far():
     sched = ParetoHalvingScheduler(["a", "b"], ["min", "max"], max_t=8, grace_period=2, reduction_factor=2)
     x, y, z = FakeTrial("x"), FakeTrial("y"), FakeTrial("z")
-    r = lambda t, a, b: {"training_iteration": t, "a": a, "b": b}
+
+    def r(t: int, a: float, b: float) -> dict:
+        return {"training_iteration": t, "a": a, "b": b}
+
     assert sched.on_trial_result(None, x, r(1, 9, 0)) == CONTINUE  # below the first rung: no judgement
     assert sched.on_trial_result(None, x, r(2, 1, 1)) == CONTINUE  # alone at rung 2
     assert sched.on_trial_result(None, y, r(2, 0.5, 2)) == CONTINUE  # dominates x (b is maximised): 1st of 2

@@ -55,6 +55,8 @@ def test_resume_after_driver_failure(tmp_path, sig):
     import optuna
     from mlflow import MlflowClient
 
+    from growray.tune.record import SweepRecord
+
     (tmp_path / "exp.yaml").write_text(EXPERIMENT)
     run = growray("run", "exp.yaml", cwd=tmp_path)
     wait_for_checkpoint(tmp_path)
@@ -69,12 +71,12 @@ def test_resume_after_driver_failure(tmp_path, sig):
     out, _ = resume.communicate(timeout=300)
     assert resume.returncode == 0, out
 
-    meta = json.loads((tmp_path / "runs" / "rs" / "latest_sweep.json").read_text())
-    client = MlflowClient(meta["tracking_uri"])
-    runs = client.search_runs([meta["experiment_id"]])
+    record = SweepRecord.load(tmp_path / "runs" / "rs" / "latest_sweep.json")
+    client = MlflowClient(record.tracking_uri)
+    runs = client.search_runs([record.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == meta["parent_run_id"]]
-    assert [p.info.run_id for p in parents] == [meta["parent_run_id"]]  # the same parent run
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == record.parent_run_id]
+    assert [p.info.run_id for p in parents] == [record.parent_run_id]  # the same parent run
     assert parents[0].info.status == "FINISHED" and parents[0].data.tags["growray.resumed"] == "1"
     finished = [c for c in children if c.data.metrics.get("epoch") == EPOCHS]
     assert len(finished) == TRIALS, [(c.data.tags.get("growray.trial"), c.data.metrics.get("epoch")) for c in children]
@@ -83,10 +85,10 @@ def test_resume_after_driver_failure(tmp_path, sig):
         assert c.info.status == "FINISHED" and "growray.failure" not in c.data.tags
         steps = [m.step for m in client.get_metric_history(c.info.run_id, "val/acc")]
         assert len(steps) == EPOCHS == len(set(steps))  # each epoch exactly once
-        events = json.loads(open(client.download_artifacts(c.info.run_id, "growth_events.json")).read())
+        events = json.loads(Path(client.download_artifacts(c.info.run_id, "growth_events.json")).read_text())
         assert len(events) == len({(e["step"], e["site"]) for e in events}) == int(c.data.metrics["growth/events"])
 
-    study = optuna.load_study(study_name=meta["sweep"], storage=meta["optuna_storage"])
+    study = optuna.load_study(study_name=record.sweep, storage=record.optuna_storage)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == TRIALS
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]

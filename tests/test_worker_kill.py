@@ -23,20 +23,22 @@ def _kill_after_grown_checkpoint(out: Path, killed: dict, stop: threading.Event)
     """Wait for a checkpoint of epoch >= 3 whose architecture has grown, then SIGKILL the trial's process."""
     from mlflow import MlflowClient
 
+    from growray.tune.record import SweepRecord
+
     while not stop.is_set():
         time.sleep(0.05)
-        meta_file = out / "latest_sweep.json"
-        if not meta_file.exists():
+        record_file = out / "latest_sweep.json"
+        if not record_file.exists():
             continue
-        meta = json.loads(meta_file.read_text())
-        ckpts = sorted(Path(meta["storage_path"]).glob("*/checkpoint_*/arch.json"))
+        record = SweepRecord.load(record_file)
+        ckpts = sorted(Path(record.storage_path).glob("*/checkpoint_*/arch.json"))
         grown = [
             c for c in ckpts if int(c.parent.name.split("_")[1]) >= 2 and json.loads(c.read_text())["hidden"] != [6, 6]
         ]
         if not grown:
             continue
-        client = MlflowClient(meta["tracking_uri"])
-        runs = client.search_runs([meta["experiment_id"]], f"tags.mlflow.parentRunId = '{meta['parent_run_id']}'")
+        client = MlflowClient(record.tracking_uri)
+        runs = client.search_runs([record.experiment_id], f"tags.mlflow.parentRunId = '{record.parent_run_id}'")
         if not runs or "growray.pid" not in runs[0].data.tags:
             continue
         pid = int(runs[0].data.tags["growray.pid"])
@@ -92,6 +94,6 @@ def test_killed_worker_resumes_grown_trial_in_same_run(ray_session, tmp_path):
     ]
     assert widths == sorted(widths) and widths[-1] > max(killed["widths"]) >= 8
     # no growth event recorded twice
-    events = json.loads(open(client.download_artifacts(run.info.run_id, "growth_events.json")).read())
+    events = json.loads(Path(client.download_artifacts(run.info.run_id, "growth_events.json")).read_text())
     steps = [(e["step"], e["site"]) for e in events]
     assert len(steps) == len(set(steps)) == int(run.data.metrics["growth/events"])

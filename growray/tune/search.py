@@ -16,14 +16,17 @@ This is the only module that touches OptunaSearch internals (``_ot_trials``).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray.tune.search.optuna import OptunaSearch
+
+if TYPE_CHECKING:
+    from growray.config import Constraint
 
 __all__ = ["GrowrayOptunaSearch", "constraint_key"]
 
 
-def constraint_key(i: int, constraint: Any) -> str:
+def constraint_key(i: int, constraint: Constraint) -> str:
     """The Optuna constraint name of ``search.constraints[i]``."""
     return f"{i}:{constraint.metric}{constraint.op}{constraint.value:g}"
 
@@ -32,11 +35,11 @@ class GrowrayOptunaSearch(OptunaSearch):
     """``OptunaSearch`` that links Optuna trials to Ray trials and MLflow runs, and records
     constraint values (``constraints``: ``growray.config.Constraint`` objects)."""
 
-    def __init__(self, *args: Any, constraints: list[Any] | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, constraints: list[Constraint] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._constraints = list(constraints or [])
 
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         # Intermediate objective values that are not there yet (NaN placeholders, e.g.
         # nas/retrain_val_acc before the retrain stage) are not reported to Optuna.
         value = result.get(self.metric) if isinstance(self.metric, str) else None
@@ -44,18 +47,18 @@ class GrowrayOptunaSearch(OptunaSearch):
             return
         super().on_trial_result(trial_id, result)
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is not None and trial_id not in self._completed_trials:
             ot_trial.set_user_attr("growray.trial_id", trial_id)
-            if result:
-                if result.get("mlflow_run_id"):
-                    ot_trial.set_user_attr("growray.mlflow_run_id", result["mlflow_run_id"])
+            if result and result.get("mlflow_run_id"):
+                ot_trial.set_user_attr("growray.mlflow_run_id", result["mlflow_run_id"])
             for i, c in enumerate(self._constraints):
                 v = (result or {}).get(c.metric)
-                ok = isinstance(v, (int, float)) and math.isfinite(v)
-                ot_trial.set_constraint(constraint_key(i, c), c.violation(float(v)) if ok else 1.0)
-            if result and not self._finite_objectives(result):
+                # no value (or a non-finite one) counts as violating the constraint
+                violation = c.violation(float(v)) if isinstance(v, (int, float)) and math.isfinite(v) else 1.0
+                ot_trial.set_constraint(constraint_key(i, c), violation)
+            if result and not self._finite_objectives(result) and self._ot_study is not None:
                 # A diverged trial reports NaN objectives. Optuna 5 refuses NaN in ``tell`` (Ray
                 # only logs that, leaving the trial RUNNING): record it as failed instead.
                 from optuna.trial import TrialState
@@ -66,7 +69,7 @@ class GrowrayOptunaSearch(OptunaSearch):
                 return
         super().on_trial_complete(trial_id, result, error)
 
-    def _finite_objectives(self, result: dict) -> bool:
+    def _finite_objectives(self, result: dict[str, Any]) -> bool:
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
         values = [result.get(m) for m in metrics]
         return all(v is None or (isinstance(v, (int, float)) and math.isfinite(v)) for v in values)

@@ -1,0 +1,112 @@
+"""After ``Tuner.fit``: close what the trials left open, and record the sweep on its parent run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from .record import SweepRecord
+from .results import SweepResult, summaries
+
+if TYPE_CHECKING:
+    from ray.tune import ResultGrid
+
+    from growray.config import Experiment
+    from growray.tracking import Recorder
+    from growray.tracking.tables import Column
+
+__all__ = ["fail_orphaned_optuna_trials", "finish_sweep"]
+
+
+def finish_sweep(
+    exp: Experiment,
+    record: SweepRecord,
+    results: ResultGrid,
+    parent: Recorder,
+    t0: float,
+    extra_columns: Sequence[Column] = (),
+) -> SweepResult:
+    """Summaries, child-run statuses, best trial and Pareto front on the parent run, which is closed.
+
+    Args:
+        exp: the sweep's experiment.
+        record: the sweep's record (MLflow ids, the Optuna study).
+        results: what ``Tuner.fit`` returned.
+        parent: the parent run's recorder.
+        t0: ``time.perf_counter()`` when the sweep (or the resume) started.
+        extra_columns: the experiment kind's columns in the summary table.
+    """
+    from growray.tracking import finalize_child_run, record_front
+
+    uri = record.tracking_uri
+    trials = summaries(results, exp.search.metrics[0], exp.trainer.epochs)
+    result = SweepResult(
+        name=record.sweep,
+        output_dir=record.state_dir,
+        storage_path=record.storage_path,
+        tracking_uri=uri,
+        experiment_id=record.experiment_id,
+        parent_run_id=record.parent_run_id,
+        metric=exp.search.metrics[0],
+        mode=exp.search.modes[0],
+        trials=trials,
+        seconds=time.perf_counter() - t0,
+        # SIGINT makes fit() return normally (STACK_NOTES §3): unfinished trials, or fewer trials
+        # than asked for without a time budget, are how we tell.
+        interrupted=results.num_terminated + results.num_errors < len(results)
+        or (exp.search.time_budget_s is None and len(results) < exp.search.num_samples),
+        extra_columns=tuple(extra_columns),
+    )
+    # Tune ends trials inside report() and may tear their actor down before the trial's own
+    # close reaches MLflow (finished trials too); an errored one may not have closed either.
+    for t in trials:
+        if t.mlflow_run_id and not result.interrupted:
+            finalize_child_run(
+                uri,
+                t.mlflow_run_id,
+                failed=t.status == "ERROR",
+                stopped_early=t.stopped_early,
+                stopped_at_epoch=t.epochs if t.stopped_early else None,
+                error=t.error,
+            )
+    best = result.best
+    if best is not None and best.metric is not None:
+        parent.log_metrics({f"best/{result.metric.replace('/', '_')}": best.metric}, step=0)
+        if best.best_val_acc is not None:
+            parent.log_metrics({"best/val_acc": best.best_val_acc}, step=0)
+        parent.set_tags({"growray.best_run_id": best.mlflow_run_id or "", "growray.best_trial": best.trial_id})
+    parent.log_metrics({"sweep/n_trials": float(len(trials)), "sweep/n_errors": float(result.n_errors)}, step=0)
+    if not result.interrupted and exp.search.scheduler.name != "pbt":  # PBT runs without an Optuna study
+        fail_orphaned_optuna_trials(record.sweep, record.optuna_storage)
+    if exp.search.multi_objective and not result.interrupted:
+        result.pareto = record_front(uri, record.parent_run_id, parent)
+    parent.log_text(result.table() + "\n", "trials.txt")
+    parent.log_dict([asdict(t) for t in trials], "trials.json")
+    if result.interrupted:
+        parent.set_tags({"growray.interrupted": "true"})
+        parent.close("KILLED")  # `growray resume` reopens it
+    else:
+        parent.close("FAILED" if trials and result.n_errors == len(trials) else "FINISHED")
+    return result
+
+
+def fail_orphaned_optuna_trials(study_name: str, storage: str) -> int:
+    """Record as FAIL every Optuna trial of the study still RUNNING; returns how many.
+
+    After a finished sweep, such a trial was asked by a driver that was killed before Tune
+    saved it (the resumed searcher never knew it): failing it lets the study account for
+    every trial.
+
+    Args:
+        study_name: the sweep's name (the study's name).
+        storage: the study's storage URI.
+    """
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    orphans = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for t in orphans:
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    return len(orphans)

@@ -1,0 +1,91 @@
+"""The driver's side of a sweep: start or join Ray, refuse storage the cluster cannot reach,
+and end the sweep's parent run, writer and Ray together."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import ray
+
+from growray.tracking import Recorder
+
+from .storage import SetupError, SweepStorage, require_shared_storage
+from .writer import WriterHandle, stop_writer
+
+__all__ = ["check_cluster_storage", "git_commit", "init_ray", "sweep_session"]
+
+
+def init_ray(address: str | None, verbose: bool) -> bool:
+    """Start or join Ray; returns True when this call started it (and should shut it down).
+
+    Raises:
+        ConnectionError: the cluster at ``address`` cannot be joined; the message says how
+            token authentication (Ray 2.60) is set up.
+    """
+    # Tune snapshots the sweep's state at most this often; a killed driver loses what came after
+    # (default >= 10 s, STACK_NOTES §3). The state is small: snapshot often.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": verbose, "logging_level": "WARNING"}
+    if not address:
+        ray.init(**kwargs)
+        return True
+    try:
+        ray.init(address=address, **kwargs)
+    except ConnectionError as exc:
+        raise ConnectionError(
+            f"could not join the Ray cluster at {address!r}: {exc}. Ray 2.60 clusters use token "
+            "authentication: run with RAY_AUTH_MODE=token and the head's token available on this machine "
+            "(~/.ray/auth_token, or RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH); check the address with `ray status`."
+        ) from exc
+    return True
+
+
+def check_cluster_storage(storage: SweepStorage, started_ray: bool) -> None:
+    """On a cluster whose trials may run away from the driver, refuse a local ``output_dir``
+    (before any run or trial exists); Ray is shut down again if this process started it.
+
+    Raises:
+        SetupError: from :func:`~growray.tune.storage.require_shared_storage`.
+    """
+    try:
+        require_shared_storage(storage, ray.nodes(), ray.get_runtime_context().get_node_id())
+    except SetupError:
+        if started_ray:
+            ray.shutdown()
+        raise
+
+
+def git_commit() -> str | None:
+    """The commit of the working directory's git checkout, for provenance (None outside git)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], check=False, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+@contextlib.contextmanager
+def sweep_session(parent: Recorder, started_ray: bool, writer: WriterHandle) -> Iterator[None]:
+    """The parent run fails with the sweep; the sweep's writer stops with it; Ray is shut down
+    only if this process started it.
+
+    Args:
+        parent: the sweep's parent run.
+        started_ray: this process started Ray (:func:`init_ray` returned True).
+        writer: the sweep's writer actor.
+    """
+    try:
+        yield
+    except BaseException:
+        parent.close("FAILED")
+        raise
+    finally:
+        stop_writer(writer)
+        if started_ray:
+            ray.shutdown()
