@@ -200,18 +200,16 @@ def plugins() -> list[PluginInfo]:
     and each kind's) and the kinds' other registries, with their parameters' defaults."""
     from growray.config import plugin_schema, plugin_slots
     from growray.kinds import KINDS, get_kind
-    from growray.registry import Registry
+    from growray.plugins import load_plugins
 
-    slots: dict[str, Registry[Any]] = {path: slot.registry for path, slot in plugin_slots().items()}
-    for name in KINDS.names():
-        slots.update(get_kind(name).registries)
+    load_plugins()
     out = [PluginInfo("kinds", n, KINDS.get(n).description, {}) for n in KINDS.names()]
-    for path, registry in slots.items():
-        for name in registry.names():
-            try:
-                props = plugin_schema(registry, name).get("properties", {})
-            except (TypeError, ValueError):  # a plug-in whose constructor takes context only
-                props = {}
+    for path, slot in plugin_slots().items():
+        for name in slot.registry.names():
+            props = plugin_schema(slot.registry, name).get("properties", {})
             params = {k: v.get("default") for k, v in props.items()}
-            out.append(PluginInfo(path, name, registry.get(name).description, params))
+            out.append(PluginInfo(path, name, slot.registry.get(name).description, params))
+    for kind_name in KINDS.names():  # names chosen in a kind's section (nas.method); settings live there
+        for path, registry in get_kind(kind_name).registries.items():
+            out += [PluginInfo(path, n, registry.get(n).description, {}) for n in registry.names()]
     return out

@@ -19,7 +19,7 @@ from growray.registry import closest
 from .errors import ConfigError, ConfigIssue, format_path
 from .experiment import Experiment, kind_names
 from .files import include_model_space, include_search_space, load_yaml
-from .keys import top_level_keys, unknown_key_hint
+from .keys import model_at, top_level_keys, unknown_key_hint
 from .overrides import apply_overrides, get_path, set_path
 from .plugins import plugin_slots, validate_plugin
 from .semantics import check_experiment, check_metric
@@ -61,10 +61,21 @@ def _top_level_issues(raw: dict[str, Any]) -> list[ConfigIssue]:
 def _plugin_issues(raw: dict[str, Any]) -> list[ConfigIssue]:
     """Every plug-in section normalized in place (defaults filled in), or marked invalid."""
     issues: list[ConfigIssue] = []
+    kinds = set(kind_names())
     for path, slot in plugin_slots().items():
         parts = path.split(".")
         found, section = get_path(raw, parts)
-        if not found or section is None:
+        if not found:
+            # a plug-in left to its schema default (search.sampler: tpe) is normalized as well, so
+            # the resolved config states every parameter that ran; a kind's only when it is set
+            if parts[0] in kinds and raw.get(parts[0]) is None:
+                continue
+            parent = model_at(parts[:-1])
+            field = parent.model_fields.get(parts[-1]) if parent is not None else None
+            section = field.get_default(call_default_factory=True) if field is not None else None
+            if not isinstance(section, dict):
+                continue
+        elif section is None:
             continue
         normalized, found_issues = validate_plugin(section, slot.registry, tuple(parts), construct=slot.construct)
         issues += found_issues

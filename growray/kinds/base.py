@@ -161,7 +161,12 @@ def _instance(cls: Callable[[], Kind[Any]]) -> Kind[Any]:
 
 
 def get_kind(name: str) -> Kind[Any]:
-    """The registered kind ``name`` (an UnknownNameError lists the registered ones)."""
+    """The registered kind ``name`` (an UnknownNameError lists the registered ones); every
+    plug-in is loaded first if the name is not registered yet."""
+    if name not in KINDS:
+        from growray.plugins import load_plugins
+
+        load_plugins()
     return _instance(KINDS.get(name).obj)
 
 

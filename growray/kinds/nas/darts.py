@@ -28,7 +28,7 @@ __all__ = ["DartsHook"]
 
 @NAS_METHODS.register("darts", supernet="darts_supernet", space="darts_cnn")
 class DartsHook(NasHook):
-    """Bilevel DARTS: an architecture step before every weight step (module docstring)."""
+    """DARTS: an architecture step on held-out data before every weight step (first or second order)."""
 
     def __init__(
         self, cfg: NasConfig, arch_split: tuple[torch.Tensor, torch.Tensor], batch_size: int, seed: int

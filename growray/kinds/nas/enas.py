@@ -34,7 +34,7 @@ __all__ = ["EnasHook"]
 
 @NAS_METHODS.register("enas", supernet="enas_supernet", space="enas_micro")
 class EnasHook(NasHook):
-    """ENAS: shared weights trained on sampled cells, the controller by REINFORCE (module docstring)."""
+    """ENAS: shared weights trained on sampled cells, an LSTM controller trained by REINFORCE."""
 
     def __init__(
         self, cfg: NasConfig, arch_split: tuple[torch.Tensor, torch.Tensor], batch_size: int, seed: int
