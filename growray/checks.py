@@ -16,7 +16,7 @@ import numbers
 from collections.abc import Collection
 from typing import TypeVar, overload
 
-__all__ = ["check_choice", "check_int", "check_number"]
+__all__ = ["check_bool", "check_choice", "check_int", "check_number"]
 
 T = TypeVar("T")
 
@@ -113,4 +113,15 @@ def check_choice(name: str, value: T, choices: Collection[T]) -> T:
     """
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` if it is a bool (YAML ``true``/``false``; 0 and 1 are not accepted).
+
+    Raises:
+        ValueError: ``"<name> must be true or false; got <value>"``.
+    """
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false; got {value!r}")
     return value

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from growray.checks import check_choice, check_int, check_number
+from growray.checks import check_bool, check_choice, check_int, check_number
 
 
 @pytest.mark.parametrize("value", [1, 7, np.int64(3)])
@@ -60,3 +60,10 @@ def test_check_choice():
     assert check_choice("mode", "min", ("min", "max")) == "min"
     with pytest.raises(ValueError, match=r"^mode must be one of \['min', 'max'\]; got 'up'$"):
         check_choice("mode", "up", ("min", "max"))
+
+
+def test_check_bool_takes_only_true_or_false():
+    assert check_bool("affine", True) is True and check_bool("affine", False) is False
+    for value in (0, 1, "true", None):
+        with pytest.raises(ValueError, match=r"^affine must be true or false; got "):
+            check_bool("affine", value)

@@ -5,6 +5,7 @@
 
 import numpy as np
 
+from growray.checks import check_bool
 from growray.data._base import Dataset, check_fractions, split_indices, standardized_dataset
 from growray.data._registry import DATASETS
 
@@ -12,9 +13,7 @@ __all__ = ["digits"]
 
 
 def _shape(image: object) -> tuple[int, ...]:
-    if not isinstance(image, bool):
-        raise ValueError(f"image must be true or false; got {image!r}")
-    return (1, 8, 8) if image else (64,)
+    return (1, 8, 8) if check_bool("image", image) else (64,)
 
 
 def _describe(**params: object) -> tuple[tuple[int, ...], int]:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from growray.checks import check_int
+from growray.checks import check_bool, check_int
 from growray.models.spec import MODELS, ArchSpec
 from growray.nas.bn import batch_statistics
 from growray.nas.enas_controller import EnasController, EnasSearch
@@ -27,7 +27,6 @@ from growray.nas.network import (
     CellNetwork,
     build_cell_stack,
     check_drop_path,
-    check_flag,
     check_image_shape,
     drop_path,
     modules_of,
@@ -165,7 +164,7 @@ class EnasSupernet(nn.Module):
         self.n_nodes = nodes
         self.op_names = tuple(ops)
         self.stem_multiplier = stem_multiplier
-        self.affine = check_flag("affine", affine)
+        self.affine = check_bool("affine", affine)
         self.drop_path = check_drop_path(drop_path)
         self._arch: Genotype | None = None
         self._eval_batch_stats = False
@@ -235,7 +234,7 @@ class EnasSupernet(nn.Module):
         Raises:
             ValueError: ``enabled`` is not a bool.
         """
-        self._eval_batch_stats = check_flag("enabled", enabled)
+        self._eval_batch_stats = check_bool("enabled", enabled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._arch is None:

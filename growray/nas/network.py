@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from growray.checks import check_int, check_number
+from growray.checks import check_bool, check_int, check_number
 from growray.models.spec import MODELS, ArchSpec
 from growray.nas.genotype import Genotype
 from growray.nas.ops import FactorizedReduce, ReLUConvBN, make_op
@@ -32,7 +32,6 @@ __all__ = [
     "EvalCell",
     "build_cell_stack",
     "check_drop_path",
-    "check_flag",
     "check_image_shape",
     "drop_path",
     "modules_of",
@@ -52,13 +51,6 @@ def check_image_shape(input_shape: object, model: str) -> tuple[int, int, int]:
         )
     c, h, w = (int(d) for d in dims)
     return c, h, w
-
-
-def check_flag(name: str, value: object) -> bool:
-    """``value`` if it is a bool (YAML true/false), else a ValueError naming ``name``."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false; got {value!r}")
-    return value
 
 
 def check_drop_path(value: object) -> float:
@@ -216,8 +208,8 @@ class CellNetwork(nn.Module):
         self.channels = check_int("channels", channels, minimum=1)
         self.layers = check_int("layers", layers, minimum=1)
         self.stem_multiplier = check_int("stem_multiplier", stem_multiplier, minimum=1)
-        self.affine = check_flag("affine", affine)
-        self.pool_bn = check_flag("pool_bn", pool_bn)
+        self.affine = check_bool("affine", affine)
+        self.pool_bn = check_bool("pool_bn", pool_bn)
         self.drop_path = check_drop_path(drop_path)
 
         def make_cell(c_pp: int, c_p: int, c_curr: int, reduction: bool, reduction_prev: bool) -> EvalCell:

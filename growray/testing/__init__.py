@@ -1,10 +1,15 @@
 """Conformance suites that every registered plug-in must pass (import them from tests).
 
-``growray.testing.initializers.InitializerConformance``,
-``growray.testing.triggers.TriggerConformance`` and
-``growray.testing.deepeners.DeepenerConformance`` are pytest classes: subclass one, define
-the ``initializer`` / ``trigger_factory`` / ``deepener`` fixture, and pytest runs every check. They need
-pytest, so they are not imported here.
+Each is a pytest class (or a set of functions) to subclass or parametrise; they need pytest,
+so none is imported here:
+
+- ``growray.testing.initializers.InitializerConformance``, ``growray.testing.triggers.TriggerConformance``,
+  ``growray.testing.deepeners.DeepenerConformance``: growth plug-ins (define the
+  ``initializer`` / ``trigger_factory`` / ``deepener`` fixture);
+- ``growray.testing.models``: every registered model (shapes, spec round trip, sites);
+- ``growray.testing.datasets``: every registered dataset (``describe``, seeded splits, ranges);
+- ``growray.testing.supernets``: NAS supernets (weight/architecture parameters, discretization);
+- ``growray.testing.kinds.KindConformance``: experiment kinds (section, checks, metrics, resume).
 """
 
 __all__: list[str] = []
