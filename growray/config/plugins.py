@@ -40,20 +40,20 @@ def plugin_slots() -> dict[str, PluginSlot]:
 
 
 @functools.cache
-def _params_model(registry: Registry, name: str) -> type[BaseModel]:
+def _params_model(registry: Registry[Any], name: str) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for pname, p in registry.user_parameters(name).items():
         ann = Any if p.annotation is inspect.Parameter.empty else p.annotation
         default = ... if p.default is inspect.Parameter.empty else p.default
         fields[pname] = (ann, default)
-    return create_model(  # type: ignore[call-overload]
+    return create_model(
         f"{registry.kind.title()}_{name}",
         __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True, strict=False),
         **fields,
     )
 
 
-def plugin_schema(registry: Registry, name: str) -> dict[str, Any]:
+def plugin_schema(registry: Registry[Any], name: str) -> dict[str, Any]:
     """JSON schema of a plug-in's parameters (for docs and ``growray show``)."""
     return _params_model(registry, name).model_json_schema()
 

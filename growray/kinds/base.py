@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 from growray.registry import Registry
 
@@ -149,7 +149,11 @@ class Kind(Generic[C]):
     def config(self, exp: Experiment) -> C | None:
         """This kind's section of ``exp`` (None when the kind is not active)."""
         cfg = exp.kinds.get(self.name)
-        return None if cfg is None else cfg  # type: ignore[return-value]
+        if cfg is not None and not isinstance(cfg, self.section):
+            raise TypeError(
+                f"exp.kinds[{self.name!r}] is a {type(cfg).__name__}, not the kind's {self.section.__name__}"
+            )
+        return cast("C | None", cfg)
 
 
 KINDS: Registry[Kind[Any]] = Registry("experiment kind")

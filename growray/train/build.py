@@ -14,6 +14,7 @@ from growray.kinds import active_kinds
 from growray.models import MODELS
 from growray.tracking import Recorder
 
+from .checkpoint import load_checkpoint
 from .hooks import Hook
 from .trainer import ReportFn, Trainer
 
@@ -49,17 +50,23 @@ def build_trainer(
         setup = kind.setup(exp, cfg, splits)
         hooks += setup.hooks
         splits = setup.splits
-    kwargs = {
-        "hooks": hooks,
-        "recorder": recorder,
-        "report": report,
-        "seed": exp.seed,
-        "device": dev,
-        "costs": exp.costs,
-        "gpu_fraction": exp.resources.gpu,
-    }
     if checkpoint_dir is not None:
-        return Trainer.from_checkpoint(checkpoint_dir, splits, exp.trainer, **kwargs)
-    torch.manual_seed(exp.seed)  # the initial weights are part of the experiment
-    model = MODELS.build(exp.model, input_shape=dataset.input_shape, n_classes=dataset.n_classes).to(dev)
-    return Trainer(model, splits, exp.trainer, **kwargs)
+        model = Trainer.model_from_checkpoint(checkpoint_dir, dev)
+    else:
+        torch.manual_seed(exp.seed)  # the initial weights are part of the experiment
+        model = MODELS.build(exp.model, input_shape=dataset.input_shape, n_classes=dataset.n_classes).to(dev)
+    trainer = Trainer(
+        model,
+        splits,
+        exp.trainer,
+        hooks=hooks,
+        recorder=recorder,
+        report=report,
+        seed=exp.seed,
+        device=dev,
+        costs=exp.costs,
+        gpu_fraction=exp.resources.gpu,
+    )
+    if checkpoint_dir is not None:
+        trainer.load_state(load_checkpoint(checkpoint_dir, map_location=dev))
+    return trainer

@@ -12,7 +12,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,7 @@ from torch import nn
 from growray.config import CostsConfig, TrainerConfig
 from growray.data import TensorSplits
 from growray.metrics import width_metric
-from growray.models import build_model
+from growray.models import ArchSpec, GrowableModel, build_model
 from growray.tracking import NullRecorder, Recorder
 
 from .checkpoint import CheckpointData, load_checkpoint, save_checkpoint
@@ -30,7 +30,7 @@ from .evaluate import evaluate
 from .hooks import Hook, merge_metrics
 from .optim import make_optimizer, scheduled_lr, weight_parameters
 
-__all__ = ["ReportFn", "Trainer", "TrainingDivergedError"]
+__all__ = ["ReportFn", "SpecModel", "Trainer", "TrainingDivergedError"]
 
 #: ``report(metrics, checkpoint_dir)``; the checkpoint dir may be deleted after the call returns.
 ReportFn = Callable[[dict[str, Any], "str | None"], None]
@@ -38,6 +38,28 @@ ReportFn = Callable[[dict[str, Any], "str | None"], None]
 
 class TrainingDivergedError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+@runtime_checkable
+class SpecModel(Protocol):
+    """What the trainer needs of a model besides ``nn.Module``: its architecture as data
+    (``spec``, rebuilt by ``build_model`` from checkpoints) and its width sites (none for a
+    supernet or a cell network). Every registered growray model has them."""
+
+    def spec(self) -> ArchSpec: ...
+
+    def sites(self) -> list[str]: ...
+
+    def widths(self) -> dict[str, int]: ...
+
+
+def _spec_model(model: nn.Module) -> SpecModel:
+    if not isinstance(model, SpecModel):
+        raise TypeError(
+            f"the trainer needs a growray model (spec(), sites(), widths()); got {type(model).__name__}: "
+            "build models from the MODELS registry"
+        )
+    return model
 
 
 class Trainer:
@@ -75,6 +97,7 @@ class Trainer:
         if len(set(names)) != len(names):
             raise ValueError(f"hook names must be unique (they key checkpoint state); got {names}")
         self.model = model
+        self.arch: SpecModel = _spec_model(model)  # the same object, seen through what the trainer uses
         self.data = data
         self.cfg = cfg
         self.hooks = list(hooks)
@@ -102,11 +125,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ the model's architecture
     def widths(self) -> dict[str, int]:
-        return dict(self.model.widths())  # type: ignore[operator]
+        return dict(self.arch.widths())
 
     def arch_json(self) -> str:
         """The model's current ArchSpec as JSON (what checkpoints and ``architecture.json`` hold)."""
-        return str(self.model.spec().to_json())  # type: ignore[operator]
+        return self.arch.spec().to_json()
+
+    def growable_model(self) -> GrowableModel:
+        """The model as a ``GrowableModel`` (width sites and their modules), for hooks that edit
+        units (growth, Grow-vs-Prune).
+
+        Raises:
+            TypeError: the model has no width sites API (a supernet, a cell network).
+        """
+        if not isinstance(self.model, GrowableModel):
+            raise TypeError(f"this hook edits width sites (mlp, cnn models); got a {type(self.model).__name__}")
+        return self.model
 
     def request_stop(self, reason: str) -> None:
         """End training after the current epoch (its evaluation, checkpoint and report run as
@@ -120,18 +154,23 @@ class Trainer:
         return self.epoch >= self.cfg.epochs or self.stop_reason is not None
 
     # ------------------------------------------------------------------ restore
-    @classmethod
-    def from_checkpoint(cls, directory: str, data: TensorSplits, cfg: TrainerConfig, **kwargs: Any) -> Trainer:
-        """Rebuild model and optimizer from a checkpoint's spec and state (not from any config)."""
+    @staticmethod
+    def model_from_checkpoint(directory: str, device: torch.device) -> nn.Module:
+        """The model of a checkpoint, rebuilt from its spec (never from a config) with its weights."""
         from growray.plugins import load_plugins
 
         load_plugins()  # every registered model can be rebuilt (supernets, cell networks, ...)
-        device = torch.device(kwargs.get("device", "cpu"))
         ckpt = load_checkpoint(directory, map_location=device)
         model = build_model(ckpt.spec).to(device)
         model.load_state_dict(ckpt.model_state)
-        trainer = cls(model, data, cfg, **kwargs)
-        trainer.load_state(ckpt)
+        return model
+
+    @classmethod
+    def from_checkpoint(cls, directory: str, data: TensorSplits, cfg: TrainerConfig, **kwargs: Any) -> Trainer:
+        """Rebuild model and optimizer from a checkpoint's spec and state (not from any config)."""
+        device = torch.device(kwargs.get("device", "cpu"))
+        trainer = cls(cls.model_from_checkpoint(directory, device), data, cfg, **kwargs)
+        trainer.load_state(load_checkpoint(directory, map_location=device))
         return trainer
 
     def load_state(self, ckpt: CheckpointData) -> None:
@@ -175,7 +214,7 @@ class Trainer:
             **self.meta_extra,
         }
         return CheckpointData(
-            spec=self.model.spec(),  # type: ignore[operator]
+            spec=self.arch.spec(),
             model_state={k: v.detach().clone() for k, v in self.model.state_dict().items()},
             optimizer_state=self.optimizer.state_dict(),
             rng_state=torch.get_rng_state(),

@@ -175,7 +175,7 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
             trainer.meta_extra["restores"] = restores
             print(
                 f"[growray] {trial_name}: restored at epoch {trainer.epoch}, step {trainer.step}, "
-                f"widths {trainer.model.widths()}, MLflow run {run_id}",
+                f"widths {trainer.widths()}, MLflow run {run_id}",
                 flush=True,
             )
     elif run_id := _find_run(sweep, trial_name):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -72,22 +72,23 @@ class GrowthHook(Hook):
         return x, y
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        model_sites = list(trainer.model.sites())  # type: ignore[operator]
+        model_sites = trainer.growable_model().sites()
         unknown = sorted(set(self.sites or []) - set(model_sites))
         if unknown:
             raise ValueError(f"growth.sites: {unknown} are not sites of this model; its sites are {model_sites}")
 
-    def _grow(self, trainer: Trainer, phase: str, **losses: float | None) -> None:
+    def _grow(self, trainer: Trainer, phase: Literal["step", "epoch"], **losses: float | None) -> None:
+        model = trainer.growable_model()
         ctx = TriggerContext(
             step=trainer.step,
             epoch=trainer.epoch,
-            phase=phase,  # type: ignore[arg-type]
-            widths=dict(trainer.model.widths()),
-            model=trainer.model,
+            phase=phase,
+            widths=dict(model.widths()),
+            model=model,
             batch=self.recent_batch(),
             **losses,
         )
-        events = self.strategy.step(trainer.model, trainer.optimizer, ctx, self.probe)
+        events = self.strategy.step(model, trainer.optimizer, ctx, self.probe)
         widened = [ev for ev in events if ev.kind == "widen"]
         if widened and self._diagnosing():
             for ev in widened:
@@ -107,13 +108,14 @@ class GrowthHook(Hook):
     def _measure(self, trainer: Trainer, sites: list[str]) -> dict[str, tuple[float, float]]:
         """Newborn log-parity at ``sites`` on the recent training samples; logged at this step."""
         batch = self.recent_batch()
-        if batch is None or not sites:
+        if batch is None or not sites or self.diagnostics is None:
             return {}
+        model = trainer.growable_model()
         out: dict[str, tuple[float, float]] = {}
         metrics: dict[str, float] = {}
         for site in sites:
             start, end, _ = self._cohorts[site]
-            p = newborn_parity(trainer.model, site, start, end, batch, tau=self.diagnostics.tau)
+            p = newborn_parity(model, site, start, end, batch, tau=self.diagnostics.tau)
             out[site] = (p.act, p.grad)
             metrics[f"growth/newborn_act_parity/{site}"] = p.act
             metrics[f"growth/newborn_grad_parity/{site}"] = p.grad
@@ -125,7 +127,7 @@ class GrowthHook(Hook):
     def _follow_up(self, trainer: Trainer) -> None:
         """Every ``every_steps`` after birth, until ``horizon_steps``: is the cohort integrating?"""
         d = self.diagnostics
-        if not self._diagnosing() or d.every_steps == 0:
+        if d is None or not self._diagnosing() or d.every_steps == 0:
             return
         due = [
             site

@@ -49,7 +49,7 @@ class DartsHook(NasHook):
         self.architect = DartsArchitect(
             model,
             lr=self.cfg.arch_lr,
-            betas=tuple(self.cfg.arch_betas),
+            betas=(self.cfg.arch_betas[0], self.cfg.arch_betas[1]),
             weight_decay=self.cfg.arch_weight_decay,
             order=self.cfg.order,
             grad_clip=self.cfg.arch_grad_clip,

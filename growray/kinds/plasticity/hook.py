@@ -64,8 +64,8 @@ class FrozenMaskHook(Hook):
         self.masks = masks
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        if self.masks.model is not trainer.model:
-            self.masks.attach(trainer.model)
+        if self.masks.model is not trainer.growable_model():
+            self.masks.attach(trainer.growable_model())
             self.masks.zero_inactive()
 
     def on_step_end(self, trainer: Trainer, loss: float) -> None:
@@ -120,7 +120,7 @@ class PlasticityHook(Hook):
                 )
 
     def _initial_masks(self, trainer: Trainer) -> UnitMasks:
-        model, cfg = trainer.model, self.cfg
+        model, cfg = trainer.growable_model(), self.cfg
         sites = cfg.sites if cfg.sites is not None else model.sites()
         unknown = sorted(set(sites) - set(model.sites()))
         if unknown:
@@ -139,11 +139,11 @@ class PlasticityHook(Hook):
         self._check_schedule(trainer)
         if self.masks is None:
             self.masks = self._initial_masks(trainer)
-        if self.masks.model is not trainer.model:
-            self.masks.attach(trainer.model)
+        if self.masks.model is not trainer.growable_model():
+            self.masks.attach(trainer.growable_model())
             self.masks.snapshot_inactive()
         if self.cfg.arm == "prune" and self.snapshot is None and trainer.step == self.cfg.rewind_step:
-            self.snapshot = RewindSnapshot.capture(trainer.model, trainer.step)
+            self.snapshot = RewindSnapshot.capture(trainer.growable_model(), trainer.step)
         if trainer.step == 0:  # the series start at the initial mask
             trainer.recorder.log_metrics(self._unit_metrics(trainer), step=0)
 
@@ -152,7 +152,7 @@ class PlasticityHook(Hook):
         assert self.masks is not None  # set in on_fit_start
         self.masks.restore_inactive()
         if self.cfg.arm == "prune" and self.snapshot is None and trainer.step == self.cfg.rewind_step:
-            self.snapshot = RewindSnapshot.capture(trainer.model, trainer.step)
+            self.snapshot = RewindSnapshot.capture(trainer.growable_model(), trainer.step)
 
     def on_epoch_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> dict[str, float]:
         assert self.masks is not None
@@ -178,7 +178,7 @@ class PlasticityHook(Hook):
         counts = self.masks.counts()
         out = {f"{_P}active_units/{site}": float(n) for site, n in counts.items()}
         out[_P + "active_units"] = float(sum(counts.values()))
-        out[_P + "active_weights"] = float(self.masks.active_weights(trainer.model))
+        out[_P + "active_weights"] = float(self.masks.active_weights(trainer.growable_model()))
         return out
 
     def _batch(self, trainer: Trainer) -> tuple[Tensor, Tensor]:
@@ -187,7 +187,7 @@ class PlasticityHook(Hook):
     def _edit(self, trainer: Trainer, cycle: int) -> dict[str, float]:
         """The edit at the boundary after ``cycle``; returns the Post diagnostics."""
         assert self.masks is not None
-        cfg, model = self.cfg, trainer.model
+        cfg, model = self.cfg, trainer.growable_model()
         if cfg.arm == "prune":
             if self.snapshot is None:
                 raise RuntimeError(
@@ -242,7 +242,12 @@ class PlasticityHook(Hook):
                 if not new:
                     continue
                 a, g = cohort_parity(
-                    trainer.model, site, torch.tensor(new), torch.tensor(cohort["old"][site]), self.probe, self.cfg.tau
+                    trainer.growable_model(),
+                    site,
+                    torch.tensor(new),
+                    torch.tensor(cohort["old"][site]),
+                    self.probe,
+                    self.cfg.tau,
                 )
                 per_site.setdefault(site, []).append((a, g))
                 pairs.append((a, g))
@@ -289,7 +294,7 @@ class PlasticityHook(Hook):
         devices = [trainer.device] if trainer.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # the outer run's RNG streams are left alone
             torch.manual_seed(self.cfg.wt_seed)
-            model = build_model(trainer.model.spec()).to(trainer.device)
+            model = build_model(trainer.arch.spec()).to(trainer.device)
             masks = UnitMasks.from_state_dict(self.masks.state_dict())
             wt = Trainer(
                 model,
