@@ -9,7 +9,6 @@ spatial positions count as samples.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +19,7 @@ from growray.growth._north_triggers import flat_rows, is_conv_site
 from growray.growth.capture import capture_site, units_matrix
 from growray.growth.initializers import INITIALIZERS, Initializer, WidthProposal, _fresh_norm
 from growray.growth.limits import SiteLimits
-from growray.models.sites import GrowableModel
+from growray.models.sites import GrowableModel, SiteModules
 
 __all__ = [
     "NorthPreInitializer",
@@ -39,7 +38,7 @@ def _glorot(n: int, w: Tensor, n_out_units: int) -> Tensor:
     return torch.empty((n, *w.shape[1:]), dtype=w.dtype, device=w.device).uniform_(-bound, bound)
 
 
-def _zero_fan_out(mods: Any, n: int) -> Tensor:
+def _zero_fan_out(mods: SiteModules, n: int) -> Tensor:
     """Zero consumer columns for ``n`` new units (a conv site flattened into a Linear owns
     ``spatial`` contiguous columns per unit)."""
     cw = mods.consumer.weight
@@ -48,24 +47,24 @@ def _zero_fan_out(mods: Any, n: int) -> Tensor:
     return torch.zeros((cw.shape[0], n, *cw.shape[2:]), dtype=cw.dtype, device=cw.device)
 
 
-def _proposal(mods: Any, rows: Tensor) -> WidthProposal:
+def _proposal(mods: SiteModules, rows: Tensor) -> WidthProposal:
     w = mods.producer.weight
     n = rows.shape[0]
     bias = None if mods.producer.bias is None else torch.zeros(n, dtype=w.dtype, device=w.device)
     return WidthProposal(rows.to(w.dtype).detach(), bias, _zero_fan_out(mods, n), None, _fresh_norm(mods.norm, n, w))
 
 
-def _candidate_post(mods: Any, inputs: Tensor, rows: Tensor) -> Tensor:
+def _candidate_post(mods: SiteModules, inputs: Tensor, rows: Tensor) -> Tensor:
     """Post-activations (candidates x samples) the candidate fan-in ``rows`` would have as new
     units: bias 0, fresh BatchNorm in eval mode (x / sqrt(1 + eps)), then the site's act."""
     p = mods.producer
     rows = rows.to(inputs.dtype)
-    if rows.dim() > 2:
+    if isinstance(p, nn.Conv2d):
         pre = F.conv2d(inputs, rows, None, p.stride, p.padding, p.dilation, p.groups)
     else:
         pre = inputs.reshape(inputs.shape[0], -1) @ rows.t()
     if mods.norm is not None:
-        pre = pre / math.sqrt(1.0 + float(getattr(mods.norm, "eps", 0.0)))
+        pre = pre / math.sqrt(1.0 + float(mods.norm.eps))
     post = mods.act(pre) if mods.act is not None else pre
     return units_matrix(post)
 
@@ -115,7 +114,7 @@ def _need_batch(name: str, batch: tuple[Tensor, Tensor] | None) -> Tensor:
 
 
 def _select(
-    model: nn.Module, mods: Any, site: str, x: Tensor, candidates: Tensor, n_new: int, epsilon: float
+    model: GrowableModel, mods: SiteModules, site: str, x: Tensor, candidates: Tensor, n_new: int, epsilon: float
 ) -> Tensor:
     """Keep the ``n_new`` candidates (greedy) whose post-activations are most orthogonal to
     the site's current post-activations on ``x``."""
@@ -151,7 +150,7 @@ class NorthSelectInitializer(Initializer):
     def preserves_function(self) -> bool:
         return True
 
-    def _draw(self, mods: Any, n_new: int) -> Tensor:
+    def _draw(self, mods: SiteModules, n_new: int) -> Tensor:
         w = mods.producer.weight
         conv = is_conv_site(mods)
         n = max(n_new, self.n_candidates or (100 if conv else 1000))
@@ -164,7 +163,7 @@ class NorthSelectInitializer(Initializer):
         return cand
 
     def propose(
-        self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
+        self, model: GrowableModel, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
         check_int("n_new", n_new, minimum=1)
         x = _need_batch("north_select", batch)
@@ -199,7 +198,7 @@ class NorthPreInitializer(Initializer):
         return True
 
     def propose(
-        self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
+        self, model: GrowableModel, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
         check_int("n_new", n_new, minimum=1)
         mods = model.site_modules(site)
@@ -251,7 +250,7 @@ class NorthWeightInitializer(Initializer):
     def preserves_function(self) -> bool:
         return True
 
-    def incompatibility(self, model: nn.Module, site: str) -> str | None:
+    def incompatibility(self, model: GrowableModel, site: str) -> str | None:
         """Why this initializer cannot grow ``site`` of ``model`` now, or None."""
         w = model.site_modules(site).producer.weight
         return north_weight_compatible(int(w.shape[0]), math.prod(w.shape[1:]))
@@ -275,7 +274,7 @@ class NorthWeightInitializer(Initializer):
         return None
 
     def propose(
-        self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
+        self, model: GrowableModel, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
         check_int("n_new", n_new, minimum=1)
         reason = self.incompatibility(model, site)

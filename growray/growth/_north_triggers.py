@@ -18,7 +18,7 @@ from growray.checks import check_int, check_number
 from growray.growth.capture import capture_site, units_matrix
 from growray.growth.limits import SiteLimits
 from growray.growth.triggers import TRIGGERS, GrowthRequest, Trigger, TriggerContext
-from growray.models.sites import GrowableModel
+from growray.models.sites import GrowableModel, SiteModules
 
 __all__ = [
     "NorthActTrigger",
@@ -50,7 +50,7 @@ def flat_rows(w: Tensor) -> Tensor:
     return w.detach().reshape(w.shape[0], -1)
 
 
-def is_conv_site(mods: Any) -> bool:
+def is_conv_site(mods: SiteModules) -> bool:
     """True when the site's producer is a convolution (its weight has kernel dimensions)."""
     return mods.producer.weight.dim() > 2
 
@@ -67,8 +67,8 @@ class _NorthTrigger(Trigger):
         self.max_units_per_event = check_int("max_units_per_event", max_units_per_event, minimum=1, optional=True)
         self.baseline: dict[str, float] = {}  # phi0 (dense) or running max of phi (conv)
 
-    def _measure(self, ctx: TriggerContext, site: str) -> tuple[int, int, bool] | None:
-        """``(count, width, conv)`` or None to skip this site now."""
+    def _measure(self, model: GrowableModel, ctx: TriggerContext, site: str) -> tuple[int, int, bool] | None:
+        """``(count, width, conv)`` of ``site`` of ``model`` (``ctx.model``), or None to skip it now."""
         raise NotImplementedError
 
     def check(self, ctx: TriggerContext) -> list[GrowthRequest]:
@@ -78,7 +78,7 @@ class _NorthTrigger(Trigger):
         was_training = model.training
         model.eval()  # deterministic (no dropout draws) and no BatchNorm statistics updates
         try:
-            measured = {site: self._measure(ctx, site) for site in ctx.widths}
+            measured = {site: self._measure(model, ctx, site) for site in ctx.widths}
         finally:
             model.train(was_training)
         requests = []
@@ -138,10 +138,10 @@ class NorthActTrigger(_NorthTrigger):
     ):
         super().__init__(check_every, gamma, epsilon, max_units_per_event)
 
-    def _measure(self, ctx: TriggerContext, site: str) -> tuple[int, int, bool] | None:
+    def _measure(self, model: GrowableModel, ctx: TriggerContext, site: str) -> tuple[int, int, bool] | None:
         if ctx.batch is None:
             return None
-        cap = capture_site(ctx.model, site, ctx.batch[0])
+        cap = capture_site(model, site, ctx.batch[0])
         h = units_matrix(cap.post)
         if h.shape[1] <= h.shape[0]:
             return None
@@ -182,8 +182,8 @@ class NorthWeightTrigger(_NorthTrigger):
     ):
         super().__init__(check_every, gamma, epsilon, max_units_per_event)
 
-    def _measure(self, ctx: TriggerContext, site: str) -> tuple[int, int, bool] | None:
-        mods = ctx.model.site_modules(site)
+    def _measure(self, model: GrowableModel, ctx: TriggerContext, site: str) -> tuple[int, int, bool] | None:
+        mods = model.site_modules(site)
         w = flat_rows(mods.producer.weight)
         if w.shape[1] <= w.shape[0]:
             return None

@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from growray.checks import check_int, check_number
 from growray.growth._senn_site import measure_site, senn_supported
 from growray.growth.initializers import INITIALIZERS, Initializer, RandomInitializer, WidthProposal, _fresh_norm
 from growray.growth.senn_score import optimize_proposals, sample_winner
+from growray.models.sites import GrowableModel
 
 __all__ = ["SENNInitializer"]
 
@@ -54,7 +55,7 @@ class SENNInitializer(Initializer):
     def preserves_function(self) -> bool:
         return True
 
-    def _hinted(self, hint: Any, n_in: int, n_new: int) -> list[tuple[list[float], float]]:
+    def _hinted(self, hint: object, n_in: int, n_new: int) -> list[tuple[list[float], float]]:
         if hint is None:
             return []
         if (
@@ -73,11 +74,11 @@ class SENNInitializer(Initializer):
 
     def propose(
         self,
-        model: nn.Module,
+        model: GrowableModel,
         site: str,
         n_new: int,
         batch: tuple[Tensor, Tensor] | None = None,
-        hint: Any = None,
+        hint: object = None,
     ) -> WidthProposal:
         check_int("n_new", n_new, minimum=1)
         if not senn_supported(model, site):
@@ -113,6 +114,6 @@ class SENNInitializer(Initializer):
         bias = None
         if mods.producer.bias is not None:
             bias = offsets
-        elif norm is not None:  # the candidate was act(z / sqrt(1 + eps)): beta carries the scaled offset
-            norm["bias"] = offsets / math.sqrt(1.0 + float(mods.norm.eps))
+        elif norm is not None and mods.norm is not None:  # candidates were act(z / sqrt(1 + eps)): beta
+            norm["bias"] = offsets / math.sqrt(1.0 + float(mods.norm.eps))  # carries the scaled offset
         return WidthProposal(fan_in, bias, fan_out, None, norm)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,11 +13,12 @@ from torch import Tensor, nn
 
 from growray.growth.capture import capture_site
 from growray.growth.senn_score import LayerStats, layer_stats, with_bias_column
+from growray.models.sites import GrowableModel, SiteModules
 
 __all__ = ["SiteData", "measure_site", "senn_supported"]
 
 
-def senn_supported(model: nn.Module, site: str) -> bool:
+def senn_supported(model: GrowableModel, site: str) -> bool:
     """True for dense sites (Linear producer and Linear consumer, no flatten in between)."""
     mods = model.site_modules(site)
     return isinstance(mods.producer, nn.Linear) and isinstance(mods.consumer, nn.Linear) and mods.spatial == 1
@@ -54,13 +54,13 @@ class SiteData:
         self.stats = layer_stats(a, g, g_hat, self.stats.grad_sq, tikhonov)
 
 
-def _site_activation(mods: Any) -> Callable[[Tensor], Tensor]:
+def _site_activation(mods: SiteModules) -> Callable[[Tensor], Tensor]:
     act = mods.act if mods.act is not None else (lambda t: t)
     return act
 
 
 def measure_site(
-    model: nn.Module, site: str, batch: tuple[Tensor, Tensor], tikhonov: float = 0.1
+    model: GrowableModel, site: str, batch: tuple[Tensor, Tensor], tikhonov: float = 0.1
 ) -> tuple[SiteData, Tensor, Tensor]:
     """Capture ``site`` on ``batch`` in eval mode and build its SENN statistics.
 
@@ -79,7 +79,7 @@ def measure_site(
     finally:
         model.train(was_training)
     n = x.shape[0]
-    g = cap.out_grad.reshape(n, -1).double() * n  # per-sample gradients of each sample's own loss
+    g = cap.gradients()[2].reshape(n, -1).double() * n  # per-sample gradients of each sample's own loss
     g_y = torch.softmax(logits.double(), dim=1) - F.one_hot(y, logits.shape[1]).double()
     g_y_norm = g_y.norm(dim=1)
     g_hat = g / g_y_norm.clamp_min(1e-12)[:, None]

@@ -105,7 +105,9 @@ class SENNTrigger(Trigger):
         key = ((self.seed * 1_000_003 + step) * 1009 + site_index) * 64 + round_ * 2 + kind
         return torch.Generator().manual_seed(key % (2**63 - 1))
 
-    def _best(self, feats: Tensor, act: Callable[[Tensor], Tensor], stats: LayerStats, gen: torch.Generator):
+    def _best(
+        self, feats: Tensor, act: Callable[[Tensor], Tensor], stats: LayerStats, gen: torch.Generator
+    ) -> tuple[Tensor, float]:
         fan_ins, gains = optimize_proposals(
             feats,
             act,
@@ -161,21 +163,21 @@ class SENNTrigger(Trigger):
                         best = (1 + dgain / max(eta, 1e-30), "deepen", site, dgain, None)
             if best is None:
                 break
-            _, kind, site, gain, u = best
+            _, kind, site, gain, fan_in_u = best
             data, g, g_hat = measured[site]
             eta, gsq = data.stats.eta, data.stats.grad_sq
             tests = (
                 f"eta={eta:.4g}, d_eta'={gain:.4g}: d_eta'/eta={gain / max(eta, 1e-30):.4g} > tau={self.tau:g}, "
                 f"d_eta'/|g_y|^2={gain / max(gsq, 1e-30):.4g} > alpha={self.alpha:g}"
             )
-            if kind == "deepen":
+            if kind == "deepen" or fan_in_u is None:  # width proposals always carry their fan-in
                 reason = f"senn: new identity layer after {site} (gain / layer_cost {self.layer_cost:g}); {tests}"
                 out.append(GrowthRequest(site, 1, gain, reason, kind="deepen", payload={"activation": "rational"}))
                 self.layer_cooldown_left = self.layer_cooldown
                 break
-            chosen.setdefault(site, []).append((u, gain, tests))
+            chosen.setdefault(site, []).append((fan_in_u, gain, tests))
             if round_ + 1 < self.max_per_check:
-                a_p = data.activation((u @ data.inputs.t())[None])[0]
+                a_p = data.activation((fan_in_u @ data.inputs.t())[None])[0]
                 data.add_input(a_p.detach(), g, g_hat, self.tikhonov)
                 del width_best[site]
         for site, units in chosen.items():

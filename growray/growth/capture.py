@@ -6,11 +6,15 @@ mechanism, through temporary forward hooks on the site's modules (model-agnostic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from growray.models.sites import GrowableModel
 
 __all__ = ["SiteCapture", "capture_site", "units_matrix"]
 
@@ -41,9 +45,19 @@ class SiteCapture:
     pre_grad: Tensor | None = None
     loss: float | None = None
 
+    def gradients(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(pre_grad, post_grad, out_grad)``.
+
+        Raises:
+            ValueError: the capture was taken without ``with_grad``.
+        """
+        if self.pre_grad is None or self.post_grad is None or self.out_grad is None:
+            raise ValueError("this site capture has no gradients; capture it with capture_site(..., with_grad=True)")
+        return self.pre_grad, self.post_grad, self.out_grad
+
 
 def capture_site(
-    model: nn.Module,
+    model: GrowableModel,
     site: str,
     x: Tensor,
     y: Tensor | None = None,
@@ -63,8 +77,8 @@ def capture_site(
         raise ValueError("capture_site(with_grad=True) needs the labels y")
     seen: dict[str, Tensor] = {}
 
-    def keep(name: str, leaf: bool = False):
-        def hook(module: nn.Module, args: tuple, out: Tensor) -> Tensor | None:
+    def keep(name: str, leaf: bool = False) -> Callable[[nn.Module, tuple[Tensor, ...], Tensor], Tensor | None]:
+        def hook(module: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> Tensor | None:
             seen[f"{name}_in"] = args[0]
             if leaf:  # a fresh leaf: gradients stop here and never reach parameters
                 out = out.detach().requires_grad_(True)
@@ -76,14 +90,14 @@ def capture_site(
         return hook
 
     act = mods.act if mods.act is not None else (mods.norm if mods.norm is not None else mods.producer)
-    handles = []
+    handles: list[RemovableHandle] = []
     # In train mode BatchNorm would update its running statistics: a capture must leave the model as it was.
     buffers = {k: v.clone() for k, v in model.named_buffers()} if model.training else {}
     try:
         handles.append(mods.producer.register_forward_hook(keep("producer", leaf=with_grad)))
         handles.append(act.register_forward_hook(keep("act")))
         handles.append(mods.consumer.register_forward_hook(keep("consumer")))
-        if not with_grad:
+        if not with_grad or y is None:  # y is None only without with_grad (checked above)
             with torch.no_grad():
                 model(x)
             return SiteCapture(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +36,7 @@ from torch import Tensor, nn
 from growray.checks import check_int
 from growray.growth.limits import SiteLimits
 from growray.models.activations import ACTIVATIONS, make_activation
-from growray.models.sites import DeepenableModel, GrowableModel
+from growray.models.sites import DeepenableModel, GrowableModel, Norm, UnitLayer
 from growray.registry import Registry, UnknownNameError
 
 __all__ = [
@@ -74,7 +75,7 @@ class Deepener(ABC):
     ``apply(model, site, batch=..., hint=request.payload)``.
     """
 
-    uses_hint: bool = False
+    uses_hint: ClassVar[bool] = False
 
     @property
     def preserves_function(self) -> bool:
@@ -89,7 +90,7 @@ class Deepener(ABC):
         return _insertable(model, site)
 
     @abstractmethod
-    def apply(self, model: nn.Module, site: str, batch: tuple[Tensor, Tensor] | None = None) -> DepthChange:
+    def apply(self, model: DeepenableModel, site: str, batch: tuple[Tensor, Tensor] | None = None) -> DepthChange:
         """Insert and initialise a block after ``site`` of ``model``, in place."""
 
 
@@ -113,10 +114,6 @@ def _check_activation(activation: object) -> str | None:
     return activation
 
 
-def _producer(block: nn.Module) -> nn.Module:
-    return block.conv if hasattr(block, "conv") else block.linear
-
-
 def _on_meta(module: nn.Module) -> bool:
     return any(t.is_meta for t in [*module.parameters(), *module.buffers()])
 
@@ -129,14 +126,14 @@ def _usable(module: nn.Module, name: str) -> nn.Module:
 _GRID = torch.cat([torch.linspace(-20.0, 20.0, 4001), torch.tensor([-1e3, -100.0, 100.0, 1e3])])
 
 
-def _feeding_activations(model: nn.Module, site: str) -> list[nn.Module]:
+def _feeding_activations(model: DeepenableModel, site: str) -> list[nn.Module]:
     """Activations whose outputs reach a block inserted after ``site``: the site's own, and
     while the block is a DropIn block (its skip path passes its input through), those of
     the blocks before it; ``nn.Identity()`` for the raw input. Max-pools and flattens keep
     values inside the same set, so they are transparent here."""
     sites = model.sites()
     i = sites.index(site)
-    out = []
+    out: list[nn.Module] = []
     while True:
         block = model.block(sites[i])
         out.append(_usable(block.act, block.activation))
@@ -164,7 +161,7 @@ def _counterexample(new_act: nn.Module, feeding: list[nn.Module]) -> tuple[float
     return None
 
 
-def _identity_weights(producer: nn.Module) -> None:
+def _identity_weights(producer: UnitLayer) -> None:
     with torch.no_grad():
         w = producer.weight
         w.zero_()
@@ -179,7 +176,7 @@ def _identity_weights(producer: nn.Module) -> None:
 
 
 @torch.no_grad()
-def _norm_input_stats(model: nn.Module, norm: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+def _norm_input_stats(model: GrowableModel, norm: Norm, x: Tensor) -> tuple[Tensor, Tensor]:
     """Per-unit mean and biased variance of ``norm``'s input over ``x``, as training sees it:
     BatchNorm layers in train mode (normalising with the batch's statistics), everything
     else in eval mode (DropIn gates use their expectation, so the result is deterministic).
@@ -247,7 +244,7 @@ class Net2DeeperDeepener(Deepener):
 
     def check_site(self, model: GrowableModel, site: str, limits: SiteLimits) -> str | None:
         reason = _insertable(model, site)
-        if reason:
+        if reason is not None or not isinstance(model, DeepenableModel):  # _insertable checked the type
             return reason
         block = model.block(site)
         name = self.activation or block.activation
@@ -265,24 +262,28 @@ class Net2DeeperDeepener(Deepener):
             "identity-initialised rational after anything); or use the dropin deepener, which works with any activation"
         )
 
-    def apply(self, model: nn.Module, site: str, batch: tuple[Tensor, Tensor] | None = None) -> DepthChange:
+    def apply(self, model: DeepenableModel, site: str, batch: tuple[Tensor, Tensor] | None = None) -> DepthChange:
         reason = self.check_site(model, site, SiteLimits())
         if reason:
             raise ValueError(reason)
-        if model.block(site).norm is not None and batch is None:
+        site_norm = model.block(site).norm
+        if site_norm is not None and batch is None:
             raise ValueError(
                 "net2deeper needs a training batch (batch=(x, y)) to set the new BatchNorm's statistics; got None"
             )
+        if site_norm is not None and (site_norm.running_mean is None or site_norm.running_var is None):
+            raise ValueError("net2deeper needs BatchNorm layers that track running statistics (track_running_stats)")
         new_site = model.insert_block(site, activation=self.activation, dropin=False)
         block = model.block(new_site)
-        producer = _producer(block)
+        producer = block.producer
         _identity_weights(producer)
-        if block.norm is not None:
-            norm = block.norm
+        norm = block.norm
+        if norm is not None and batch is not None:  # batch is None only without BatchNorm (checked above)
             mean, var = _norm_input_stats(model, norm, batch[0].to(producer.weight.device))
             with torch.no_grad():
-                norm.running_mean.copy_(mean)
-                norm.running_var.copy_(var)
+                for buffer, value in ((norm.running_mean, mean), (norm.running_var, var)):
+                    if buffer is not None:  # a new block's BatchNorm is built like the site's (checked above)
+                        buffer.copy_(value)
                 norm.weight.copy_(torch.sqrt(var + norm.eps))
                 norm.bias.copy_(mean)
         return DepthChange(site, new_site, producer.weight.shape[0], list(block.parameters()))
@@ -313,21 +314,23 @@ class DropInDeepener(Deepener):
     def preserves_function(self) -> bool:
         return True
 
-    def apply(self, model: nn.Module, site: str, batch: tuple[Tensor, Tensor] | None = None) -> DepthChange:
+    def apply(self, model: DeepenableModel, site: str, batch: tuple[Tensor, Tensor] | None = None) -> DepthChange:
         reason = self.check_site(model, site, SiteLimits())
         if reason:
             raise ValueError(reason)
         new_site = model.insert_block(site, activation=self.activation, dropin=True)
         block = model.block(new_site)
+        if block.gate is None:
+            raise TypeError(f"{type(model).__name__}.insert_block(dropin=True) made a block without a DropIn gate")
         block.gate.start(self.steps)
-        return DepthChange(site, new_site, _producer(block).weight.shape[0], list(block.parameters()))
+        return DepthChange(site, new_site, block.producer.weight.shape[0], list(block.parameters()))
 
 
 def add_new_parameters(
     optimizer: torch.optim.Optimizer,
-    model: nn.Module,
+    model: GrowableModel,
     new_params: list[nn.Parameter],
-    anchor: nn.Parameter | None = None,
+    anchor: Tensor | None = None,
 ) -> None:
     """Let ``optimizer`` train ``new_params`` without touching anyone else's state.
 
@@ -350,9 +353,12 @@ def add_new_parameters(
 
 
 def dropin_gates(model: nn.Module) -> dict[str, float]:
-    """Current gate value of every DropIn block, by site (empty when none ramps)."""
-    out = {}
-    for site in model.sites() if callable(getattr(model, "insert_block", None)) else []:
+    """Current gate value of every DropIn block, by site (empty when none ramps, and for a
+    model that is not a ``DeepenableModel``)."""
+    out: dict[str, float] = {}
+    if not isinstance(model, DeepenableModel):
+        return out
+    for site in model.sites():
         gate = model.block(site).gate
         if gate is not None:
             out[site] = float(gate.value())
@@ -361,9 +367,12 @@ def dropin_gates(model: nn.Module) -> dict[str, float]:
 
 def advance_dropin(model: nn.Module) -> list[str]:
     """One optimizer step for every DropIn gate; gates that reach 1 are removed (exact:
-    the block's output is then used as is). Returns the sites whose gate opened now."""
-    opened = []
-    for site in model.sites() if callable(getattr(model, "insert_block", None)) else []:
+    the block's output is then used as is). Returns the sites whose gate opened now (none
+    for a model that is not a ``DeepenableModel``)."""
+    opened: list[str] = []
+    if not isinstance(model, DeepenableModel):
+        return opened
+    for site in model.sites():
         gate = model.block(site).gate
         if gate is None:
             continue

@@ -13,9 +13,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from growray.growth.capture import capture_site, units_matrix
+from growray.models.sites import GrowableModel
 
 __all__ = ["NewbornParity", "log_parity", "log_ratio", "newborn_parity", "unit_act_grad"]
 
@@ -43,18 +44,19 @@ def log_parity(per_unit: Tensor, start: int, end: int) -> float:
 
 
 def unit_act_grad(
-    model: nn.Module, site: str, batch: tuple[Tensor, Tensor], tau: float = 0.05
+    model: GrowableModel, site: str, batch: tuple[Tensor, Tensor], tau: float = 0.05
 ) -> tuple[Tensor, Tensor]:
     """Per unit of ``site`` on ``batch``, in the model's current mode: ``act(j)`` (fraction of
     post-activations above ``tau``) and ``grad(j)`` (mean |dL/dz_j|). The model is left untouched."""
     cap = capture_site(model, site, batch[0], batch[1], with_grad=True)
+    pre_grad, _, _ = cap.gradients()
     act = (units_matrix(cap.post) > tau).float().mean(dim=1)
-    grad = units_matrix(cap.pre_grad).abs().mean(dim=1)  # type: ignore[arg-type]
+    grad = units_matrix(pre_grad).abs().mean(dim=1)
     return act, grad
 
 
 def newborn_parity(
-    model: nn.Module, site: str, start: int, end: int, batch: tuple[Tensor, Tensor], tau: float = 0.05
+    model: GrowableModel, site: str, start: int, end: int, batch: tuple[Tensor, Tensor], tau: float = 0.05
 ) -> NewbornParity:
     """Activation and gradient log-parity of units ``[start, end)`` against units ``[0, start)``.
 

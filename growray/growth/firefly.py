@@ -7,13 +7,14 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import functional_call
 
 from growray.checks import check_int, check_number
 from growray.growth.gradmax import columns_to_fan_out, existing_fan_out_columns
 from growray.growth.initializers import INITIALIZERS, Initializer, WidthProposal, _fresh_norm
 from growray.growth.surgery import widen
+from growray.models.sites import GrowableModel, SiteModules, as_module
 
 __all__ = ["FireflyInitializer"]
 
@@ -24,7 +25,7 @@ def _unit_rows(t: Tensor) -> Tensor:
     return t / t.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-def _param_name(model: nn.Module, param: Tensor) -> str:
+def _param_name(model: GrowableModel, param: Tensor) -> str:
     return next(name for name, p in model.named_parameters() if p is param)
 
 
@@ -85,7 +86,7 @@ class FireflyInitializer(Initializer):
         return False
 
     def propose(
-        self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
+        self, model: GrowableModel, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
         check_int("n_new", n_new, minimum=1)
         if batch is None:
@@ -136,7 +137,7 @@ class FireflyInitializer(Initializer):
             rows, new_cols = assemble(delta, v, g_split, g_fresh)
             pw = torch.cat([theta, rows]).reshape(-1, *w.shape[1:])
             pc = columns_to_fan_out(torch.cat([inc_cols, new_cols]), cw, spatial)
-            return F.cross_entropy(functional_call(scratch, {p_name: pw, c_name: pc}, (x,)), y)
+            return F.cross_entropy(functional_call(as_module(scratch), {p_name: pw, c_name: pc}, (x,)), y)
 
         with torch.enable_grad():
             delta, v = delta.clone().requires_grad_(True), v.clone().requires_grad_(True)
@@ -169,7 +170,7 @@ class FireflyInitializer(Initializer):
             )
 
     @staticmethod
-    def _bias(mods, split_src: Tensor, n_fresh: int) -> Tensor | None:
+    def _bias(mods: SiteModules, split_src: Tensor, n_fresh: int) -> Tensor | None:
         b = mods.producer.bias
         if b is None:
             return None
@@ -177,7 +178,7 @@ class FireflyInitializer(Initializer):
         return torch.cat([b[split_src], torch.zeros(n_fresh, dtype=b.dtype, device=b.device)])
 
     @staticmethod
-    def _norm(mods, split_src: Tensor, n_fresh: int, like: Tensor) -> dict[str, Tensor] | None:
+    def _norm(mods: SiteModules, split_src: Tensor, n_fresh: int, like: Tensor) -> dict[str, Tensor] | None:
         fresh = _fresh_norm(mods.norm, n_fresh, like)
         if fresh is None:
             return None

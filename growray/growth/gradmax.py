@@ -38,6 +38,7 @@ from growray.checks import check_int, check_number
 from growray.growth.capture import SiteCapture, capture_site
 from growray.growth.initializers import INITIALIZERS, Initializer, WidthProposal, _fresh_norm
 from growray.growth.triggers import TRIGGERS, GrowthRequest, Trigger, TriggerContext
+from growray.models.sites import GrowableModel
 
 __all__ = [
     "AuxiliaryGradient",
@@ -96,8 +97,10 @@ def _conv_padding(conv: nn.Conv2d) -> tuple[int, int]:
     if isinstance(conv.padding, str):
         if conv.padding == "valid":
             return (0, 0)
-        return tuple((conv.dilation[i] * (conv.kernel_size[i] - 1)) // 2 for i in range(2))  # 'same'
-    return tuple(conv.padding)
+        pad = [(conv.dilation[i] * (conv.kernel_size[i] - 1)) // 2 for i in range(2)]  # 'same'
+    else:
+        pad = [int(p) for p in conv.padding]
+    return pad[0], pad[1]
 
 
 def _producer_patches(producer: nn.Module, inputs: Tensor, pre: Tensor) -> Tensor:
@@ -118,7 +121,7 @@ def _onehot_kernels(c_out: int, kh: int, kw: int, like: Tensor) -> Tensor:
 
 
 def auxiliary_gradient(
-    model: nn.Module, site: str, batch: tuple[Tensor, Tensor], *, center: bool = False, chunk: int = 64
+    model: GrowableModel, site: str, batch: tuple[Tensor, Tensor], *, center: bool = False, chunk: int = 64
 ) -> AuxiliaryGradient:
     """The auxiliary (grow) gradient M of ``site`` on ``batch`` (mean cross-entropy), in
     the model's current mode; the model is left unchanged (see module docstring).
@@ -131,7 +134,7 @@ def auxiliary_gradient(
     mods = model.site_modules(site)
     cap = capture_site(model, site, x, y, with_grad=True)
     consumer = mods.consumer
-    delta = cap.out_grad
+    _, _, delta = cap.gradients()
     patches = _producer_patches(mods.producer, cap.inputs, cap.pre)  # (N, D_in, H1, W1)
     if center:
         patches = patches - patches.mean(dim=(0, 2, 3), keepdim=True)
@@ -153,7 +156,8 @@ def auxiliary_gradient(
         m = torch.einsum("nc,nip->cpi", delta, p).reshape(delta.shape[1] * s, d_in)
         return AuxiliaryGradient(m, cap)
     if isinstance(consumer, nn.Conv2d) and consumer.groups == 1:
-        grid = tuple(cap.consumer_inputs.shape[2:])
+        h2, w2 = cap.consumer_inputs.shape[2:]
+        grid = (int(h2), int(w2))
         if tuple(patches.shape[2:]) != grid:
             patches = F.adaptive_avg_pool2d(patches, grid)
         c_out = consumer.out_channels
@@ -241,7 +245,7 @@ class GradMaxInitializer(Initializer):
         return self.birth_offset == 0.0
 
     def propose(
-        self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
+        self, model: GrowableModel, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
         check_int("n_new", n_new, minimum=1)
         if batch is None:
@@ -274,7 +278,7 @@ class GradMaxInitializer(Initializer):
         return WidthProposal(fan_in, bias, fan_out, None, norm)
 
 
-def _per_unit_grad_norms(model: nn.Module, site: str, batch: tuple[Tensor, Tensor]) -> Tensor:
+def _per_unit_grad_norms(model: GrowableModel, site: str, batch: tuple[Tensor, Tensor]) -> Tensor:
     """``||dL/dw_in_i|| + ||dL/dw_out_i||`` for each existing unit i (mean cross-entropy)."""
     mods = model.site_modules(site)
     x, y = batch
@@ -313,7 +317,7 @@ class GradientTrigger(Trigger):
         self.max_units_per_event = check_int("max_units_per_event", max_units_per_event, minimum=1, optional=True)
         self.threshold_scale = check_number("threshold_scale", threshold_scale, low=0, low_open=True)
 
-    def count(self, model: nn.Module, site: str, batch: tuple[Tensor, Tensor]) -> tuple[int, float, float]:
+    def count(self, model: GrowableModel, site: str, batch: tuple[Tensor, Tensor]) -> tuple[int, float, float]:
         """``(count, top singular value, threshold)`` for ``site``."""
         was_training = model.training
         model.eval()

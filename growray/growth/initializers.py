@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -66,7 +67,7 @@ class Initializer(ABC):
     ``propose(..., hint=payload)`` (SENN's trigger hands over the fan-in it chose).
     """
 
-    uses_hint: bool = False
+    uses_hint: ClassVar[bool] = False
 
     @property
     def preserves_function(self) -> bool:
@@ -85,7 +86,7 @@ class Initializer(ABC):
 
     @abstractmethod
     def propose(
-        self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
+        self, model: GrowableModel, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
         """Weights for ``n_new`` units at ``site`` of ``model`` (``model.site_modules``)."""
 
@@ -143,7 +144,7 @@ class RandomInitializer(Initializer):
         return True
 
     def propose(
-        self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
+        self, model: GrowableModel, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
         check_int("n_new", n_new, minimum=1)
         mods = model.site_modules(site)
@@ -185,7 +186,7 @@ class Net2WiderInitializer(Initializer):
         return self.noise == 0.0
 
     def propose(
-        self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
+        self, model: GrowableModel, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
         check_int("n_new", n_new, minimum=1)
         mods = model.site_modules(site)

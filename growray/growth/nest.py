@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from growray.checks import check_int, check_number
 from growray.growth.gradmax import (
@@ -14,6 +14,7 @@ from growray.growth.gradmax import (
     existing_fan_out_columns,
 )
 from growray.growth.initializers import INITIALIZERS, Initializer, WidthProposal, _fresh_norm
+from growray.models.sites import GrowableModel
 
 __all__ = ["NeSTInitializer"]
 
@@ -53,7 +54,7 @@ class NeSTInitializer(Initializer):
         return False
 
     def propose(
-        self, model: nn.Module, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
+        self, model: GrowableModel, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
     ) -> WidthProposal:
         check_int("n_new", n_new, minimum=1)
         if batch is None:

@@ -3,22 +3,44 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from growray.checks import check_choice, check_int
 from growray.cost import count_params, forward_flops
-from growray.growth.deepen import Deepener, add_new_parameters
+from growray.growth.deepen import Deepener, DepthChange, add_new_parameters
 from growray.growth.events import GrowthEvent
-from growray.growth.initializers import Initializer
+from growray.growth.initializers import Initializer, WidthProposal
 from growray.growth.optim_state import OPTIMIZER_STATE_POLICIES, match_incumbents, migrate_optimizer, unit_rows
 from growray.growth.surgery import widen
 from growray.growth.triggers import GrowthRequest, Trigger, TriggerContext
+from growray.models.sites import DeepenableModel, GrowableModel, as_module
 from growray.registry import UnknownNameError
 
 __all__ = ["GrowthStrategy"]
+
+
+class _HintedInitializer(Protocol):
+    """An initializer whose ``uses_hint`` is true: ``propose`` also takes the request's payload."""
+
+    def propose(
+        self,
+        model: GrowableModel,
+        site: str,
+        n_new: int,
+        batch: tuple[Tensor, Tensor] | None = None,
+        hint: object = None,
+    ) -> WidthProposal: ...
+
+
+class _HintedDeepener(Protocol):
+    """A deepener whose ``uses_hint`` is true: ``apply`` also takes the request's payload."""
+
+    def apply(
+        self, model: DeepenableModel, site: str, batch: tuple[Tensor, Tensor] | None = None, hint: object = None
+    ) -> DepthChange: ...
 
 
 class GrowthStrategy:
@@ -82,7 +104,7 @@ class GrowthStrategy:
 
     def step(
         self,
-        model: nn.Module,
+        model: GrowableModel,
         optimizer: torch.optim.Optimizer | None,
         ctx: TriggerContext,
         probe: tuple[Tensor, Tensor],
@@ -118,7 +140,7 @@ class GrowthStrategy:
         return events
 
     def _event(
-        self, model: nn.Module, ctx: TriggerContext, req: GrowthRequest, x: Tensor, **fields: Any
+        self, model: GrowableModel, ctx: TriggerContext, req: GrowthRequest, x: Tensor, **fields: Any
     ) -> GrowthEvent:
         return GrowthEvent(
             step=ctx.step,
@@ -126,32 +148,36 @@ class GrowthStrategy:
             trigger=self.trigger_name,
             trigger_score=None if req.score is None else float(req.score),
             reason=req.reason,
-            params_after=count_params(model),
-            flops_after=forward_flops(model, tuple(x.shape[1:])),
+            params_after=count_params(as_module(model)),
+            flops_after=forward_flops(as_module(model), tuple(x.shape[1:])),
             **fields,
         )
 
     def _widen(
         self,
-        model: nn.Module,
+        model: GrowableModel,
         optimizer: torch.optim.Optimizer | None,
         ctx: TriggerContext,
         req: GrowthRequest,
         x: Tensor,
     ) -> GrowthEvent | None:
-        locked = model.locked_sites() if callable(getattr(model, "locked_sites", None)) else {}
+        locked = model.locked_sites() if isinstance(model, DeepenableModel) else {}
         if req.site in locked:
             return None
         width = model.widths()[req.site]
         n = req.n_units if self.max_width is None else min(req.n_units, self.max_width - width)
         if n <= 0:
             return None
-        params_before, flops_before = count_params(model), forward_flops(model, tuple(x.shape[1:]))
+        params_before, flops_before = (
+            count_params(as_module(model)),
+            forward_flops(as_module(model), tuple(x.shape[1:])),
+        )
         with torch.no_grad():
             before = model(x)
         # Initializers learn from recent *training* samples, never from the held-out probe.
-        if self.initializer.uses_hint:
-            proposal = self.initializer.propose(model, req.site, n, batch=ctx.batch, hint=req.payload)
+        if self.initializer.uses_hint:  # the uses_hint contract: propose takes hint=
+            hinted = cast(_HintedInitializer, self.initializer)
+            proposal = hinted.propose(model, req.site, n, batch=ctx.batch, hint=req.payload)
         else:
             proposal = self.initializer.propose(model, req.site, n, batch=ctx.batch)
         changes = widen(model, req.site, proposal)
@@ -179,7 +205,7 @@ class GrowthStrategy:
 
     def _deepen(
         self,
-        model: nn.Module,
+        model: GrowableModel,
         optimizer: torch.optim.Optimizer | None,
         ctx: TriggerContext,
         req: GrowthRequest,
@@ -193,12 +219,21 @@ class GrowthStrategy:
             )
         if self.max_depth is not None and len(model.sites()) >= self.max_depth:
             return None
-        params_before, flops_before = count_params(model), forward_flops(model, tuple(x.shape[1:]))
+        if not isinstance(model, DeepenableModel):
+            raise TypeError(
+                f"the {self.trigger_name} trigger asked to insert a layer after {req.site!r}, but a "
+                f"{type(model).__name__} cannot hold inserted blocks (it is not a DeepenableModel)"
+            )
+        params_before, flops_before = (
+            count_params(as_module(model)),
+            forward_flops(as_module(model), tuple(x.shape[1:])),
+        )
         with torch.no_grad():
             before = model(x)
         anchor = model.site_modules(req.site).producer.weight
-        if self.deepener.uses_hint:
-            change = self.deepener.apply(model, req.site, batch=ctx.batch, hint=req.payload)
+        if self.deepener.uses_hint:  # the uses_hint contract: apply takes hint=
+            hinted = cast(_HintedDeepener, self.deepener)
+            change = hinted.apply(model, req.site, batch=ctx.batch, hint=req.payload)
         else:
             change = self.deepener.apply(model, req.site, batch=ctx.batch)
         if optimizer is not None:
@@ -224,7 +259,7 @@ class GrowthStrategy:
         )
 
     @staticmethod
-    def _sources(model: nn.Module, site: str, n_old: int) -> Tensor:
+    def _sources(model: GrowableModel, site: str, n_old: int) -> Tensor:
         """Each newborn's most similar incumbent, by fan-in and fan-out direction together."""
         units = unit_rows(model.site_modules(site))
         return match_incumbents(units[:n_old], units[n_old:])

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from growray.growth.initializers import WidthProposal
+from growray.models.sites import GrowableModel
 
 __all__ = ["ParamChange", "widen"]
 
@@ -56,7 +57,7 @@ def _grow_param(module: nn.Module, name: str, head: Tensor, tail: Tensor, dim: i
     return ParamChange(old=old, new=new, dim=dim, n_old=old.shape[dim])
 
 
-def widen(model: nn.Module, site: str, proposal: WidthProposal) -> list[ParamChange]:
+def widen(model: GrowableModel, site: str, proposal: WidthProposal) -> list[ParamChange]:
     """Append ``proposal.n_new`` units to ``site`` of ``model``, in place.
 
     Replaces the producer's weight and bias, the norm's weight, bias and running
@@ -101,26 +102,27 @@ def widen(model: nn.Module, site: str, proposal: WidthProposal) -> list[ParamCha
     if proposal.bias is not None:
         _check_shape("bias", proposal.bias, (n,))
     norm_keys = [k for k in _NORM_KEYS if norm is not None and getattr(norm, k, None) is not None]
+    new_norm = proposal.norm or {}
     if norm_keys:
-        missing = [k for k in norm_keys if not proposal.norm or k not in proposal.norm]
+        missing = [k for k in norm_keys if k not in new_norm]
         if missing:
             raise ValueError(f"site {site!r} has a {type(norm).__name__}; the proposal lacks norm entries {missing}")
         for k in norm_keys:
-            _check_shape(f"norm[{k!r}]", proposal.norm[k], (n,))
+            _check_shape(f"norm[{k!r}]", new_norm[k], (n,))
 
     changes: list[ParamChange] = []
     with torch.no_grad():
         changes.append(_grow_param(producer, "weight", pw.detach(), proposal.fan_in, 0))
-        if producer.bias is not None:
+        if producer.bias is not None and proposal.bias is not None:  # both or neither (checked above)
             changes.append(_grow_param(producer, "bias", producer.bias.detach(), proposal.bias, 0))
         setattr(producer, out_attr, width + n)
         if norm is not None:
             for k in norm_keys:
                 cur = getattr(norm, k)
                 if isinstance(cur, nn.Parameter):
-                    changes.append(_grow_param(norm, k, cur.detach(), proposal.norm[k], 0))
+                    changes.append(_grow_param(norm, k, cur.detach(), new_norm[k], 0))
                 else:  # buffer
-                    setattr(norm, k, torch.cat([cur, proposal.norm[k].to(cur.device, cur.dtype)]))
+                    setattr(norm, k, torch.cat([cur, new_norm[k].to(cur.device, cur.dtype)]))
             norm.num_features = width + n
         head = cw.detach() if proposal.incumbent_fan_out is None else proposal.incumbent_fan_out
         changes.append(_grow_param(consumer, "weight", head, proposal.fan_out, 1))

@@ -11,7 +11,7 @@ from growray.growth.limits import SiteLimits
 from growray.registry import Registry
 
 if TYPE_CHECKING:
-    from torch import Tensor, nn
+    from torch import Tensor
 
     from growray.models.sites import GrowableModel
 
@@ -58,7 +58,7 @@ class TriggerContext:
     widths: dict[str, int]
     train_loss: float | None = None
     val_loss: float | None = None
-    model: nn.Module | None = None
+    model: GrowableModel | None = None
     batch: tuple[Tensor, Tensor] | None = None
     """Recent *training* samples (a rolling buffer kept by the growth hook, up to
     ``growth.buffer_size``): data-driven triggers measure activations/gradients on it."""

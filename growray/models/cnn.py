@@ -9,17 +9,18 @@ import torch
 from torch import nn
 
 from growray.checks import check_int
-from growray.models.activations import make_activation
-from growray.models.mlp import (
-    DropInGate,
-    _check_block_options,
-    _check_gate_widths,
-    _HiddenBlock,
-    _locked,
-    _new_block_like,
-    _next_id,
-    _stack_spec,
+from growray.models._blocks import (
+    HiddenBlock,
+    check_block_options,
+    check_gate_widths,
+    locked,
+    new_block_like,
+    next_id,
+    stack_spec,
+    typed_blocks,
 )
+from growray.models.activations import make_activation
+from growray.models.dropin import DropInGate
 from growray.models.sites import SiteModules
 from growray.models.spec import MODELS, ArchSpec
 from growray.registry import UnknownNameError
@@ -50,6 +51,11 @@ class _ConvBlock(nn.Module):
         self.pool = nn.MaxPool2d(2) if pool else None
         self.activation = activation
         self.site_id = site_id
+
+    @property
+    def producer(self) -> nn.Conv2d:
+        """The block's Conv2d (``GrowthBlock.producer``)."""
+        return self.conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.conv(x)
@@ -158,10 +164,10 @@ class GrowableCNN(nn.Module):
         if not isinstance(batch_norm, bool):
             raise ValueError(f"batch_norm must be true or false; got {batch_norm!r}")
         make_activation(activation)  # fail early, with "did you mean", on an unknown name
-        c_ids, c_acts, c_gates = _check_block_options(
+        c_ids, c_acts, c_gates = check_block_options(
             "conv", len(channels), conv_ids, conv_activations, conv_dropin, activation
         )
-        h_ids, h_acts, h_gates = _check_block_options(
+        h_ids, h_acts, h_gates = check_block_options(
             "hidden", len(hidden), hidden_ids, hidden_activations, hidden_dropin, activation
         )
         c, h, w = input_shape
@@ -178,23 +184,23 @@ class GrowableCNN(nn.Module):
         self.batch_norm = batch_norm
         self.feature_hw = (fh, fw)
         c_ins = [c, *channels[:-1]]
-        _check_gate_widths("conv", list(zip(c_ins, channels)), c_gates)
+        check_gate_widths("conv", list(zip(c_ins, channels)), c_gates)
         self.convs = nn.ModuleList(
             _ConvBlock(i, o, kernel_size, a, batch_norm, k in pools, g, sid)
             for k, (i, o, a, g, sid) in enumerate(zip(c_ins, channels, c_acts, c_gates, c_ids))
         )
         n_in = channels[-1] * fh * fw
         h_ins = [n_in, *hidden[:-1]]
-        _check_gate_widths("hidden", list(zip(h_ins, hidden)), h_gates)
+        check_gate_widths("hidden", list(zip(h_ins, hidden)), h_gates)
         self.hidden = nn.ModuleList(
-            _HiddenBlock(i, o, a, batch_norm, g, sid) for i, o, a, g, sid in zip(h_ins, hidden, h_acts, h_gates, h_ids)
+            HiddenBlock(i, o, a, batch_norm, g, sid) for i, o, a, g, sid in zip(h_ins, hidden, h_acts, h_gates, h_ids)
         )
         self.head = nn.Linear(hidden[-1] if hidden else n_in, n_classes)
 
     @property
     def pool_after(self) -> list[int]:
         """Forward positions of the convs followed by a max-pool."""
-        return [i for i, b in enumerate(self.convs) if b.pool is not None]
+        return [i for i, b in enumerate(self._convs()) if b.pool is not None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.convs:
@@ -204,27 +210,34 @@ class GrowableCNN(nn.Module):
             x = block(x)
         return self.head(x)
 
+    def _convs(self) -> list[_ConvBlock]:
+        return typed_blocks(self.convs, _ConvBlock)
+
+    def _fcs(self) -> list[HiddenBlock]:
+        return typed_blocks(self.hidden, HiddenBlock)
+
     def sites(self) -> list[str]:
         """Width sites, in forward order: ``conv.<id>`` ..., then ``fc.<id>`` ..."""
-        return [f"conv.{b.site_id}" for b in self.convs] + [f"fc.{b.site_id}" for b in self.hidden]
+        return [f"conv.{b.site_id}" for b in self._convs()] + [f"fc.{b.site_id}" for b in self._fcs()]
 
     def widths(self) -> dict[str, int]:
-        out = {f"conv.{b.site_id}": b.conv.out_channels for b in self.convs}
-        out.update({f"fc.{b.site_id}": b.linear.out_features for b in self.hidden})
+        out = {f"conv.{b.site_id}": b.conv.out_channels for b in self._convs()}
+        out.update({f"fc.{b.site_id}": b.linear.out_features for b in self._fcs()})
         return out
 
-    def _locate(self, site: str) -> tuple[nn.ModuleList, int]:
-        """The block list holding ``site`` and the site's position in it."""
+    def _locate(self, site: str) -> tuple[bool, int]:
+        """Whether ``site`` is a conv site, and its position among the conv or fc blocks."""
         sites = self.sites()
         if site not in sites:
             raise UnknownNameError("site", site, sites)
         i = sites.index(site)
-        return (self.convs, i) if i < len(self.convs) else (self.hidden, i - len(self.convs))
+        n_convs = len(self.convs)
+        return (True, i) if i < n_convs else (False, i - n_convs)
 
-    def block(self, site: str) -> nn.Module:
+    def block(self, site: str) -> _ConvBlock | HiddenBlock:
         """The block of ``site``: ``.conv``/``.linear``, ``.norm`` (or None), ``.act``, ``.gate``."""
-        blocks, i = self._locate(site)
-        return blocks[i]
+        conv, i = self._locate(site)
+        return self._convs()[i] if conv else self._fcs()[i]
 
     def site_modules(self, site: str) -> SiteModules:
         """Producer, optional BatchNorm, consumer, activation and ``spatial`` of ``site``.
@@ -232,16 +245,17 @@ class GrowableCNN(nn.Module):
         The last conv's consumer is the first head Linear, reached through the flatten:
         ``spatial`` is then H*W of the final feature map (1 for every other site).
         """
-        blocks, i = self._locate(site)
-        first_fc = self.hidden[0].linear if len(self.hidden) else self.head
-        block = blocks[i]
-        if blocks is self.convs:
-            if i + 1 < len(self.convs):
-                return SiteModules(block.conv, block.norm, self.convs[i + 1].conv, block.act)
+        conv, i = self._locate(site)
+        convs, fcs = self._convs(), self._fcs()
+        first_fc = fcs[0].linear if fcs else self.head
+        if conv:
+            block = convs[i]
+            if i + 1 < len(convs):
+                return SiteModules(block.conv, block.norm, convs[i + 1].conv, block.act)
             fh, fw = self.feature_hw
             return SiteModules(block.conv, block.norm, first_fc, block.act, spatial=fh * fw)
-        consumer = self.hidden[i + 1].linear if i + 1 < len(self.hidden) else self.head
-        return SiteModules(block.linear, block.norm, consumer, block.act)
+        consumer = fcs[i + 1].linear if i + 1 < len(fcs) else self.head
+        return SiteModules(fcs[i].linear, fcs[i].norm, consumer, fcs[i].act)
 
     def insert_block(self, site: str, activation: str | None = None, dropin: bool = False) -> str:
         """Insert a new block right after ``site``, of the same width; returns its site name.
@@ -253,19 +267,22 @@ class GrowableCNN(nn.Module):
         operator sets the weights); ``dropin`` adds a ``DropInGate``; ``activation``
         defaults to the activation of ``site``'s block.
         """
-        blocks, i = self._locate(site)
-        prev = blocks[i]
-        act = prev.activation if activation is None else activation
-        sid = _next_id(blocks)
-        if blocks is self.convs:
+        conv, i = self._locate(site)
+        if conv:
+            prev = self._convs()[i]
+            act = prev.activation if activation is None else activation
+            sid = next_id(self._convs())
             c = prev.conv.out_channels
             new = _ConvBlock(c, c, self.kernel_size, act, self.batch_norm, prev.pool is not None, dropin, sid)
             prev.pool = None
-            blocks.insert(i + 1, _new_block_like(new, prev.conv.weight, self.training))
+            self.convs.insert(i + 1, new_block_like(new, prev.conv.weight, self.training))
             return f"conv.{sid}"
-        w = prev.linear.out_features
-        new = _HiddenBlock(w, w, act, self.batch_norm, dropin, sid)
-        blocks.insert(i + 1, _new_block_like(new, prev.linear.weight, self.training))
+        fc = self._fcs()[i]
+        act = fc.activation if activation is None else activation
+        sid = next_id(self._fcs())
+        w = fc.linear.out_features
+        new_fc = HiddenBlock(w, w, act, self.batch_norm, dropin, sid)
+        self.hidden.insert(i + 1, new_block_like(new_fc, fc.linear.weight, self.training))
         return f"fc.{sid}"
 
     def remove_dropin(self, site: str) -> None:
@@ -277,7 +294,7 @@ class GrowableCNN(nn.Module):
         ties its width to its input's)."""
         sites = self.sites()
         n = len(self.convs)
-        return {**_locked(sites[:n], self.convs), **_locked(sites[n:], self.hidden)}
+        return {**locked(sites[:n], self._convs()), **locked(sites[n:], self._fcs())}
 
     def spec(self) -> ArchSpec:
         """The current (possibly grown or deepened) architecture."""
@@ -286,13 +303,13 @@ class GrowableCNN(nn.Module):
             params={
                 "input_shape": list(self.input_shape),
                 "n_classes": self.n_classes,
-                "channels": [b.conv.out_channels for b in self.convs],
+                "channels": [b.conv.out_channels for b in self._convs()],
                 "pool_after": self.pool_after,
                 "kernel_size": self.kernel_size,
-                "hidden": [b.linear.out_features for b in self.hidden],
+                "hidden": [b.linear.out_features for b in self._fcs()],
                 "activation": self.activation,
                 "batch_norm": self.batch_norm,
-                **_stack_spec("conv", self.convs, self.activation),
-                **_stack_spec("hidden", self.hidden, self.activation),
+                **stack_spec("conv", self._convs(), self.activation),
+                **stack_spec("hidden", self._fcs(), self.activation),
             },
         )

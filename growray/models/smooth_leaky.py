@@ -60,6 +60,7 @@ class RandSmoothLeaky(nn.Module):
         self.p = check_number("p", p, low=0, low_open=True)
 
     def forward(self, x: Tensor) -> Tensor:
+        leak: Tensor | float
         if self.training and self.upper > self.lower:
             leak = torch.empty_like(x).uniform_(self.lower, self.upper)
         else:

@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from growray.checks import check_int
+from growray.models.sites import GrowableModel
 from growray.sparse.masks import UnitMasks
 from growray.sparse.prune import UnitScorer, edit_count, select_lowest
 
@@ -38,11 +39,11 @@ class RewindSnapshot:
         self.params = {k: v.detach().clone() for k, v in params.items()}
 
     @classmethod
-    def capture(cls, model: nn.Module, step: int) -> RewindSnapshot:
+    def capture(cls, model: GrowableModel, step: int) -> RewindSnapshot:
         return cls(dict(model.named_parameters()), step)
 
     @torch.no_grad()
-    def rewind(self, model: nn.Module, masks: UnitMasks | None = None) -> None:
+    def rewind(self, model: GrowableModel, masks: UnitMasks | None = None) -> None:
         """Copy the snapshot into ``model``'s parameters; with ``masks`` (attached to
         ``model``) zero every masked unit's slices afterwards."""
         current = dict(model.named_parameters())
@@ -64,7 +65,13 @@ class RewindSnapshot:
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, object]) -> RewindSnapshot:
-        return cls(state["params"], int(state["step"]))  # type: ignore[arg-type]
+        params, step = state.get("params"), state.get("step")
+        if not isinstance(params, Mapping) or not isinstance(step, int):
+            raise ValueError(
+                "a rewind snapshot state needs 'params' (a mapping of tensors) and 'step' (an int); "
+                f"got {type(params).__name__} and {step!r}"
+            )
+        return cls(params, step)
 
 
 def clear_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
@@ -73,7 +80,7 @@ def clear_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
 
 
 def select_prune(
-    model: nn.Module,
+    model: GrowableModel,
     masks: UnitMasks,
     scorer: UnitScorer,
     targets: Mapping[str, int],
@@ -93,7 +100,7 @@ def select_prune(
 
 
 def apply_prune(
-    model: nn.Module,
+    model: GrowableModel,
     masks: UnitMasks,
     pruned: Mapping[str, Tensor],
     snapshot: RewindSnapshot | None,
@@ -113,7 +120,7 @@ def apply_prune(
 
 
 def imp_prune_step(
-    model: nn.Module,
+    model: GrowableModel,
     masks: UnitMasks,
     scorer: UnitScorer,
     targets: Mapping[str, int],

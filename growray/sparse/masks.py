@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from growray.models.sites import GrowableModel
 
 __all__ = ["UnitMasks", "UnitSlice", "count_weights", "raw_activations", "site_slices"]
 
@@ -64,27 +67,27 @@ class UnitSlice:
         self.tensor.index_copy_(self.dim, self.index(units), values.to(self.tensor.device, self.tensor.dtype))
 
 
-def site_slices(model: nn.Module, site: str) -> list[UnitSlice]:
+def site_slices(model: GrowableModel, site: str) -> list[UnitSlice]:
     """Every parameter slice owned by the units of ``site``: producer rows and bias, BatchNorm
     weight and bias, consumer columns (the consumer's bias belongs to the next layer)."""
     mods = model.site_modules(site)
     out = [UnitSlice("producer.weight", mods.producer.weight, 0)]
-    if getattr(mods.producer, "bias", None) is not None:
+    if mods.producer.bias is not None:
         out.append(UnitSlice("producer.bias", mods.producer.bias, 0))
     if mods.norm is not None:
-        for k in ("weight", "bias"):
-            if getattr(mods.norm, k, None) is not None:
-                out.append(UnitSlice(f"norm.{k}", getattr(mods.norm, k), 0))
-    out.append(UnitSlice("consumer.weight", mods.consumer.weight, 1, int(getattr(mods, "spatial", 1))))
+        for k, t in (("weight", mods.norm.weight), ("bias", mods.norm.bias)):
+            if t is not None:  # None when the BatchNorm is not affine
+                out.append(UnitSlice(f"norm.{k}", t, 0))
+    out.append(UnitSlice("consumer.weight", mods.consumer.weight, 1, mods.spatial))
     return out
 
 
-def _act_module(model: nn.Module, site: str) -> nn.Module:
+def _act_module(model: GrowableModel, site: str) -> nn.Module:
     mods = model.site_modules(site)
     return mods.act if mods.act is not None else (mods.norm if mods.norm is not None else mods.producer)
 
 
-def count_weights(model: nn.Module, counts: Mapping[str, int] | None = None) -> int:
+def count_weights(model: GrowableModel, counts: Mapping[str, int] | None = None) -> int:
     """Parameters of the producers, norms and consumers of ``model``'s sites when site ``s``
     keeps ``counts[s]`` units (missing sites and ``counts=None``: all units).
 
@@ -98,7 +101,7 @@ def count_weights(model: nn.Module, counts: Mapping[str, int] | None = None) -> 
         mods = model.site_modules(site)
         width = mods.producer.weight.shape[0]
         n = int(counts.get(site, width))
-        spatial = int(getattr(mods, "spatial", 1))
+        spatial = mods.spatial
         layers.setdefault(id(mods.producer), {"m": mods.producer})["out"] = n
         layers.setdefault(id(mods.consumer), {"m": mods.consumer})["in"] = n * spatial
         if mods.norm is not None:
@@ -139,20 +142,22 @@ class UnitMasks:
                     f"mask of site {site!r} must hold only 0 and 1; got values {sorted(set(m.tolist()))[:5]}"
                 )
             self._masks[site] = m.float().clone()
-        self._model: nn.Module | None = None
-        self._handles: list = []
+        self._model: GrowableModel | None = None
+        self._handles: list[RemovableHandle] = []
         self._held: dict[str, list[tuple[UnitSlice, Tensor, Tensor]]] = {}
         self._raw: dict[str, Tensor] | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def dense(cls, model: nn.Module, sites: list[str] | None = None) -> UnitMasks:
+    def dense(cls, model: GrowableModel, sites: list[str] | None = None) -> UnitMasks:
         """Every unit of ``sites`` (default: all sites of ``model``) active."""
         widths = model.widths()
         return cls({s: torch.ones(widths[s]) for s in _check_sites(model, sites)})
 
     @classmethod
-    def random(cls, model: nn.Module, counts: Mapping[str, int], generator: torch.Generator | None = None) -> UnitMasks:
+    def random(
+        cls, model: GrowableModel, counts: Mapping[str, int], generator: torch.Generator | None = None
+    ) -> UnitMasks:
         """``counts[site]`` units of each site active, drawn uniformly (torch's global RNG by default)."""
         widths = model.widths()
         masks = {}
@@ -184,7 +189,7 @@ class UnitMasks:
         """Active units per site."""
         return {s: int(m.sum().item()) for s, m in self._masks.items()}
 
-    def active_weights(self, model: nn.Module) -> int:
+    def active_weights(self, model: GrowableModel) -> int:
         """``count_weights`` of ``model`` with this mask's active counts."""
         return count_weights(model, self.counts())
 
@@ -196,7 +201,7 @@ class UnitMasks:
         )
 
     # ------------------------------------------------------------------ model binding
-    def attach(self, model: nn.Module) -> UnitMasks:
+    def attach(self, model: GrowableModel) -> UnitMasks:
         """Apply the masks to ``model``'s forward (one forward hook per site); returns self."""
         if self._model is not None:
             raise RuntimeError("these masks are already attached to a model; detach() first")
@@ -220,11 +225,11 @@ class UnitMasks:
         self._handles, self._model, self._held = [], None, {}
 
     @property
-    def model(self) -> nn.Module | None:
+    def model(self) -> GrowableModel | None:
         return self._model
 
-    def _hook(self, site: str):
-        def hook(module: nn.Module, args: tuple, out: Tensor) -> Tensor:
+    def _hook(self, site: str) -> Callable[[nn.Module, tuple[Tensor, ...], Tensor], Tensor]:
+        def hook(module: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> Tensor:
             if self._raw is not None:
                 self._raw[site] = out.detach()
             m = self._masks[site]
@@ -242,7 +247,7 @@ class UnitMasks:
         finally:
             self._raw = None
 
-    def _bound(self) -> nn.Module:
+    def _bound(self) -> GrowableModel:
         if self._model is None:
             raise RuntimeError("attach(model) first")
         return self._model
@@ -284,7 +289,7 @@ class UnitMasks:
         return cls(state)
 
 
-def _check_sites(model: nn.Module, sites: list[str] | None) -> list[str]:
+def _check_sites(model: GrowableModel, sites: list[str] | None) -> list[str]:
     valid = model.sites()
     if sites is None:
         return list(valid)
@@ -294,7 +299,7 @@ def _check_sites(model: nn.Module, sites: list[str] | None) -> list[str]:
     return list(sites)
 
 
-def raw_activations(model: nn.Module, masks: UnitMasks, x: Tensor) -> dict[str, Tensor]:
+def raw_activations(model: GrowableModel, masks: UnitMasks, x: Tensor) -> dict[str, Tensor]:
     """Each masked site's unmasked post-activations on ``x`` (upstream masks applied), measured
     in eval mode without gradients; the model's mode is restored."""
     was_training = model.training

@@ -46,6 +46,7 @@ from growray.growth.capture import capture_site
 from growray.growth.diagnostics import log_ratio, unit_act_grad
 from growray.growth.initializers import net2wider_proposal
 from growray.growth.optim_state import match_incumbents, unit_rows, unit_slots
+from growray.models.sites import GrowableModel
 from growray.sparse.masks import UnitMasks, raw_activations, site_slices
 from growray.sparse.prune import edit_count, select_highest, unit_activity
 
@@ -69,7 +70,7 @@ INSERTIONS: tuple[str, ...] = ("keep", "net2wider")
 MOMENT_POLICIES: tuple[str, ...] = ("zero", "transplant")
 
 
-def gradmax_scores(model: nn.Module, masks: UnitMasks, site: str, x: Tensor, y: Tensor) -> Tensor:
+def gradmax_scores(model: GrowableModel, masks: UnitMasks, site: str, x: Tensor, y: Tensor) -> Tensor:
     """Per unit of ``site``: the norm of the fan-out gradient it would receive if active
     (module docstring), on the batch ``(x, y)`` in eval mode.
 
@@ -90,12 +91,12 @@ def gradmax_scores(model: nn.Module, masks: UnitMasks, site: str, x: Tensor, y: 
         h = raw[site].flatten(1)  # (N, W) unmasked post-activations
     finally:
         model.train(was_training)
-    delta = cap.out_grad.flatten(1)  # (N, out): dL/d(consumer output) of the mean loss
+    delta = cap.gradients()[2].flatten(1)  # (N, out): dL/d(consumer output) of the mean loss
     return (delta.t() @ h).norm(dim=0).cpu()  # the mean loss already carries the 1/N
 
 
 def selection_scores(
-    model: nn.Module, masks: UnitMasks, site: str, batch: tuple[Tensor, Tensor], selection: str, tau: float
+    model: GrowableModel, masks: UnitMasks, site: str, batch: tuple[Tensor, Tensor], selection: str, tau: float
 ) -> Tensor:
     """Scores of every unit of ``site`` under ``selection`` (``GROW_SELECTIONS``); higher is born first."""
     check_choice("selection", selection, GROW_SELECTIONS)
@@ -104,7 +105,7 @@ def selection_scores(
     return gradmax_scores(model, masks, site, batch[0], batch[1])
 
 
-def match_sources(model: nn.Module, site: str, incumbents: Tensor, newborns: Tensor) -> Tensor:
+def match_sources(model: GrowableModel, site: str, incumbents: Tensor, newborns: Tensor) -> Tensor:
     """For each newborn, the incumbent (a unit index) whose fan-in and fan-out are most
     similar in direction (``growth.optim_state.match_incumbents``)."""
     rows = unit_rows(model.site_modules(site)).cpu()
@@ -114,7 +115,7 @@ def match_sources(model: nn.Module, site: str, incumbents: Tensor, newborns: Ten
 
 
 @torch.no_grad()
-def net2wider_insert(model: nn.Module, site: str, newborns: Tensor, sources: Tensor, noise: float = 0.0) -> None:
+def net2wider_insert(model: GrowableModel, site: str, newborns: Tensor, sources: Tensor, noise: float = 0.0) -> None:
     """Newborn ``newborns[i]`` copies the fan-in, bias and BatchNorm entries (running
     statistics included) of ``sources[i]``; each source's fan-out column is divided by
     its number of copies + 1 and shared by all of them. Exact without noise.
@@ -147,7 +148,7 @@ def net2wider_insert(model: nn.Module, site: str, newborns: Tensor, sources: Ten
 @torch.no_grad()
 def migrate_moments(
     optimizer: torch.optim.Optimizer,
-    model: nn.Module,
+    model: GrowableModel,
     site: str,
     newborns: Tensor,
     policy: str,
@@ -184,7 +185,7 @@ class GrowResult:
 
 
 def grow_step(
-    model: nn.Module,
+    model: GrowableModel,
     masks: UnitMasks,
     targets: Mapping[str, int],
     cycle: int,
@@ -229,7 +230,7 @@ def grow_step(
 
 
 def cohort_parity(
-    model: nn.Module, site: str, new: Tensor, old: Tensor, batch: tuple[Tensor, Tensor], tau: float = 0.05
+    model: GrowableModel, site: str, new: Tensor, old: Tensor, batch: tuple[Tensor, Tensor], tau: float = 0.05
 ) -> tuple[float, float]:
     """(activation, gradient) log-parity of units ``new`` against units ``old`` of ``site``,
     as ``growth.diagnostics`` defines them (act: fraction of post-activations above

@@ -19,10 +19,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from growray.checks import check_int, check_number
 from growray.growth.capture import units_matrix
+from growray.models.sites import GrowableModel
 from growray.registry import Registry
 from growray.sparse.masks import UnitMasks, count_weights, raw_activations
 
@@ -45,7 +46,7 @@ class UnitScorer(ABC):
     """Rates the units of one site; higher means more worth keeping."""
 
     @abstractmethod
-    def score(self, model: nn.Module, site: str, masks: UnitMasks, x: Tensor) -> Tensor:
+    def score(self, model: GrowableModel, site: str, masks: UnitMasks, x: Tensor) -> Tensor:
         """One float per unit of ``site`` (all units, active or not), on ``x`` where data is needed."""
 
 
@@ -53,7 +54,7 @@ class UnitScorer(ABC):
 class MagnitudeScorer(UnitScorer):
     """Mean |fan-in| of each unit (its producer row, kernels included): the study's score."""
 
-    def score(self, model: nn.Module, site: str, masks: UnitMasks, x: Tensor) -> Tensor:
+    def score(self, model: GrowableModel, site: str, masks: UnitMasks, x: Tensor) -> Tensor:
         w = model.site_modules(site).producer.weight.detach()
         return w.abs().flatten(1).mean(dim=1).float().cpu()
 
@@ -69,7 +70,7 @@ class ActivityScorer(UnitScorer):
     def __init__(self, tau: float = 0.05):
         self.tau = check_number("tau", tau, low=0)
 
-    def score(self, model: nn.Module, site: str, masks: UnitMasks, x: Tensor) -> Tensor:
+    def score(self, model: GrowableModel, site: str, masks: UnitMasks, x: Tensor) -> Tensor:
         return unit_activity(raw_activations(model, masks, x)[site], self.tau)
 
 
@@ -96,7 +97,9 @@ def unit_targets(widths: Mapping[str, int], compactness: float) -> dict[str, int
     return {s: max(1, min(w, round(compactness * w))) for s, w in widths.items()}
 
 
-def weight_budget_targets(model: nn.Module, weight_fraction: float, sites: list[str] | None = None) -> dict[str, int]:
+def weight_budget_targets(
+    model: GrowableModel, weight_fraction: float, sites: list[str] | None = None
+) -> dict[str, int]:
     """Per-site unit targets whose weights fit ``weight_fraction`` of the dense weights.
 
     The same fraction f of units is kept at every site in ``sites`` (default: all), and f

@@ -16,6 +16,7 @@ Usage (see ``tests/test_growth_depth.py``)::
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 
 import pytest
 import torch
@@ -23,11 +24,14 @@ from torch import nn
 
 from growray.growth import DEEPENERS, Deepener, DepthChange, SiteLimits, add_new_parameters
 from growray.models import ArchSpec, build_model
+from growray.models.dropin import DropInGate
 from growray.testing.initializers import (
     BATCH_SIZE,
     N_CLASSES,
     PROBE_CASES,
     PROBE_FAMILIES,
+    Batch,
+    ProbeModel,
     assert_function_preserved,
     check_registered_parameters,
     probe_batch,
@@ -36,7 +40,7 @@ from growray.testing.initializers import (
 __all__ = ["DeepenerConformance", "half_open_gates"]
 
 _cases = pytest.mark.parametrize("family, site", PROBE_CASES, ids=[f"{f}-{s}" for f, s in PROBE_CASES])
-_OPTIMIZERS = {
+_OPTIMIZERS: dict[str, Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]] = {
     "sgd_momentum": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9),
     "adam": lambda ps: torch.optim.Adam(ps, lr=1e-3),
 }
@@ -45,11 +49,11 @@ _OPTIMIZERS = {
 def half_open_gates(model: nn.Module) -> None:
     """Set every DropIn gate of ``model`` half-way (so inserted blocks get gradients)."""
     for m in model.modules():
-        if hasattr(m, "progress") and hasattr(m, "steps") and int(m.steps) > 0:
+        if isinstance(m, DropInGate) and int(m.steps) > 0:
             m.progress.copy_(m.steps // 2)
 
 
-def _deepen(deepener: Deepener, model: nn.Module, site: str, batch, seed: int = 123) -> DepthChange:
+def _deepen(deepener: Deepener, model: ProbeModel, site: str, batch: Batch, seed: int = 123) -> DepthChange:
     model.eval()
     torch.manual_seed(seed)
     change = deepener.apply(model, site, batch=batch)
@@ -57,7 +61,7 @@ def _deepen(deepener: Deepener, model: nn.Module, site: str, batch, seed: int = 
     return change
 
 
-def _train_step(model: nn.Module, opt: torch.optim.Optimizer, batch) -> float:
+def _train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: Batch) -> float:
     x, y = batch
     opt.zero_grad()
     loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -74,15 +78,15 @@ class DeepenerConformance:
     def deepener(self) -> Deepener:
         raise NotImplementedError("subclasses define the `deepener` fixture")
 
-    def test_is_deepener(self, deepener):
+    def test_is_deepener(self, deepener: Deepener) -> None:
         assert isinstance(deepener, Deepener)
         assert isinstance(deepener.preserves_function, bool)
 
-    def test_registered_parameters_have_defaults(self, deepener):
+    def test_registered_parameters_have_defaults(self, deepener: Deepener) -> None:
         check_registered_parameters(DEEPENERS)
 
     @_cases
-    def test_inserts_a_block_of_the_same_width(self, deepener, family, site):
+    def test_inserts_a_block_of_the_same_width(self, deepener: Deepener, family: str, site: str) -> None:
         model = PROBE_FAMILIES[family](0)
         batch = probe_batch(model)
         assert deepener.check_site(model, site, SiteLimits()) is None
@@ -101,7 +105,7 @@ class DeepenerConformance:
         assert all(torch.isfinite(p).all() for p in model.parameters())
 
     @_cases
-    def test_function_preservation(self, deepener, family, site):
+    def test_function_preservation(self, deepener: Deepener, family: str, site: str) -> None:
         if not deepener.preserves_function:
             pytest.skip("deepener does not claim function preservation")
         model = PROBE_FAMILIES[family](0)
@@ -115,7 +119,7 @@ class DeepenerConformance:
 
     @_cases
     @pytest.mark.parametrize("opt_name", list(_OPTIMIZERS))
-    def test_optimizer_after_deepening(self, deepener, family, site, opt_name):
+    def test_optimizer_after_deepening(self, deepener: Deepener, family: str, site: str, opt_name: str) -> None:
         """Incumbents' state untouched; new parameters in the producer's group, in model
         order (a fresh optimizer of the rebuilt model loads the state); then they train."""
         model = PROBE_FAMILIES[family](0).train()
@@ -147,7 +151,7 @@ class DeepenerConformance:
         assert any(not torch.equal(before[id(p)], p) for p in change.new_params), "the new block did not train"
 
     @_cases
-    def test_deterministic_under_seed(self, deepener, family, site):
+    def test_deterministic_under_seed(self, deepener: Deepener, family: str, site: str) -> None:
         outs = []
         for _ in range(2):
             model = PROBE_FAMILIES[family](0)
@@ -157,7 +161,7 @@ class DeepenerConformance:
         assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
 
     @_cases
-    def test_spec_round_trip(self, deepener, family, site):
+    def test_spec_round_trip(self, deepener: Deepener, family: str, site: str) -> None:
         model = PROBE_FAMILIES[family](0)
         batch = probe_batch(model)
         first = _deepen(deepener, model, site, batch)
@@ -165,6 +169,7 @@ class DeepenerConformance:
         spec = ArchSpec.from_json(json.dumps(json.loads(model.spec().to_json())))
         assert spec == model.spec()
         rebuilt = build_model(spec)
+        assert isinstance(rebuilt, type(model))
         assert rebuilt.sites() == model.sites() and rebuilt.widths() == model.widths()
         rebuilt.load_state_dict(model.state_dict())
         rebuilt.eval()

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import pytest
 import torch
@@ -29,17 +30,21 @@ from torch import nn
 from growray.growth import (
     INITIALIZERS,
     Initializer,
+    ParamChange,
     WidthProposal,
     migrate_optimizer,
     widen,
 )
 from growray.models import ArchSpec, GrowableCNN, GrowableMLP, build_model
+from growray.registry import Registry
 
 __all__ = [
     "PRESERVATION_TOL",
     "PROBE_CASES",
     "PROBE_FAMILIES",
+    "Batch",
     "InitializerConformance",
+    "ProbeModel",
     "assert_function_preserved",
     "check_registered_parameters",
     "make_probe_cnn",
@@ -54,6 +59,12 @@ MLP_INPUT_SHAPE = (4, 4)
 CNN_INPUT_SHAPE = (1, 8, 8)
 N_CLASSES = 4
 BATCH_SIZE = 64
+
+#: A probe model of the suites.
+ProbeModel = GrowableMLP | GrowableCNN
+#: ``(x, y)``: samples and labels.
+Batch = tuple[torch.Tensor, torch.Tensor]
+T = TypeVar("T")
 
 #: What "preserves the function" means in float32: every output moves by at most
 #: ``PRESERVATION_TOL`` absolutely or relatively. Growth changes matrix shapes, so the wider
@@ -80,8 +91,9 @@ def _randomize_norms(model: nn.Module) -> None:
                 n = m.num_features
                 m.weight.copy_(torch.rand(n) + 0.5)
                 m.bias.copy_(torch.randn(n) * 0.5)
-                m.running_mean.copy_(torch.randn(n) * 0.5)
-                m.running_var.copy_(torch.rand(n) + 0.5)
+                if m.running_mean is not None and m.running_var is not None:
+                    m.running_mean.copy_(torch.randn(n) * 0.5)
+                    m.running_var.copy_(torch.rand(n) + 0.5)
 
 
 def make_probe_model(batch_norm: bool, seed: int = 0) -> GrowableMLP:
@@ -112,11 +124,19 @@ def make_probe_cnn(seed: int = 0) -> GrowableCNN:
     return model.eval()
 
 
+def _probe_mlp(seed: int = 0) -> GrowableMLP:
+    return make_probe_mlp(False, seed)
+
+
+def _probe_mlp_bn(seed: int = 0) -> GrowableMLP:
+    return make_probe_mlp(True, seed)
+
+
 #: family name -> builder(seed) of a fresh probe model in eval mode.
-PROBE_FAMILIES: dict[str, Callable[[int], nn.Module]] = {
-    "mlp": lambda seed=0: make_probe_mlp(False, seed),
-    "mlp_bn": lambda seed=0: make_probe_mlp(True, seed),
-    "cnn_bn": lambda seed=0: make_probe_cnn(seed),
+PROBE_FAMILIES: dict[str, Callable[[int], ProbeModel]] = {
+    "mlp": _probe_mlp,
+    "mlp_bn": _probe_mlp_bn,
+    "cnn_bn": make_probe_cnn,
 }
 
 #: (family, site): every site of every probe family.
@@ -132,19 +152,19 @@ PROBE_CASES: list[tuple[str, str]] = [
 
 _cases = pytest.mark.parametrize("family, site", PROBE_CASES, ids=[f"{f}-{s}" for f, s in PROBE_CASES])
 _optimizers = pytest.mark.parametrize("opt_name", ["sgd_momentum", "adam"])
-_OPTIMIZERS = {
+_OPTIMIZERS: dict[str, Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]] = {
     "sgd_momentum": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9),
     "adam": lambda ps: torch.optim.Adam(ps, lr=1e-3),
 }
 
 
-def probe_batch(model: nn.Module, seed: int = 1, n: int = BATCH_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+def probe_batch(model: ProbeModel, seed: int = 1, n: int = BATCH_SIZE) -> Batch:
     """``n`` random samples of ``model.input_shape`` with random labels (a training batch)."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, *model.input_shape, generator=g), torch.randint(0, model.n_classes, (n,), generator=g)
 
 
-def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, batch) -> float:
+def _train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: Batch) -> float:
     x, y = batch
     opt.zero_grad()
     loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -153,7 +173,9 @@ def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, batch) -> fl
     return float(loss.detach())
 
 
-def _grow(initializer: Initializer, model: nn.Module, site: str, n_new: int, batch, seed: int = 123):
+def _grow(
+    initializer: Initializer, model: ProbeModel, site: str, n_new: int, batch: Batch, seed: int = 123
+) -> list[ParamChange]:
     """Propose (eval mode, seeded) and widen; returns the ``ParamChange`` list."""
     model.eval()
     torch.manual_seed(seed)
@@ -162,7 +184,7 @@ def _grow(initializer: Initializer, model: nn.Module, site: str, n_new: int, bat
     return widen(model, site, proposal)
 
 
-def check_registered_parameters(registry) -> None:
+def check_registered_parameters(registry: Registry[T]) -> None:
     """Every user parameter of every entry is annotated and has a default (config schema)."""
     for name in registry.names():
         for pname, p in registry.user_parameters(name).items():
@@ -179,19 +201,19 @@ class InitializerConformance:
     def initializer(self) -> Initializer:
         raise NotImplementedError("subclasses define the `initializer` fixture")
 
-    def test_is_initializer(self, initializer):
+    def test_is_initializer(self, initializer: Initializer) -> None:
         assert isinstance(initializer, Initializer)
         assert isinstance(initializer.preserves_function, bool)
 
-    def test_registered_parameters_have_defaults(self, initializer):
+    def test_registered_parameters_have_defaults(self, initializer: Initializer) -> None:
         check_registered_parameters(INITIALIZERS)
 
-    def test_cases_cover_every_site(self, initializer):
+    def test_cases_cover_every_site(self, initializer: Initializer) -> None:
         for family, build in PROBE_FAMILIES.items():
             assert build(0).sites() == [s for f, s in PROBE_CASES if f == family]
 
     @_cases
-    def test_shapes_after_widen(self, initializer, family, site):
+    def test_shapes_after_widen(self, initializer: Initializer, family: str, site: str) -> None:
         model = PROBE_FAMILIES[family](0)
         batch = probe_batch(model)
         widths = model.widths()
@@ -200,6 +222,7 @@ class InitializerConformance:
         assert model.widths() == {**widths, site: widths[site] + N_NEW}
         w = widths[site] + N_NEW
         mods = model.site_modules(site)
+        assert mods.producer.bias is not None, "probe models' producers have a bias"
         assert mods.producer.weight.shape[0] == w and mods.producer.bias.shape == (w,)
         assert mods.consumer.weight.shape[1] == w * spatial
         out_attr = "out_channels" if isinstance(mods.producer, nn.Conv2d) else "out_features"
@@ -207,7 +230,7 @@ class InitializerConformance:
         assert getattr(mods.producer, out_attr) == w and getattr(mods.consumer, in_attr) == w * spatial
         if mods.norm is not None:
             for t in (mods.norm.weight, mods.norm.bias, mods.norm.running_mean, mods.norm.running_var):
-                assert t.shape == (w,)
+                assert t is not None and t.shape == (w,)
             assert mods.norm.num_features == w
         assert changes and all(c.new.shape[c.dim] > c.n_old for c in changes)
         assert model(batch[0]).shape == (BATCH_SIZE, N_CLASSES)
@@ -215,7 +238,7 @@ class InitializerConformance:
 
     @_cases
     @_optimizers
-    def test_optimizer_after_growth(self, initializer, family, site, opt_name):
+    def test_optimizer_after_growth(self, initializer: Initializer, family: str, site: str, opt_name: str) -> None:
         """Train, grow, migrate: incumbents' moments bit-identical, newborn slots zero,
         then a finite training step that moves the grown parameters."""
         model = PROBE_FAMILIES[family](0).train()
@@ -245,7 +268,7 @@ class InitializerConformance:
         assert any(not torch.equal(before[id(c.new)], c.new) for c in changes), "grown parameters did not train"
 
     @_cases
-    def test_function_preservation(self, initializer, family, site):
+    def test_function_preservation(self, initializer: Initializer, family: str, site: str) -> None:
         if not initializer.preserves_function:
             pytest.skip("initializer does not claim function preservation")
         model = PROBE_FAMILIES[family](0)
@@ -258,7 +281,7 @@ class InitializerConformance:
         assert_function_preserved(before, after, f"{family} {site}")
 
     @_cases
-    def test_deterministic_under_seed(self, initializer, family, site):
+    def test_deterministic_under_seed(self, initializer: Initializer, family: str, site: str) -> None:
         outs = []
         for _ in range(2):
             model = PROBE_FAMILIES[family](0)
@@ -268,7 +291,7 @@ class InitializerConformance:
         assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
 
     @_cases
-    def test_spec_round_trip(self, initializer, family, site):
+    def test_spec_round_trip(self, initializer: Initializer, family: str, site: str) -> None:
         model = PROBE_FAMILIES[family](0)
         batch = probe_batch(model)
         sites = model.sites()
@@ -278,6 +301,7 @@ class InitializerConformance:
         spec = ArchSpec.from_json(json.dumps(json.loads(model.spec().to_json())))
         assert spec == model.spec()
         rebuilt = build_model(spec)
+        assert isinstance(rebuilt, type(model))
         assert rebuilt.widths() == model.widths()
         rebuilt.load_state_dict(model.state_dict())
         rebuilt.eval()

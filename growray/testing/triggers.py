@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from growray.growth import TRIGGERS, GrowthRequest, Trigger, TriggerContext
+from growray.models import GrowableMLP
 from growray.testing.initializers import check_registered_parameters
 
 __all__ = ["TriggerConformance", "standard_contexts"]
@@ -22,11 +23,9 @@ WIDTHS = {"hidden.0": 8, "hidden.1": 6}
 
 
 @functools.lru_cache(maxsize=1)
-def probe_model_and_batch() -> tuple[torch.nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+def probe_model_and_batch() -> tuple[GrowableMLP, tuple[torch.Tensor, torch.Tensor]]:
     """A fixed small MLP (sites as in ``WIDTHS``) and a batch of 48 training samples, so
     data-driven triggers (NORTH*, gradient) really evaluate on the standard contexts."""
-    from growray.models import GrowableMLP
-
     gen = torch.Generator().manual_seed(0)
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -43,7 +42,8 @@ def standard_contexts(steps_per_epoch: int = 50) -> list[TriggerContext]:
     """Step contexts for every optimizer step plus an epoch context after each epoch,
     with a validation loss that improves, plateaus, and improves again."""
     model, batch = probe_model_and_batch()
-    out, step = [], 0
+    out: list[TriggerContext] = []
+    step = 0
     for epoch, val in enumerate(VAL_LOSSES):
         for _ in range(steps_per_epoch):
             step += 1
@@ -68,7 +68,7 @@ class TriggerConformance:
     def trigger_factory(self) -> Callable[[], Trigger]:
         raise NotImplementedError("subclasses define the `trigger_factory` fixture")
 
-    def test_requests_are_well_formed(self, trigger_factory):
+    def test_requests_are_well_formed(self, trigger_factory: Callable[[], Trigger]) -> None:
         trigger = trigger_factory()
         assert isinstance(trigger, Trigger)
         for ctx, reqs in zip(standard_contexts(), _run(trigger, standard_contexts())):
@@ -79,12 +79,12 @@ class TriggerConformance:
                 assert isinstance(r.n_units, int) and r.n_units >= 1
                 assert r.score is None or isinstance(r.score, float)
 
-    def test_deterministic(self, trigger_factory):
+    def test_deterministic(self, trigger_factory: Callable[[], Trigger]) -> None:
         contexts = standard_contexts()
         assert _run(trigger_factory(), contexts) == _run(trigger_factory(), contexts)
 
     @pytest.mark.parametrize("split", [1, 120, 255, 400])
-    def test_state_dict_round_trip(self, trigger_factory, split):
+    def test_state_dict_round_trip(self, trigger_factory: Callable[[], Trigger], split: int) -> None:
         contexts = standard_contexts()
         a = trigger_factory()
         _run(a, contexts[:split])
@@ -93,5 +93,5 @@ class TriggerConformance:
         b.load_state_dict(state)
         assert _run(b, contexts[split:]) == _run(a, contexts[split:])
 
-    def test_registered_parameters_have_defaults(self, trigger_factory):
+    def test_registered_parameters_have_defaults(self, trigger_factory: Callable[[], Trigger]) -> None:
         check_registered_parameters(TRIGGERS)
