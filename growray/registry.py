@@ -102,6 +102,11 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (tests that register a throw-away plug-in; plug-in reloads)."""
+        self.get(name)  # an UnknownNameError lists what is registered
+        del self._entries[name]
+
     def names(self, **capabilities: Any) -> list[str]:
         """Registered names, sorted; with keywords, only entries whose capabilities match."""
         return sorted(n for n, e in self._entries.items() if all(e.capability(k) == v for k, v in capabilities.items()))

@@ -17,6 +17,8 @@ from pydantic import BaseModel
 
 from growray.registry import closest
 
+from .schema import Section
+
 __all__ = ["accepted_keys", "model_at", "top_level_keys", "unknown_key_hint"]
 
 
@@ -66,7 +68,10 @@ def model_at(parts: Sequence[Any]) -> type[BaseModel] | None:
     while model is not None and i < len(rest):
         field = model.model_fields.get(str(rest[i]))
         if field is None:
-            return None
+            # a section may hold sub-sections keyed by a plug-in's name (nas.<method>)
+            model = model.subsection_model(str(rest[i])) if issubclass(model, Section) else None
+            i += 1
+            continue
         model, values = _models_in(field.annotation)
         if model is None and values is not None:  # dict[str, Model]: skip the key
             i += 1

@@ -35,6 +35,13 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @classmethod
+    def subsection_model(cls, key: str) -> type[Section] | None:
+        """The model of a sub-section that is not a field but keyed by a plug-in's name (a NAS
+        method's own settings under ``nas.<method>``), so errors there list the accepted keys.
+        None: ``key`` names no such sub-section (the default)."""
+        return None
+
 
 PluginDict = dict[str, Any]
 

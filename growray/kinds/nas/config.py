@@ -8,9 +8,17 @@ the architecture search.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializeAsAny,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from growray.config import Section
 from growray.registry import UnknownNameError
@@ -89,6 +97,49 @@ class NasConfig(Section):
     )
     # --- after the search
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    # --- the method's own settings: ``nas.<method>: {...}`` in a file (see _method_settings)
+    settings: SerializeAsAny[Section] | None = Field(
+        None, description="the settings model a NAS method registers, if any"
+    )
+
+    @classmethod
+    def subsection_model(cls, key: str) -> type[Section] | None:
+        """``nas.<key>``: the settings model of the NAS method ``key``, if it registers one."""
+        if key in NAS_METHODS:
+            model: type[Section] | None = NAS_METHODS.get(key).capability("settings")
+            return model
+        return None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_settings(cls, data: Any) -> Any:
+        """``nas: {method: m, m: {...}}`` -> ``settings``: the method's own settings model, when it
+        registers one (``settings=`` capability), validated with errors at ``nas.m.<key>``."""
+        if not isinstance(data, dict) or "settings" in data or not isinstance(data.get("method"), str):
+            return data
+        method = data["method"]
+        model = cls.subsection_model(method)
+        if model is None:
+            return data
+        data = dict(data)
+        raw = data.pop(method, None)
+        try:
+            data["settings"] = raw if isinstance(raw, model) else model.model_validate(raw or {})
+        except ValidationError as exc:
+            errors: list[Any] = [
+                {k: v for k, v in {**e, "loc": (method, *e["loc"])}.items() if k in ("type", "loc", "input", "ctx")}
+                for e in exc.errors()
+            ]
+            raise ValidationError.from_exception_data(exc.title, errors) from None
+        return data
+
+    @model_serializer(mode="wrap")
+    def _settings_under_the_method(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        settings = out.pop("settings", None)
+        if settings is not None:
+            out[self.method] = settings
+        return out
 
     @field_validator("method")
     @classmethod
