@@ -95,7 +95,7 @@ def measure_site(
     if has_offset:
         inputs = with_bias_column(inputs)
     act = _site_activation(mods)
-    scale = 1.0 / math.sqrt(1.0 + float(getattr(mods.norm, "eps", 0.0))) if mods.norm is not None else 1.0
+    scale = 1.0 / math.sqrt(1.0 + float(mods.norm.eps)) if mods.norm is not None else 1.0
 
     def width_act(z: Tensor) -> Tensor:
         return act((z * scale).to(torch.float64))

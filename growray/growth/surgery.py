@@ -73,7 +73,7 @@ def widen(model: GrowableModel, site: str, proposal: WidthProposal) -> list[Para
     """
     mods = model.site_modules(site)
     producer, norm, consumer = mods.producer, mods.norm, mods.consumer
-    spatial = int(getattr(mods, "spatial", 1))
+    spatial = mods.spatial
     out_attr, _ = _width_attrs(producer)
     _, in_attr = _width_attrs(consumer)
     n = proposal.n_new

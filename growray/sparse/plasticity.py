@@ -78,10 +78,10 @@ def gradmax_scores(model: GrowableModel, masks: UnitMasks, site: str, x: Tensor,
         NotImplementedError: the site's consumer is not a Linear reading one column per unit.
     """
     mods = model.site_modules(site)
-    if not isinstance(mods.consumer, nn.Linear) or int(getattr(mods, "spatial", 1)) != 1:
+    if not isinstance(mods.consumer, nn.Linear) or mods.spatial != 1:
         raise NotImplementedError(
             f"gradmax selection needs a Linear consumer with one column per unit; site {site!r} has a "
-            f"{type(mods.consumer).__name__} consumer (spatial={getattr(mods, 'spatial', 1)}): use selection 'activity'"
+            f"{type(mods.consumer).__name__} consumer (spatial={mods.spatial}): use selection 'activity'"
         )
     was_training = model.training
     model.eval()
