@@ -1,5 +1,6 @@
 """The Net2Wider and optimizer-slot math that appended units (growth) and dormant units
-(the plasticity grow arm) share: net2wider_proposal, unit_slots, unit_rows."""
+(the plasticity grow arm, tests/sparse/test_grow_arm_copies.py) share: net2wider_proposal,
+unit_slots, unit_rows."""
 
 from __future__ import annotations
 
@@ -7,13 +8,10 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from growray.growth import RandomInitializer, widen
 from growray.growth.initializers import net2wider_proposal, split_unit_columns
 from growray.growth.optim_state import unit_rows, unit_slots
 from growray.models import GrowableCNN, GrowableMLP
-from growray.sparse import migrate_moments, net2wider_insert
 
 torch.set_num_threads(1)
 
@@ -51,24 +49,6 @@ def test_copies_of_given_sources(name, model, site):
     assert torch.equal(split_unit_columns(p.fan_out, mods.spatial), new[:, sources])
 
 
-@pytest.mark.parametrize("name, model, site", list(_models()), ids=lambda v: v if isinstance(v, str) else "")
-def test_in_place_copies_equal_appended_copies(name, model, site):
-    """Appending the copies (growth) and writing them into spare units (plasticity) give the
-    same network, entry for entry: both come from one computation."""
-    sources, n = torch.tensor([1, 0, 1]), 3
-    width = model.widths()[site]
-    appended = copy.deepcopy(model)
-    widen(appended, site, net2wider_proposal(appended.site_modules(site), sources))
-    in_place = copy.deepcopy(model)
-    torch.manual_seed(0)
-    widen(in_place, site, RandomInitializer().propose(in_place, site, n))  # spare units, zero fan-out
-    net2wider_insert(in_place, site, torch.arange(width, width + n), sources)
-    a, b = appended.state_dict(), in_place.state_dict()
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-
-
 def test_unit_slots_policies():
     g = torch.Generator().manual_seed(0)
     value = torch.rand(4, 6, generator=g)
@@ -81,24 +61,6 @@ def test_unit_slots_policies():
         unit_slots(value, "exp_avg", 1, 2, "transplant", torch.tensor([1]))
     with pytest.raises(ValueError, match=r"policy must be one of \['zero', 'transplant', 'reset'\]"):
         unit_slots(value, "exp_avg", 1, 2, "copy")
-
-
-def test_in_place_moments_are_the_appended_units_slots():
-    """migrate_moments writes unit_slots' entries: a transplant copies the source's slots in every slice."""
-    torch.manual_seed(0)
-    model = GrowableMLP((8,), 3, hidden=[6, 5])
-    opt = torch.optim.Adam(model.parameters())
-    x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
-    for _ in range(2):
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-    mods = model.site_modules("hidden.0")
-    before = {k: v.clone() for k, v in opt.state[mods.consumer.weight].items()}
-    migrate_moments(opt, model, "hidden.0", torch.tensor([4]), "transplant", torch.tensor([1]))
-    after = opt.state[mods.consumer.weight]
-    assert torch.equal(after["exp_avg"][:, 4], before["exp_avg"][:, 1])
-    assert torch.equal(after["exp_avg_sq"][:, [0, 1, 2, 3, 5]], before["exp_avg_sq"][:, [0, 1, 2, 3, 5]])
 
 
 def test_unit_rows_pair_fan_in_with_the_units_consumer_columns():
