@@ -16,6 +16,7 @@ module imports none of them (and creates no import cycle).
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import threading
 from importlib.metadata import entry_points
 
@@ -23,7 +24,8 @@ __all__ = ["BUILTIN_PLUGIN_MODULES", "ENTRY_POINT_GROUP", "PluginLoadError", "lo
 
 ENTRY_POINT_GROUP = "growray.plugins"
 
-#: growray's own modules that register plug-ins on import, in dependency order.
+#: growray's own modules that register plug-ins on import, in dependency order; then every
+#: subpackage of ``growray.kinds`` (a built-in kind is one package there, found by itself).
 BUILTIN_PLUGIN_MODULES = (
     "growray.data",
     "growray.models",
@@ -31,9 +33,6 @@ BUILTIN_PLUGIN_MODULES = (
     "growray.growth",
     "growray.sparse",
     "growray.search.samplers",
-    "growray.kinds.growth",
-    "growray.kinds.nas",
-    "growray.kinds.plasticity",
 )
 
 _lock = threading.Lock()
@@ -54,6 +53,10 @@ def load_plugins() -> None:
             return
         for name in BUILTIN_PLUGIN_MODULES:
             importlib.import_module(name)
+        kinds = importlib.import_module("growray.kinds")
+        for info in sorted(pkgutil.iter_modules(kinds.__path__), key=lambda m: m.name):
+            if info.ispkg:
+                importlib.import_module(f"growray.kinds.{info.name}")
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
                 ep.load()
