@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from growray.checks import check_int, check_number
+from growray.checks import check_bool, check_int, check_number
 from growray.growth._senn_site import measure_site, senn_supported
 from growray.growth.senn_score import LayerStats, optimize_proposals, sample_winner
 from growray.growth.triggers import TRIGGERS, GrowthRequest, Trigger, TriggerContext
@@ -79,8 +79,6 @@ class SENNTrigger(Trigger):
         max_per_check: int = 1,
         seed: int = 0,
     ):
-        if not isinstance(depth, bool):
-            raise ValueError(f"depth must be true or false; got {depth!r}")
         self.check_every = check_int("check_every", check_every, minimum=1)
         self.cooldown_epochs = check_int("cooldown_epochs", cooldown_epochs, minimum=0)
         self.tau = check_number("tau", tau, low=0)
@@ -90,7 +88,7 @@ class SENNTrigger(Trigger):
         self.n_steps = check_int("n_steps", n_steps, minimum=0)
         self.step_size = check_number("step_size", step_size, low=0, low_open=True)
         self.temperature = check_number("temperature", temperature, low=0, low_open=True)
-        self.depth = depth
+        self.depth = check_bool("depth", depth)
         self.layer_cost = check_number("layer_cost", layer_cost, low=1)
         self.layer_cooldown = check_int("layer_cooldown", layer_cooldown, minimum=0)
         self.max_per_check = check_int("max_per_check", max_per_check, minimum=1)

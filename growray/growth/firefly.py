@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call
 
-from growray.checks import check_int, check_number
+from growray.checks import check_bool, check_int, check_number
 from growray.growth.gradmax import columns_to_fan_out, existing_fan_out_columns
 from growray.growth.initializers import INITIALIZERS, Initializer, WidthProposal, _fresh_norm
 from growray.growth.surgery import widen
@@ -73,13 +73,11 @@ class FireflyInitializer(Initializer):
     ):
         self.n_candidates = check_int("n_candidates", n_candidates, minimum=0)
         self.opt_steps = check_int("opt_steps", opt_steps, minimum=0)
-        if not isinstance(grow_splits, bool):
-            raise ValueError(f"grow_splits must be true or false; got {grow_splits!r}")
+        self.grow_splits = check_bool("grow_splits", grow_splits)
         if n_candidates == 0 and not grow_splits:
             raise ValueError("n_candidates must be >= 1 when grow_splits is false (no candidates at all); got 0")
         self.eps = check_number("eps", eps, low=0, low_open=True)
         self.lr = check_number("lr", lr, low=0, low_open=True)
-        self.grow_splits = grow_splits
 
     @property
     def preserves_function(self) -> bool:

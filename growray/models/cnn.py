@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from growray.checks import check_int
+from growray.checks import check_bool, check_int
 from growray.models._blocks import (
     HiddenBlock,
     check_block_options,
@@ -161,8 +161,7 @@ class GrowableCNN(nn.Module):
         pools = _check_pool_after(pool_after, len(channels))
         if not _is_int(kernel_size) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be an odd int >= 1 (same padding); got {kernel_size!r}")
-        if not isinstance(batch_norm, bool):
-            raise ValueError(f"batch_norm must be true or false; got {batch_norm!r}")
+        check_bool("batch_norm", batch_norm)
         make_activation(activation)  # fail early, with "did you mean", on an unknown name
         c_ids, c_acts, c_gates = check_block_options(
             "conv", len(channels), conv_ids, conv_activations, conv_dropin, activation

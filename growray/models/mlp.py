@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from growray.checks import check_int
+from growray.checks import check_bool, check_int
 from growray.models._blocks import (
     HiddenBlock,
     check_block_options,
@@ -74,8 +74,7 @@ class GrowableMLP(nn.Module):
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
             raise ValueError(f"hidden must be a list of widths (ints >= 1); got {hidden!r}")
         hidden = [check_int(f"hidden[{i}]", w, minimum=1) for i, w in enumerate(hidden)]
-        if not isinstance(batch_norm, bool):
-            raise ValueError(f"batch_norm must be true or false; got {batch_norm!r}")
+        check_bool("batch_norm", batch_norm)
         make_activation(activation)  # fail early, with "did you mean", on an unknown name
         ids, acts, gates = check_block_options(
             "hidden", len(hidden), hidden_ids, hidden_activations, hidden_dropin, activation
