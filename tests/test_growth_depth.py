@@ -432,8 +432,8 @@ class TestDeepenScheduleTrigger(TriggerConformance):
 def test_growth_hook_advances_gates_and_a_deepened_run_resumes_exactly(tmp_path):
     from growray.config import TrainerConfig
     from growray.data import TensorSplits
-    from growray.train import Trainer
     from growray.kinds.growth import GrowthHook
+    from growray.train import Trainer
 
     g = torch.Generator().manual_seed(0)
     xs, ys = torch.randn(96, 4, 4, generator=g), torch.randint(0, 3, (96,), generator=g)

@@ -9,12 +9,11 @@ import torch
 from pydantic import ValidationError
 
 from growray.config import TrainerConfig
-from growray.kinds.plasticity import PlasticityConfig
 from growray.data import load_dataset
+from growray.kinds.plasticity import PlasticityConfig, PlasticityHook
 from growray.models import GrowableMLP
 from growray.tracking import MemoryRecorder
 from growray.train import Trainer
-from growray.kinds.plasticity import PlasticityHook
 
 torch.set_num_threads(1)
 
