@@ -136,6 +136,11 @@ class Kind(Generic[C]):
         more, so the searcher can optimise them (none by default)."""
         return {}
 
+    def reports_after_fit(self, cfg: C) -> int:
+        """How many reports :meth:`after_fit` adds after the last epoch's (0 by default); trial
+        schedulers count them, so a trial that reached its last epoch is not stopped before them."""
+        return 0
+
     def retrain_run(self, exp: Experiment, cfg: C, tracking_uri: str, run_id: str) -> tuple[str, dict[str, float]]:
         """Retrain what the recorded run ``run_id`` found, into a new linked run; returns
         (new run id, metrics). Kinds without a retraining step raise NotImplementedError."""

@@ -10,7 +10,7 @@ accepts ``/`` and ``.`` in keys.
 from ._mlflow import MlflowRecorder
 from ._pareto import CONSTRAINTS_TAG, OBJECTIVES_TAG, ParetoReport, record_front, sweep_front
 from ._recorder import MemoryRecorder, NullRecorder, Recorder, close_figure, flatten_params
-from ._retrain import SearchRun, link_retrain, load_search_run, open_retrain_run, search_run_in_hand
+from ._retrain import SearchRun, link_retrain, load_search_run, open_retrain_run, run_config, search_run_in_hand
 from ._runs import (
     clear_failure,
     create_sweep_run,
@@ -68,6 +68,7 @@ __all__ = [
     "open_store",
     "pareto_figure",
     "record_front",
+    "run_config",
     "run_tags",
     "search_run_in_hand",
     "set_run_tags",

@@ -18,7 +18,7 @@ import yaml
 
 from ._mlflow import MlflowRecorder
 
-__all__ = ["SearchRun", "link_retrain", "load_search_run", "open_retrain_run", "search_run_in_hand"]
+__all__ = ["SearchRun", "link_retrain", "load_search_run", "open_retrain_run", "run_config", "search_run_in_hand"]
 
 
 class SearchRun:
@@ -65,6 +65,33 @@ def load_search_run(tracking_uri: str, run_id: str) -> SearchRun:
         cfg = yaml.safe_load(Path(client.download_artifacts(run_id, "config.yaml", d)).read_text())
         genotype = json.loads(Path(client.download_artifacts(run_id, "genotype.json", d)).read_text())
     return SearchRun(run, cfg, genotype)
+
+
+def run_config(tracking_uri: str, run_id: str) -> dict[str, Any]:
+    """The resolved experiment a trial (or sweep) run logged as its ``config.yaml`` artifact.
+
+    Raises:
+        ValueError: the run does not exist, has no ``config.yaml``, or it is not a YAML mapping.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file
+    client = MlflowClient(tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        raise ValueError(f"no MLflow run {run_id!r} in {tracking_uri}: {exc.message}") from None
+    if "config.yaml" not in {a.path for a in client.list_artifacts(run_id)}:
+        kind = run.data.tags.get("growray.kind", "?")
+        raise ValueError(
+            f"run {run_id} (growray.kind={kind}) has no config.yaml: it is not a growray trial or sweep run"
+        )
+    with tempfile.TemporaryDirectory() as d:
+        cfg = yaml.safe_load(Path(client.download_artifacts(run_id, "config.yaml", d)).read_text())
+    if not isinstance(cfg, dict):
+        raise ValueError(f"run {run_id}: config.yaml does not hold a mapping")
+    return cfg
 
 
 def search_run_in_hand(tracking_uri: str, run_id: str, config: dict[str, Any], genotype: dict[str, Any]) -> SearchRun:

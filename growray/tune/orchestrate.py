@@ -50,7 +50,7 @@ def run_sweep(
     verbose: bool = False,
     live_interval_s: float = 15.0,
     shared_storage: bool = False,
-    extra_columns: Sequence[Column] = (),
+    extra_columns: Sequence[Column] | None = None,
 ) -> SweepResult:
     """Run the experiment's sweep to completion and record it; returns the trial summaries.
 
@@ -62,7 +62,8 @@ def run_sweep(
         live_interval_s: how often the live trial table is printed while trials run.
         shared_storage: a plain ``output_dir`` folder is mounted at the same path on every
             node of the cluster; without it (or a URI), a multi-node cluster is refused.
-        extra_columns: the experiment kind's columns, in the live and the final tables.
+        extra_columns: columns added to the live and the final tables (default: the active
+            experiment kinds' columns, ``Kind.columns``).
 
     Raises:
         SetupError: something the user can fix (the store, ``output_dir``), found before any trial.
@@ -137,8 +138,9 @@ def run_sweep(
     writer = start_writer(uri, experiment_id, parent_id)  # warms up while Tune starts the trials
     with sweep_session(parent, started_ray, writer):
         ctx = SweepContext(uri, experiment_id, parent_id, sweep_name, provenance, writer)
-        tuner = build_tuner(exp, record, build_trainable(exp, dataset, ctx), live_interval_s, extra_columns)
-        return finish_sweep(exp, record, tuner.fit(), parent, t0, extra_columns)
+        columns = kind_columns(exp) if extra_columns is None else tuple(extra_columns)
+        tuner = build_tuner(exp, record, build_trainable(exp, dataset, ctx), live_interval_s, columns)
+        return finish_sweep(exp, record, tuner.fit(), parent, t0, columns)
 
 
 def resume_sweep(
@@ -148,7 +150,7 @@ def resume_sweep(
     verbose: bool = False,
     live_interval_s: float = 15.0,
     shared_storage: bool = False,
-    extra_columns: Sequence[Column] = (),
+    extra_columns: Sequence[Column] | None = None,
 ) -> SweepResult:
     """Continue an interrupted or killed sweep: unfinished and errored trials resume from their
     checkpoints (the same MLflow runs), the Optuna study continues, the parent run is reused.
@@ -178,6 +180,7 @@ def resume_sweep(
     t0 = time.perf_counter()
     record = find_sweep(target)
     exp = record.load_experiment()
+    columns = kind_columns(exp) if extra_columns is None else tuple(extra_columns)
     if not tune.Tuner.can_restore(record.storage_path):
         raise FileNotFoundError(f"Ray Tune has no restorable experiment at {record.storage_path}")
     uri = record.tracking_uri
@@ -198,4 +201,11 @@ def resume_sweep(
     with sweep_session(parent, started_ray, writer):
         ctx = SweepContext(uri, record.experiment_id, record.parent_run_id, record.sweep, record.provenance, writer)
         tuner = restore_tuner(record, build_trainable(exp, dataset, ctx))
-        return finish_sweep(exp, record, tuner.fit(), parent, t0, extra_columns)
+        return finish_sweep(exp, record, tuner.fit(), parent, t0, columns)
+
+
+def kind_columns(exp: Experiment) -> tuple[Column, ...]:
+    """The table columns of the experiment's active kinds (``Kind.columns``), in kind order."""
+    from growray.kinds import active_kinds
+
+    return tuple(column for kind, _ in active_kinds(exp) for column in kind.columns)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from growray.config import Experiment
     from growray.data import Dataset
     from growray.train import ReportFn, Trainer
+    from growray.tune.writer import WriterHandle
 
 __all__ = ["StepFilterRecorder", "SweepContext", "trial_main"]
 
@@ -32,7 +33,7 @@ class SweepContext:
     parent_run_id: str
     sweep_name: str
     tags: dict[str, str] = field(default_factory=dict)  # provenance shared by every trial (git commit)
-    writer: Any = None  # the sweep's MlflowWriter actor (growray.tune.writer); None: trials write directly
+    writer: WriterHandle | None = None  # the sweep's MlflowWriter actor; None: trials write directly
 
 
 class StepFilterRecorder:
@@ -197,7 +198,7 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
         # Tune ends a trial inside ``report`` (a scheduler stopped it, or it reached max_t):
         # not a failure. Ray gives the thread ~2 s before reusing or killing the actor, so only
         # close here; architecture.json and growth_events.json were written before the report.
-        if trainer.epoch < exp.trainer.epochs:
+        if not trainer.finished:  # a trainer that ended itself (request_stop) was not stopped early
             recorder.set_tags({"growray.stopped_early": "true", "growray.stopped_at_epoch": str(trainer.epoch)})
         recorder.close("FINISHED")
         raise

@@ -79,8 +79,13 @@ def restore_tuner(record: SweepRecord, trainable: Any) -> tune.Tuner:
 
 
 def _scheduler(exp: Experiment) -> TrialScheduler | None:
-    cfg, epochs = exp.search.scheduler, exp.trainer.epochs
-    grace = min(cfg.grace_period, epochs)
+    from growray.kinds import active_kinds
+
+    cfg = exp.search.scheduler
+    # a kind's stage after training (the NAS retrain) reports once more: a trial that reached its
+    # last epoch must not be stopped at max_t before it
+    epochs = exp.trainer.epochs + sum(kind.reports_after_fit(section) for kind, section in active_kinds(exp))
+    grace = min(cfg.grace_period, exp.trainer.epochs)
     if cfg.name == "asha":
         return tune.schedulers.ASHAScheduler(
             time_attr="training_iteration", max_t=epochs, grace_period=grace, reduction_factor=cfg.reduction_factor

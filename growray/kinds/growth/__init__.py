@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from growray.config import ConfigIssue, Experiment
 from growray.growth import DEEPENERS, INITIALIZERS, TRIGGERS, GrowthStrategy, SiteLimits
 from growray.kinds import KINDS, Kind, KindSetup, PluginSlot
+from growray.tracking.tables import Column
 
 from .config import GrowthConfig, NewbornDiagnosticsConfig
 from .hook import GrowthHook
@@ -21,6 +22,12 @@ if TYPE_CHECKING:
     from growray.data import TensorSplits
 
 __all__ = ["GrowthConfig", "GrowthHook", "GrowthKind", "NewbornDiagnosticsConfig"]
+
+
+def _scientific(value: float) -> str:
+    """``8.3e-07``: preservation errors span orders of magnitude (a module-level function, so
+    the live table that holds it pickles)."""
+    return f"{value:.1e}"
 
 
 @KINDS.register("growth", description="a network that grows (or deepens) while it trains")
@@ -40,6 +47,10 @@ class GrowthKind(Kind[GrowthConfig]):
         "growth/newborn_grad_parity": "log(newborn / incumbent) mean |dL/dz|, mean over sites measured at this step",
         "growth/senn_eta": "SENN: natural expansion score summed over the sites at the last check",
     }
+    columns: ClassVar[tuple[Column, ...]] = (
+        Column("events", "growth/events", digits=0),
+        Column("pres. err", "growth/preservation_error", formatter=_scientific),
+    )
     metric_prefixes: ClassVar[dict[str, str]] = {
         "growth/newborn_act_parity/": "newborn activation log-parity at one site",
         "growth/newborn_grad_parity/": "newborn gradient log-parity at one site",

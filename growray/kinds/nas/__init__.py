@@ -17,6 +17,7 @@ import torch
 from growray.config import ConfigIssue, Experiment
 from growray.kinds import KINDS, Kind, KindSetup, TrialStage
 from growray.registry import Registry
+from growray.tracking.tables import Column
 
 from . import darts as _darts  # noqa: F401  registers the method
 from . import enas as _enas  # noqa: F401  registers the method
@@ -86,6 +87,10 @@ class NasKind(Kind[NasConfig]):
     section = NasConfig
     registries: ClassVar[dict[str, Registry[Any]]] = {"nas.method": NAS_METHODS}
     metrics: ClassVar[dict[str, str]] = _METRICS
+    columns: ClassVar[tuple[Column, ...]] = (
+        Column("gap", "nas/gap", digits=3),
+        Column("retrained", "nas/retrain_val_acc", digits=4),
+    )
 
     def tag(self, cfg: NasConfig) -> str:
         return cfg.method

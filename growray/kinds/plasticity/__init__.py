@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from growray.config import ConfigIssue, Experiment
 from growray.kinds import KINDS, Kind, KindSetup
+from growray.tracking.tables import Column
 
 from .config import PlasticityConfig
 from .hook import FrozenMaskHook, PlasticityHook
@@ -44,6 +45,10 @@ class PlasticityKind(Kind[PlasticityConfig]):
             for when, what in _PARITIES
         },
     }
+    columns: ClassVar[tuple[Column, ...]] = (
+        Column("units", "plasticity/active_units", digits=0),
+        Column("taa", "plasticity/taa", digits=4),
+    )
     metric_prefixes: ClassVar[dict[str, str]] = {
         "plasticity/active_units/": "active units at one site",
         **{
