@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from growray.config import ConfigError, Experiment, load_experiment, parse_overrides
+from growray.tracking.tables import format_table
+from growray.tune.storage import SetupError
 
 if TYPE_CHECKING:
     from growray.tracking import ParetoReport, UIProcess
@@ -23,10 +25,13 @@ if TYPE_CHECKING:
     from growray.tune.record import SweepRecord
 
 __all__ = [
+    "NOTHING_STARTED",
     "ConfigError",
     "PluginInfo",
+    "SetupError",
     "absolute_tracking_uri",
     "find_sweep",
+    "format_table",
     "list_sweeps",
     "load",
     "pareto_front",
@@ -37,7 +42,11 @@ __all__ = [
     "retrain",
     "run",
     "start_ui",
+    "to_yaml",
 ]
+
+#: what ``run``/``resume`` raise for a problem found before any trial started (exit 2)
+NOTHING_STARTED: tuple[type[Exception], ...] = (SetupError,)
 
 
 def prepare_ray_env(address: str | None) -> None:
@@ -93,9 +102,15 @@ def run(
     if overrides and isinstance(experiment, Experiment):
         exp = exp.with_overrides(overrides)
     prepare_ray_env(address)
+    from growray.data import DatasetNotFoundError
     from growray.tune.orchestrate import run_sweep  # imports Ray only now
 
-    return run_sweep(exp, address=address, tracking_uri=tracking_uri, verbose=verbose, shared_storage=shared_storage)
+    try:
+        return run_sweep(
+            exp, address=address, tracking_uri=tracking_uri, verbose=verbose, shared_storage=shared_storage
+        )
+    except DatasetNotFoundError as exc:  # found before Ray starts: nothing was started
+        raise SetupError(str(exc)) from exc
 
 
 def find_sweep(target: str | Path) -> SweepRecord:
@@ -147,11 +162,33 @@ def pareto_front(
     return run_id, sweep_front(uri, run_id)
 
 
-def start_ui(tracking_uri: str | None = None, *, host: str = "127.0.0.1", port: int = 5000) -> UIProcess:
-    """Start ``mlflow server`` on the store (one worker, bound to ``host``)."""
-    from growray.tracking import start_ui as _start
+def start_ui(
+    tracking_uri: str | None = None, *, host: str = "127.0.0.1", port: int = 5000, timeout: float = 120
+) -> UIProcess:
+    """Start ``mlflow server`` on the store (one worker, bound to ``host``) and wait until it
+    answers; the caller stops it (``proc.stop()``).
 
-    return _start(absolute_tracking_uri(tracking_uri), host=host, port=port)
+    Raises:
+        RuntimeError: the server exited before answering (its output is in the message).
+        TimeoutError: it did not answer within ``timeout`` seconds.
+    """
+    from growray.tracking import start_ui as _start
+    from growray.tracking import wait_healthy
+
+    proc = _start(absolute_tracking_uri(tracking_uri), host=host, port=port)
+    try:
+        wait_healthy(proc.url, timeout=timeout, process=proc)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc
+
+
+def to_yaml(data: dict[str, Any]) -> str:
+    """A resolved config as YAML, keys in their order (``growray show FILE``)."""
+    import yaml
+
+    return str(yaml.safe_dump(data, sort_keys=False))
 
 
 def retrain(

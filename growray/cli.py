@@ -1,7 +1,8 @@
-"""``growray``: validate | run | resume | ls | pareto | ui | show.
+"""``growray``: validate | run | resume | ls | pareto | ui | retrain | show.
 
-Exit codes: 0 success, 1 a sweep ran but every trial failed (or it was interrupted),
-2 invalid experiment file or arguments.
+The command line is a thin layer over :mod:`growray.api`: it parses arguments, calls the API
+and prints. Exit codes: 0 success, 1 a sweep ran but every trial failed (or it was
+interrupted), 2 invalid experiment file or arguments (nothing was started).
 """
 
 from __future__ import annotations
@@ -9,31 +10,28 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+from growray import api
+
+if TYPE_CHECKING:
+    from growray.config import Experiment
+    from growray.tune.results import SweepResult
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 
-def _parse_sets(items: Sequence[str] | None) -> dict[str, Any]:
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise SystemExit(f"growray: --set takes PATH=VALUE (e.g. trainer.epochs=3); got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    return api.parse_overrides(getattr(args, "set", None) or [])
 
 
-def _load(args: argparse.Namespace) -> Any:
-    from growray.config import ConfigError, load_experiment
-
+def _load(args: argparse.Namespace, file: str | None = None) -> Experiment | None:
+    """The validated experiment, or None after printing every problem (exit 2)."""
     try:
-        return load_experiment(args.file, _parse_sets(args.set))
-    except ConfigError as exc:
+        return api.load(file or args.file, _overrides(args))
+    except api.ConfigError as exc:
         print(exc, file=sys.stderr)
         return None
 
@@ -42,7 +40,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     exp = _load(args)
     if exp is None:
         return EXIT_INVALID
-    space = exp.search.space if isinstance(exp.search.space, dict) else {}
+    space = exp.search.space
     print(
         f"{args.file}: OK — experiment {exp.name!r} ({exp.kind}), {exp.search.num_samples} trials, "
         f"{len(space)} searched parameter(s): {', '.join(space) or '(none)'}"
@@ -54,31 +52,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     exp = _load(args)
     if exp is None:
         return EXIT_INVALID
-    from growray.api import prepare_ray_env
-
-    prepare_ray_env(args.address)  # before Ray is imported
-    from growray.data import DatasetNotFoundError
-    from growray.tune.orchestrate import SetupError, run_sweep
-
     print(
         f"growray: running {exp.name!r}: {exp.search.num_samples} trials, "
         f"{exp.search.max_concurrent} at a time, {exp.resources.cpu:g} CPU / {exp.resources.gpu:g} GPU each"
     )
     try:
-        result = run_sweep(
+        result = api.run(
             exp,
             address=args.address,
             tracking_uri=args.tracking_uri,
             verbose=args.verbose,
             shared_storage=args.shared_storage,
         )
-    except (SetupError, DatasetNotFoundError) as exc:  # found before any trial started
+    except api.NOTHING_STARTED as exc:  # found before any trial started
         print(f"growray: nothing was started: {exc}", file=sys.stderr)
         return EXIT_INVALID
     return _report(result, exp, resume_hint=args.file)
 
 
-def _report(result: Any, exp: Any, resume_hint: str) -> int:
+def _report(result: SweepResult, exp: Experiment, resume_hint: str) -> int:
     if result.interrupted:
         print(
             f"\nsweep {result.name} was INTERRUPTED after {result.seconds:.0f} s; unfinished trials keep their "
@@ -96,7 +88,7 @@ def _report(result: Any, exp: Any, resume_hint: str) -> int:
         )
         print(result.pareto.table())
     print(f"\nMLflow: {result.tracking_uri} (experiment {exp.experiment_name!r}, parent run {result.parent_run_id})")
-    if best is not None:
+    if best is not None and best.metric is not None:
         print(f"best trial: {best.trial_id}  {result.metric}={best.metric:.4f}  MLflow run {best.mlflow_run_id}")
     print(f"compare the trials: growray ui --tracking-uri {result.tracking_uri}")
     if result.trials and result.n_errors == len(result.trials):
@@ -113,73 +105,58 @@ def _report(result: Any, exp: Any, resume_hint: str) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from growray.api import prepare_ray_env
-
-    prepare_ray_env(args.address)
-    from growray.tune.orchestrate import SetupError, find_sweep, resume_sweep
-
     try:  # the record is untrusted: SweepRecordError and ConfigError (both ValueErrors) name the file
-        record = find_sweep(args.target)
+        record = api.find_sweep(args.target)
         exp = record.load_experiment()
     except (FileNotFoundError, ValueError) as exc:
         print(f"growray resume: {exc}", file=sys.stderr)
         return EXIT_INVALID
     print(f"growray: resuming sweep {record.sweep} (MLflow parent run {record.parent_run_id})")
     try:
-        result = resume_sweep(
-            args.target, address=args.address, verbose=args.verbose, shared_storage=args.shared_storage
-        )
-    except SetupError as exc:
+        result = api.resume(args.target, address=args.address, verbose=args.verbose, shared_storage=args.shared_storage)
+    except api.NOTHING_STARTED as exc:
         print(f"growray resume: nothing was started: {exc}", file=sys.stderr)
         return EXIT_INVALID
     return _report(result, exp, resume_hint=args.target)
 
 
-def _uri(args: argparse.Namespace) -> str:
-    from growray.tune.orchestrate import absolute_tracking_uri
-
-    return absolute_tracking_uri(args.tracking_uri or "sqlite:///mlflow.db")
-
-
 def cmd_ls(args: argparse.Namespace) -> int:
-    from growray.tracking import list_sweeps
-    from growray.tracking.tables import format_table
-
-    rows = list_sweeps(_uri(args), args.experiment)
+    try:
+        uri = api.absolute_tracking_uri(args.tracking_uri)
+        rows = api.list_sweeps(uri, args.experiment)
+    except (ValueError, ConnectionError) as exc:
+        print(f"growray ls: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     if not rows:
-        print(f"no sweeps in {_uri(args)}")
+        print(f"no sweeps in {uri}")
         return EXIT_OK
     for r in rows:
         if isinstance(r.get("best_val_acc"), float):
             r["best_val_acc"] = f"{r['best_val_acc']:.4f}"
-    print(format_table(rows, ["experiment", "name", "status", "start_time", "n_trials", "best_val_acc", "run_id"]))
+    print(api.format_table(rows, ["experiment", "name", "status", "start_time", "n_trials", "best_val_acc", "run_id"]))
     return EXIT_OK
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from growray.api import ConfigError, retrain
-
     try:
-        run_id, metrics = retrain(args.run_id, tracking_uri=args.tracking_uri, overrides=_parse_sets(args.set))
-    except (ConfigError, ValueError, ConnectionError) as exc:
+        run_id, metrics = api.retrain(args.run_id, tracking_uri=args.tracking_uri, overrides=_overrides(args))
+    except (api.ConfigError, ValueError, ConnectionError) as exc:
         print(f"growray retrain: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    print(
-        f"retrained {args.run_id} into MLflow run {run_id}: "
-        f"nas/retrain_val_acc={metrics['nas/retrain_val_acc']:.4f} nas/retrain_test_acc={metrics['nas/retrain_test_acc']:.4f}"
-    )
+    shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if "/retrain_" in k)
+    print(f"retrained {args.run_id} into MLflow run {run_id}: {shown}")
     return EXIT_OK
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from growray.tracking import start_ui, wait_healthy
-
-    uri = _uri(args)
-    proc = start_ui(uri, host=args.host, port=args.port)
-    url = f"http://{args.host}:{args.port}"
     try:
-        wait_healthy(url, timeout=120, process=proc)
-        print(f"MLflow UI for {uri}: {url}  (Ctrl-C to stop)", flush=True)
+        uri = api.absolute_tracking_uri(args.tracking_uri)
+        proc = api.start_ui(uri, host=args.host, port=args.port)
+    except (ValueError, RuntimeError, TimeoutError) as exc:
+        print(f"growray ui: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        print(f"MLflow UI for {uri}: {proc.url}  (Ctrl-C to stop)", flush=True)
         proc.wait()
     except KeyboardInterrupt:
         pass
@@ -190,43 +167,27 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_pareto(args: argparse.Namespace) -> int:
     """The Pareto front of an experiment's latest sweep (or ``--run-id``), from MLflow alone."""
-    from pathlib import Path
-
-    from growray.tracking import latest_sweep_run, sweep_front
-
-    name, uri = args.experiment, args.tracking_uri
-    if Path(args.experiment).suffix in (".yaml", ".yml") and Path(args.experiment).is_file():
-        args.file, args.set = args.experiment, None
-        exp = _load(args)
-        if exp is None:
-            return EXIT_INVALID
-        name, uri = exp.experiment_name, uri or exp.tracking.uri
-    args.tracking_uri = uri
-    uri = _uri(args)
     try:
-        run_id = args.run_id or getattr(latest_sweep_run(uri, name), "info", None)
-        if run_id is None:
-            print(f"no sweep recorded for experiment {name!r} in {uri}", file=sys.stderr)
-            return EXIT_FAILED
-        run_id = run_id if isinstance(run_id, str) else run_id.run_id
-        report = sweep_front(uri, run_id)
+        run_id, report = api.pareto_front(args.experiment, tracking_uri=args.tracking_uri, run_id=args.run_id)
+    except api.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    except LookupError as exc:
+        print(f"growray pareto: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except ValueError as exc:
         print(f"growray pareto: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    print(
-        f"sweep run {run_id}: {len(report.front)} of {len(report.rows)} trials on the front "
-        f"({', '.join(f'{m} {d}' for m, d in zip(report.metrics, report.modes))})"
-    )
+    modes = ", ".join(f"{m} {d}" for m, d in zip(report.metrics, report.modes, strict=True))
+    print(f"sweep run {run_id}: {len(report.front)} of {len(report.rows)} trials on the front ({modes})")
     print(report.table(only_front=not args.all))
     return EXIT_OK
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     if args.what == "plugins":
-        from growray.api import plugins
-
         path = None
-        for info in plugins():
+        for info in api.plugins():
             if info.path != path:
                 path = info.path
                 print(f"{path}:")
@@ -234,13 +195,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             if info.params:
                 print(f"  {'':<12} {', '.join(f'{k}={v!r}' for k, v in info.params.items())}")
         return EXIT_OK
-    args.file = args.what
-    exp = _load(args)
+    exp = _load(args, args.what)
     if exp is None:
         return EXIT_INVALID
-    import yaml
-
-    print(yaml.safe_dump(exp.to_dict(), sort_keys=False), end="")
+    print(api.to_yaml(exp.to_dict()), end="")
     return EXIT_OK
 
 
@@ -336,7 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.fn(args))
+    try:
+        return int(args.fn(args))
+    except BrokenPipeError:  # `growray show plugins | head`
+        sys.stderr.close()
+        return EXIT_OK
 
 
 if __name__ == "__main__":

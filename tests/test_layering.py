@@ -200,3 +200,8 @@ def test_the_cycle_check_finds_a_cycle():
 def test_no_module_over_400_lines():
     long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert long == {}, f"split these modules (<= {MAX_LINES} lines): {long}"
+
+
+def test_the_command_line_calls_the_api_only():
+    growray_imports = {name for name, _, _ in _imports("growray.cli") if name.startswith("growray")}
+    assert growray_imports <= {"growray", "growray.api"}, growray_imports
