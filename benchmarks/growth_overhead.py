@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from growray.kinds.growth import GrowthConfig
-from growray.growth import INITIALIZERS, TRIGGERS, TriggerContext, migrate_optimizer, widen
+from growray.growth import INITIALIZERS, TRIGGERS, SiteLimits, TriggerContext, migrate_optimizer, widen
 from growray.models import MODELS
 
 BATCH = 128
@@ -75,7 +75,7 @@ def bench_model(model_name: str, reps: int) -> list[tuple[str, str, float, float
 
     for name in INITIALIZERS.names():
         init = INITIALIZERS.build(name)
-        reason = getattr(init, "check_site", lambda *a: None)(model, site, model.widths()[site] + N_NEW)
+        reason = init.check_site(model, site, SiteLimits(max_width=model.widths()[site] + N_NEW))
         if reason:
             rows.append((model_name, f"event {name}: n/a ({reason[:40]})", float("nan"), float("nan")))
             continue

@@ -30,7 +30,7 @@ from .evaluate import evaluate
 from .hooks import Hook, merge_metrics
 from .optim import make_optimizer, scheduled_lr, weight_parameters
 
-__all__ = ["ReportFn", "SpecModel", "Trainer", "TrainingDivergedError"]
+__all__ = ["ArchitectureEvent", "ReportFn", "SpecModel", "Trainer", "TrainingDivergedError"]
 
 #: ``report(metrics, checkpoint_dir)``; the checkpoint dir may be deleted after the call returns.
 ReportFn = Callable[[dict[str, Any], "str | None"], None]
@@ -51,6 +51,12 @@ class SpecModel(Protocol):
     def sites(self) -> list[str]: ...
 
     def widths(self) -> dict[str, int]: ...
+
+
+class ArchitectureEvent(Protocol):
+    """An event that changed the architecture (a growth event), as checkpoints store it."""
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 def _spec_model(model: nn.Module) -> SpecModel:
@@ -242,13 +248,12 @@ class Trainer:
         out["growth/events"] = float(len(self.events))
         return out
 
-    def record_events(self, events: Sequence[Any]) -> None:
-        """Store architecture events (dataclasses with ``to_dict``, or dicts) and log the
-        architecture and costs they led to at the current step."""
+    def record_events(self, events: Sequence[ArchitectureEvent]) -> None:
+        """Store architecture events (``growray.growth.GrowthEvent``: anything with ``to_dict``)
+        and log the architecture and costs they led to at the current step."""
         if not events:
             return
-        for ev in events:
-            self.events.append(ev.to_dict() if hasattr(ev, "to_dict") else dict(ev))
+        self.events += [ev.to_dict() for ev in events]
         self.recorder.log_metrics({**self.architecture_metrics(), **self.cost_metrics()}, step=self.step)
 
     def evaluate(self, split: str) -> tuple[float, float]:
