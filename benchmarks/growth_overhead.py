@@ -26,8 +26,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from growray.growth import INITIALIZERS, TRIGGERS, SiteLimits, Trigger, TriggerContext, migrate_optimizer, widen
 from growray.kinds.growth import GrowthConfig
-from growray.growth import INITIALIZERS, TRIGGERS, SiteLimits, TriggerContext, migrate_optimizer, widen
 from growray.models import MODELS
 
 BATCH = 128
@@ -112,7 +112,7 @@ def bench_model(model_name: str, reps: int) -> list[tuple[str, str, float, float
         interval = int(getattr(trigger, "check_every", 1))
         state = trigger.state_dict()
 
-        def check() -> None:
+        def check(trigger: Trigger = trigger, state: dict = state, interval: int = interval) -> None:
             trigger.load_state_dict(copy.deepcopy(state))  # the same decision point every time
             ctx = TriggerContext(
                 step=interval,

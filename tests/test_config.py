@@ -108,7 +108,13 @@ def test_frozen_and_closed():
 
 def test_plugin_shorthand_and_unknown_parameter():
     exp = validate_dict({**MINIMAL, "growth": {"trigger": "plateau", "initializer": "net2wider"}})
-    assert exp.kinds["growth"].trigger == {"name": "plateau", "patience": 2, "min_delta": 1e-3, "n_units": 4, "cooldown": 0}
+    assert exp.kinds["growth"].trigger == {
+        "name": "plateau",
+        "patience": 2,
+        "min_delta": 1e-3,
+        "n_units": 4,
+        "cooldown": 0,
+    }
     with pytest.raises(ConfigError) as ei:
         validate_dict({**MINIMAL, "model": {"name": "mlp", "hiden": [3]}})
     assert paths_of(ei.value) == ["model.hiden"]
@@ -159,9 +165,9 @@ def test_invalid_strategy_combinations_are_rejected_with_a_reason():
 
 def test_gpu_fraction_rules():
     assert validate_dict({**MINIMAL, "resources": {"gpu": 0.25}}).resources.gpu == 0.25
-    with pytest.raises(ConfigError, match="resources.gpu"):
+    with pytest.raises(ConfigError, match=r"resources\.gpu"):
         validate_dict({**MINIMAL, "resources": {"gpu": 1.5}})
-    with pytest.raises(ConfigError, match="trainer.device is 'cpu'"):
+    with pytest.raises(ConfigError, match=r"trainer\.device is 'cpu'"):
         validate_dict({**MINIMAL, "resources": {"gpu": 1}, "trainer": {"device": "cpu"}})
 
 

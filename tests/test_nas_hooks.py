@@ -11,9 +11,9 @@ import torch
 
 from growray.config import ConfigError, validate_dict
 from growray.data import load_dataset
+from growray.kinds.nas import retrain_experiment, retrain_genotype, split_for_nas
 from growray.tracking import MemoryRecorder
 from growray.train import Trainer, build_trainer
-from growray.kinds.nas import retrain_experiment, retrain_genotype, split_for_nas
 from growray.train.trainer import weight_parameters
 
 torch.set_num_threads(1)
@@ -197,7 +197,7 @@ def test_nas_config_errors_name_the_path_and_the_fix():
     text = str(info.value)
     assert "model.name" in text and "enas_supernet" in text
     assert "search.space.trainer.lr" in text and "step" in text
-    with pytest.raises(ConfigError, match="data.image: true"):
+    with pytest.raises(ConfigError, match=r"data\.image: true"):
         validate_dict(
             {"name": "x", "data": {"name": "digits"}, "model": {"name": "darts_supernet"}, "nas": {"method": "darts"}}
         )

@@ -96,12 +96,12 @@ def test_divergence_is_an_error(digits):
     trainer = build_trainer(exp, digits)
     with torch.no_grad():
         next(trainer.model.parameters())[0, 0] = float("nan")
-    with pytest.raises(TrainingDivergedError, match="lower trainer.lr"):
+    with pytest.raises(TrainingDivergedError, match=r"lower trainer\.lr"):
         trainer.fit()
 
 
 def test_unknown_growth_site_is_reported(digits):
-    with pytest.raises(ValueError, match="growth.sites"):  # caught by validation, before any training
+    with pytest.raises(ValueError, match=r"growth\.sites"):  # caught by validation, before any training
         validate_dict({**EXP, "growth": {**EXP["growth"], "sites": ["hidden.7"]}})
 
 
