@@ -16,6 +16,7 @@ module imports none of them (and creates no import cycle).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 import threading
 from importlib.metadata import entry_points
@@ -53,8 +54,9 @@ def load_plugins() -> None:
             return
         for name in BUILTIN_PLUGIN_MODULES:
             importlib.import_module(name)
-        kinds = importlib.import_module("growray.kinds")
-        for info in sorted(pkgutil.iter_modules(kinds.__path__), key=lambda m: m.name):
+        spec = importlib.util.find_spec("growray.kinds")
+        locations = list(spec.submodule_search_locations or []) if spec is not None else []
+        for info in sorted(pkgutil.iter_modules(locations), key=lambda m: m.name):
             if info.ispkg:
                 importlib.import_module(f"growray.kinds.{info.name}")
         for ep in entry_points(group=ENTRY_POINT_GROUP):

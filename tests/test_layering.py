@@ -36,8 +36,9 @@ def _package(module: str) -> str:
 
 @cache
 def _imports(module: str) -> tuple[tuple[str, int, bool], ...]:
-    """``(imported module, line, at import time)`` of every import outside ``if TYPE_CHECKING``;
-    relative imports resolved; ``from pkg import sub`` counts as importing ``pkg.sub``."""
+    """``(imported module, line, at import time)`` of every import outside ``if TYPE_CHECKING``
+    (``import_module("x")`` with a literal name included); relative imports resolved;
+    ``from pkg import sub`` counts as importing ``pkg.sub``."""
     path = MODULES[module]
     pkg = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     out: list[tuple[str, int, bool]] = []
@@ -49,6 +50,14 @@ def _imports(module: str) -> tuple[tuple[str, int, bool], ...]:
             nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             if isinstance(child, ast.Import):
                 out.extend((a.name, child.lineno, not in_function) for a in child.names)
+            elif (  # importlib.import_module("x") / __import__("x") with a literal name
+                isinstance(child, ast.Call)
+                and getattr(child.func, "attr", getattr(child.func, "id", "")) in {"import_module", "__import__"}
+                and child.args
+                and isinstance(child.args[0], ast.Constant)
+                and isinstance(child.args[0].value, str)
+            ):
+                out.append((child.args[0].value, child.lineno, not in_function))
             elif isinstance(child, ast.ImportFrom):
                 if child.level:
                     base = pkg.split(".")[: len(pkg.split(".")) - child.level + 1]

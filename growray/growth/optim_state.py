@@ -8,7 +8,7 @@ the optimizer is never rebuilt, so LR schedulers and the incumbents' moments sur
     make bias correction ~1, so a newborn's first update is about
     (1-beta1)/sqrt(1-beta2) * lr ~= 3.2 * lr * sign(g), and ~31.6/sqrt(k) * lr after k
     steps (10 <~ k << 1000), against ~lr for a fresh Adam (ALGORITHMS.md §7): newborns
-    take amplified steps for hundreds of iterations. ``tests/test_growth_optimizer.py``
+    take amplified steps for hundreds of iterations. ``tests/growth/test_growth_optimizer.py``
     measures it.
 ``transplant``
     Newborns copy the moments of a matched incumbent (Net2Wider: the unit they were split

@@ -5,7 +5,7 @@ a CNN with BatchNorm, all relu; ``PROBE_CASES``) at every site, including the CN
 conv sites, where the inserted block must go before the pool. Every ``apply`` gets a
 ``batch=(x, y)`` of 64 random training samples.
 
-Usage (see ``tests/test_growth_depth.py``)::
+Usage (see ``tests/growth/test_growth_depth.py``)::
 
     class TestMine(DeepenerConformance):
         @pytest.fixture

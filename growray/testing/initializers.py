@@ -8,7 +8,7 @@ stays below the producer's fan-in after growth (initializers that need a directi
 orthogonal to the existing fan-ins, like NORTH-Weight, can run), and every family is tiny
 so that the suite stays fast with many initializers registered.
 
-Usage (see ``tests/test_growth_conformance.py``)::
+Usage (see ``tests/growth/test_growth_conformance.py``)::
 
     class TestMine(InitializerConformance):
         @pytest.fixture

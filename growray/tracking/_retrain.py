@@ -42,29 +42,35 @@ class SearchRun:
         return self.run.data.tags.get("mlflow.parentRunId")
 
 
-def load_search_run(tracking_uri: str, run_id: str) -> SearchRun:
-    """The run's ``config.yaml`` and ``genotype.json`` artifacts; clear errors when absent."""
+def _read_artifacts(tracking_uri: str, run_id: str, names: tuple[str, ...], why: str) -> tuple[Any, dict[str, str]]:
+    """``(run, {name: text})`` of small artifacts of a run; ValueError naming what is missing."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # two small files
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # small files
     client = MlflowClient(tracking_uri)
     try:
         run = client.get_run(run_id)
     except MlflowException as exc:
         raise ValueError(f"no MLflow run {run_id!r} in {tracking_uri}: {exc.message}") from None
-    names = {a.path for a in client.list_artifacts(run_id)}
-    missing = [n for n in ("config.yaml", "genotype.json") if n not in names]
+    listed = {a.path for a in client.list_artifacts(run_id)}
+    missing = [n for n in names if n not in listed]
     if missing:
         kind = run.data.tags.get("growray.kind", "?")
-        raise ValueError(
-            f"run {run_id} (growray.kind={kind}) has no {' or '.join(missing)}: only DARTS/ENAS search "
-            "runs can be retrained (they log the genotype at every checkpoint)"
-        )
+        raise ValueError(f"run {run_id} (growray.kind={kind}) has no {' or '.join(missing)}: {why}")
     with tempfile.TemporaryDirectory() as d:
-        cfg = yaml.safe_load(Path(client.download_artifacts(run_id, "config.yaml", d)).read_text())
-        genotype = json.loads(Path(client.download_artifacts(run_id, "genotype.json", d)).read_text())
-    return SearchRun(run, cfg, genotype)
+        return run, {n: Path(client.download_artifacts(run_id, n, d)).read_text() for n in names}
+
+
+def load_search_run(tracking_uri: str, run_id: str) -> SearchRun:
+    """The run's ``config.yaml`` and ``genotype.json`` artifacts; clear errors when absent."""
+    run, texts = _read_artifacts(
+        tracking_uri,
+        run_id,
+        ("config.yaml", "genotype.json"),
+        "only DARTS/ENAS search runs can be retrained (they log the genotype at every checkpoint)",
+    )
+    return SearchRun(run, yaml.safe_load(texts["config.yaml"]), json.loads(texts["genotype.json"]))
 
 
 def run_config(tracking_uri: str, run_id: str) -> dict[str, Any]:
@@ -73,22 +79,8 @@ def run_config(tracking_uri: str, run_id: str) -> dict[str, Any]:
     Raises:
         ValueError: the run does not exist, has no ``config.yaml``, or it is not a YAML mapping.
     """
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file
-    client = MlflowClient(tracking_uri)
-    try:
-        run = client.get_run(run_id)
-    except MlflowException as exc:
-        raise ValueError(f"no MLflow run {run_id!r} in {tracking_uri}: {exc.message}") from None
-    if "config.yaml" not in {a.path for a in client.list_artifacts(run_id)}:
-        kind = run.data.tags.get("growray.kind", "?")
-        raise ValueError(
-            f"run {run_id} (growray.kind={kind}) has no config.yaml: it is not a growray trial or sweep run"
-        )
-    with tempfile.TemporaryDirectory() as d:
-        cfg = yaml.safe_load(Path(client.download_artifacts(run_id, "config.yaml", d)).read_text())
+    _, texts = _read_artifacts(tracking_uri, run_id, ("config.yaml",), "it is not a growray trial or sweep run")
+    cfg = yaml.safe_load(texts["config.yaml"])
     if not isinstance(cfg, dict):
         raise ValueError(f"run {run_id}: config.yaml does not hold a mapping")
     return cfg

@@ -12,7 +12,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,7 @@ from torch import nn
 from growray.config import CostsConfig, TrainerConfig
 from growray.data import TensorSplits
 from growray.metrics import width_metric
-from growray.models import ArchSpec, GrowableModel, build_model
+from growray.models import GrowableModel, build_model
 from growray.tracking import NullRecorder, Recorder
 
 from .checkpoint import CheckpointData, load_checkpoint, save_checkpoint
@@ -29,8 +29,9 @@ from .costs import CostMeter
 from .evaluate import evaluate
 from .hooks import Hook, merge_metrics
 from .optim import make_optimizer, scheduled_lr, weight_parameters
+from .protocols import ArchitectureEvent, SpecModel, spec_model
 
-__all__ = ["ArchitectureEvent", "ReportFn", "SpecModel", "Trainer", "TrainingDivergedError"]
+__all__ = ["ReportFn", "Trainer", "TrainingDivergedError"]
 
 #: ``report(metrics, checkpoint_dir)``; the checkpoint dir may be deleted after the call returns.
 ReportFn = Callable[[dict[str, Any], "str | None"], None]
@@ -38,34 +39,6 @@ ReportFn = Callable[[dict[str, Any], "str | None"], None]
 
 class TrainingDivergedError(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-@runtime_checkable
-class SpecModel(Protocol):
-    """What the trainer needs of a model besides ``nn.Module``: its architecture as data
-    (``spec``, rebuilt by ``build_model`` from checkpoints) and its width sites (none for a
-    supernet or a cell network). Every registered growray model has them."""
-
-    def spec(self) -> ArchSpec: ...
-
-    def sites(self) -> list[str]: ...
-
-    def widths(self) -> dict[str, int]: ...
-
-
-class ArchitectureEvent(Protocol):
-    """An event that changed the architecture (a growth event), as checkpoints store it."""
-
-    def to_dict(self) -> dict[str, Any]: ...
-
-
-def _spec_model(model: nn.Module) -> SpecModel:
-    if not isinstance(model, SpecModel):
-        raise TypeError(
-            f"the trainer needs a growray model (spec(), sites(), widths()); got {type(model).__name__}: "
-            "build models from the MODELS registry"
-        )
-    return model
 
 
 class Trainer:
@@ -103,7 +76,7 @@ class Trainer:
         if len(set(names)) != len(names):
             raise ValueError(f"hook names must be unique (they key checkpoint state); got {names}")
         self.model = model
-        self.arch: SpecModel = _spec_model(model)  # the same object, seen through what the trainer uses
+        self.arch: SpecModel = spec_model(model)  # the same object, seen through what the trainer uses
         self.data = data
         self.cfg = cfg
         self.hooks = list(hooks)

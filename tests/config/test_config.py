@@ -12,7 +12,7 @@ import pytest
 from growray.config import ConfigError, Experiment, apply_overrides, load_experiment, validate_dict
 from growray.search.space import SpaceFunction, active
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 MINIMAL = {
     "name": "t",

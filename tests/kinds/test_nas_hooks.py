@@ -17,7 +17,7 @@ from growray.train import Trainer, build_trainer
 from growray.train.trainer import weight_parameters
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OPS = ["skip_connect", "sep_conv_3x3", "max_pool_3x3"]
 
 

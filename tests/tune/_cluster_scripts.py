@@ -4,9 +4,9 @@ The pytest process already holds one local Ray (``ray_session``), and a process 
 one, so each scenario here starts its own Ray, runs a growray sweep on it, shuts it down and
 prints one line ``RESULT {json}`` for the test to assert on::
 
-    python tests/_cluster_scripts.py two_nodes <work_dir>
-    python tests/_cluster_scripts.py fractional_gpus <work_dir>
-    python tests/_cluster_scripts.py local_output_refused <work_dir>
+    python tests/tune/_cluster_scripts.py two_nodes <work_dir>
+    python tests/tune/_cluster_scripts.py fractional_gpus <work_dir>
+    python tests/tune/_cluster_scripts.py local_output_refused <work_dir>
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # conftest.tiny_experiment, on the driver only
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: conftest.tiny_experiment, on the driver only
 
 RESULT_PREFIX = "RESULT "
 

@@ -1,7 +1,7 @@
 """Sweeps on Rays of other shapes: two nodes on one machine, and fractional (logical) GPUs.
 
 The pytest process holds one local Ray already (``ray_session``), so each scenario runs in a
-subprocess with its own Ray (``tests/_cluster_scripts.py``) and prints a JSON summary.
+subprocess with its own Ray (``tests/tune/_cluster_scripts.py``) and prints a JSON summary.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import pytest
 
 from growray.config import load_experiment
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
