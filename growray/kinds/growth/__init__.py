@@ -24,12 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["GrowthConfig", "GrowthHook", "GrowthKind", "NewbornDiagnosticsConfig"]
 
 
-def _scientific(value: float) -> str:
-    """``8.3e-07``: preservation errors span orders of magnitude (a module-level function, so
-    the live table that holds it pickles)."""
-    return f"{value:.1e}"
-
-
 @KINDS.register("growth", description="a network that grows (or deepens) while it trains")
 class GrowthKind(Kind[GrowthConfig]):
     """Growing networks: triggers x initializers x optimizer-state policies x caps."""
@@ -47,10 +41,7 @@ class GrowthKind(Kind[GrowthConfig]):
         "growth/newborn_grad_parity": "log(newborn / incumbent) mean |dL/dz|, mean over sites measured at this step",
         "growth/senn_eta": "SENN: natural expansion score summed over the sites at the last check",
     }
-    columns: ClassVar[tuple[Column, ...]] = (
-        Column("events", "growth/events", digits=0),
-        Column("pres. err", "growth/preservation_error", formatter=_scientific),
-    )
+    columns: ClassVar[tuple[Column, ...]] = (Column("events", "growth/events", digits=0),)
     metric_prefixes: ClassVar[dict[str, str]] = {
         "growth/newborn_act_parity/": "newborn activation log-parity at one site",
         "growth/newborn_grad_parity/": "newborn gradient log-parity at one site",
