@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, SerializeAsAny, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import Field, SerializeAsAny, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from .schema import (
     CostsConfig,
@@ -35,7 +35,7 @@ def kind_names() -> list[str]:
     return KINDS.names()
 
 
-def _section_model(name: str) -> type[BaseModel]:
+def _section_model(name: str) -> type[Section]:
     from growray.kinds import get_kind
 
     return get_kind(name).section

@@ -85,7 +85,9 @@ def accepted_keys(parts: Sequence[Any]) -> list[str] | None:
     if not parts:
         return top_level_keys()
     model = model_at(parts)
-    return None if model is None else sorted(model.model_fields)
+    if model is None:
+        return None
+    return model.file_keys() if issubclass(model, Section) else sorted(model.model_fields)
 
 
 def unknown_key_hint(loc: Sequence[Any]) -> str:

@@ -36,6 +36,12 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @classmethod
+    def file_keys(cls) -> list[str]:
+        """The keys a file may give this section (its fields, unless a section hides one it
+        fills itself), sorted: what an unknown-key error lists as accepted."""
+        return sorted(cls.model_fields)
+
+    @classmethod
     def subsection_model(cls, key: str) -> type[Section] | None:
         """The model of a sub-section that is not a field but keyed by a plug-in's name (a NAS
         method's own settings under ``nas.<method>``), so errors there list the accepted keys.

@@ -37,16 +37,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cas
 from growray.registry import Registry
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
-    from growray.config import ConfigIssue, Experiment
+    from growray.config import ConfigIssue, Experiment, Section
     from growray.data import Dataset, TensorSplits
     from growray.tracking.tables import Column
     from growray.train import Hook, Trainer
 
 __all__ = ["KINDS", "Kind", "KindSetup", "PluginSlot", "TrialStage", "active_kinds", "get_kind", "kind_tag"]
 
-C = TypeVar("C", bound="BaseModel")
+C = TypeVar("C", bound="Section")
 
 
 @dataclass(frozen=True)
@@ -110,7 +108,7 @@ class Kind(Generic[C]):
     """
 
     name: ClassVar[str]
-    section: ClassVar[type[BaseModel]]
+    section: ClassVar[type[Section]]
     description: ClassVar[str] = ""
     plugins: ClassVar[Mapping[str, PluginSlot]] = {}
     registries: ClassVar[Mapping[str, Registry[Any]]] = {}

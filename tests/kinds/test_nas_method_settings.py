@@ -60,3 +60,12 @@ def test_a_method_without_settings_refuses_a_settings_section():
 def test_unknown_method_lists_the_registered_ones():
     with pytest.raises(ConfigError, match=r"nas\.method: unknown NAS method 'dart'; registered: darts, enas"):
         validate_dict(_exp({"method": "dart"}))
+
+
+def test_settings_is_not_a_file_key():
+    with pytest.raises(ConfigError) as info:
+        validate_dict(_exp({"method": "darts", "ordr": 2}))
+    message = next(i.message for i in info.value.issues if i.path == "nas.ordr")
+    assert "settings" not in message and "accepted: arch_betas" in message
+    with pytest.raises(ConfigError, match=r"a method's settings go under nas\.<method>"):
+        validate_dict(_exp({"method": "darts", "settings": {}}))

@@ -103,6 +103,11 @@ class NasConfig(Section):
     )
 
     @classmethod
+    def file_keys(cls) -> list[str]:
+        """Every field but ``settings``, which a file gives as ``nas.<method>``."""
+        return sorted(k for k in cls.model_fields if k != "settings")
+
+    @classmethod
     def subsection_model(cls, key: str) -> type[Section] | None:
         """``nas.<key>``: the settings model of the NAS method ``key``, if it registers one."""
         if key in NAS_METHODS:
@@ -115,8 +120,12 @@ class NasConfig(Section):
     def _method_settings(cls, data: Any) -> Any:
         """``nas: {method: m, m: {...}}`` -> ``settings``: the method's own settings model, when it
         registers one (``settings=`` capability), validated with errors at ``nas.m.<key>``."""
-        if not isinstance(data, dict) or "settings" in data or not isinstance(data.get("method"), str):
+        if not isinstance(data, dict) or not isinstance(data.get("method"), str):
             return data
+        if "settings" in data:
+            if isinstance(data["settings"], Section | None):  # a validated config, re-validated
+                return data
+            raise ValueError("'settings' is not a key of the nas section: a method's settings go under nas.<method>")
         method = data["method"]
         model = cls.subsection_model(method)
         if model is None:
