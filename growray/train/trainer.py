@@ -98,6 +98,9 @@ class Trainer:
         self._final_metrics: dict[str, float] = {}
         self._written_arch: str | None = None
         self.last_batch: tuple[torch.Tensor, torch.Tensor] | None = None  # for hooks
+        # what record_events logged at the current step: the epoch's own log leaves out the same
+        # values at the same step, so each (metric, step) is recorded once
+        self._logged_at_step: tuple[int, dict[str, float]] = (-1, {})
         self.costs = CostMeter(costs, data.input_shape, self.device)
         self.gpu_fraction = gpu_fraction
         self.stop_reason: str | None = None  # set by request_stop: the loop ends after this epoch
@@ -227,7 +230,10 @@ class Trainer:
         if not events:
             return
         self.events += [ev.to_dict() for ev in events]
-        self.recorder.log_metrics({**self.architecture_metrics(), **self.cost_metrics()}, step=self.step)
+        logged = {**self.architecture_metrics(), **self.cost_metrics()}
+        self.recorder.log_metrics(logged, step=self.step)
+        previous = self._logged_at_step[1] if self._logged_at_step[0] == self.step else {}
+        self._logged_at_step = (self.step, {**previous, **logged})
 
     def evaluate(self, split: str) -> tuple[float, float]:
         """(mean loss, accuracy) on ``train``, ``val`` or ``test``, in eval mode."""
@@ -356,7 +362,9 @@ class Trainer:
         if last:
             test_loss, test_acc = self.evaluate("test")
             metrics.update({"test/loss": test_loss, "test/acc": test_acc})
-        self.recorder.log_metrics(metrics, step=self.step)
+        at_step, logged = self._logged_at_step
+        already = logged if at_step == self.step else {}
+        self.recorder.log_metrics({k: v for k, v in metrics.items() if already.get(k) != v}, step=self.step)
         if last:
             metrics = self.finalize(metrics)  # hooks' final metrics (a winning ticket's accuracy) reach the report
         else:

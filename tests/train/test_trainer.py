@@ -147,3 +147,28 @@ def test_restore_applies_this_trials_hyperparameters(digits, tmp_path):
     assert {g["weight_decay"] for g in recipient.optimizer.param_groups} == {1e-4}
     for p_d, p_r in zip(donor.model.parameters(), recipient.model.parameters()):
         assert torch.equal(donor.optimizer.state[p_d]["exp_avg"], recipient.optimizer.state[p_r]["exp_avg"])
+
+
+@pytest.mark.parametrize("trigger", [{"name": "schedule", "every_steps": 5}, {"name": "plateau", "patience": 1, "min_delta": 10.0}])
+def test_every_metric_is_logged_once_per_step_when_events_fall_on_epoch_ends(digits, trigger):
+    """digits' training split is 1257 samples: 10 steps of 128 per epoch, so a schedule every 5
+    steps grows at each epoch's last step, and a plateau trigger grows at the epoch end itself;
+    the event's and the epoch's architecture metrics must not both be recorded at that step."""
+    exp = validate_dict(
+        {
+            **EXP,
+            "model": {"name": "mlp", "hidden": [4, 4]},
+            "growth": {"trigger": {**trigger, "n_units": 2}, "max_width": 40},
+            "costs": {"latency": {"enabled": False}},
+        }
+    )
+    rec = MemoryRecorder()
+    trainer = build_trainer(exp, digits, recorder=rec)
+    steps_per_epoch = len(trainer.data.train[0]) // 128 + (1 if len(trainer.data.train[0]) % 128 >= 2 else 0)
+    trainer.fit()
+    event_steps = {e["step"] for e in trainer.events}
+    epoch_ends = {steps_per_epoch * (i + 1) for i in range(exp.trainer.epochs)}
+    assert event_steps & epoch_ends, "the case needs an event at an epoch's last step"
+    for key, points in rec.metrics.items():
+        steps = [s for s, _ in points]
+        assert len(steps) == len(set(steps)), f"{key} logged twice at a step: {sorted(steps)}"
