@@ -7,6 +7,16 @@ package's ``__init__`` imports none of them, so the config layer can use the pro
 without importing the kinds' code.
 """
 
-from .base import KINDS, Kind, KindSetup, PluginSlot, TrialStage, active_kinds, get_kind, kind_tag
+from .base import KINDS, Kind, KindSetup, PluginSlot, TrialOutcome, TrialStage, active_kinds, get_kind, kind_tag
 
-__all__ = ["KINDS", "Kind", "KindSetup", "PluginSlot", "TrialStage", "active_kinds", "get_kind", "kind_tag"]
+__all__ = [
+    "KINDS",
+    "Kind",
+    "KindSetup",
+    "PluginSlot",
+    "TrialOutcome",
+    "TrialStage",
+    "active_kinds",
+    "get_kind",
+    "kind_tag",
+]

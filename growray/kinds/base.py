@@ -42,7 +42,17 @@ if TYPE_CHECKING:
     from growray.tracking.tables import Column
     from growray.train import Hook, Trainer
 
-__all__ = ["KINDS", "Kind", "KindSetup", "PluginSlot", "TrialStage", "active_kinds", "get_kind", "kind_tag"]
+__all__ = [
+    "KINDS",
+    "Kind",
+    "KindSetup",
+    "PluginSlot",
+    "TrialOutcome",
+    "TrialStage",
+    "active_kinds",
+    "get_kind",
+    "kind_tag",
+]
 
 C = TypeVar("C", bound="Section")
 
@@ -93,6 +103,25 @@ class TrialStage(Protocol):
     def run_id(self) -> str: ...
 
 
+@dataclass(frozen=True)
+class TrialOutcome:
+    """One finished trial of a sweep, as a kind's sweep report sees it (plain data, no Ray).
+
+    Attributes:
+        trial_id: Ray Tune's trial id.
+        status: TERMINATED, ERROR or DIVERGED.
+        config: the values the searcher chose (dotted paths).
+        metrics: the trial's last reported result (``val/acc``, ``cost/train_flops``, ...).
+        mlflow_run_id: the trial's MLflow run.
+    """
+
+    trial_id: str
+    status: str
+    config: Mapping[str, Any]
+    metrics: Mapping[str, float]
+    mlflow_run_id: str | None = None
+
+
 class Kind(Generic[C]):
     """Base class of experiment kinds: override what the kind needs.
 
@@ -132,6 +161,12 @@ class Kind(Generic[C]):
     def after_fit(self, exp: Experiment, cfg: C, stage: TrialStage) -> dict[str, float]:
         """A stage inside the trial after training; the metrics it returns are reported once
         more, so the searcher can optimise them (none by default)."""
+        return {}
+
+    def sweep_artifacts(self, exp: Experiment, cfg: C, trials: Sequence[TrialOutcome]) -> dict[str, Any]:
+        """Artifacts for the sweep's parent run once every trial finished (a comparison of the
+        arms, a plot), by artifact path: a ``str`` is written as text, a dict or list as
+        JSON/YAML (by the extension), a matplotlib figure as an image. None by default."""
         return {}
 
     def reports_after_fit(self, cfg: C) -> int:

@@ -84,12 +84,31 @@ def finish_sweep(
         result.pareto = record_front(uri, record.parent_run_id, parent)
     parent.log_text(result.table() + "\n", "trials.txt")
     parent.log_dict([asdict(t) for t in trials], "trials.json")
+    if not result.interrupted:
+        _log_kind_artifacts(exp, result, parent)
     if result.interrupted:
         parent.set_tags({"growray.interrupted": "true"})
         parent.close("KILLED")  # `growray resume` reopens it
     else:
         parent.close("FAILED" if trials and result.n_errors == len(trials) else "FINISHED")
     return result
+
+
+def _log_kind_artifacts(exp: Experiment, result: SweepResult, parent: Recorder) -> None:
+    """Each active kind's sweep report (``Kind.sweep_artifacts``) on the parent run."""
+    from growray.kinds import TrialOutcome, active_kinds
+
+    outcomes = [
+        TrialOutcome(t.trial_id, t.status, dict(t.config), dict(t.metrics), t.mlflow_run_id) for t in result.trials
+    ]
+    for kind, cfg in active_kinds(exp):
+        for path, artifact in kind.sweep_artifacts(exp, cfg, outcomes).items():
+            if isinstance(artifact, str):
+                parent.log_text(artifact, path)
+            elif isinstance(artifact, dict | list):
+                parent.log_dict(artifact, path)
+            else:
+                parent.log_figure(artifact, path)
 
 
 def fail_orphaned_optuna_trials(study_name: str, storage: str) -> int:

@@ -90,6 +90,11 @@ def test_a_sweep_of_the_plugin_kind_runs_on_ray_optuna_and_mlflow(tmp_path):
             assert history[-1].value > 0, "the hook shook the weights by the sampled sigma"
     assert len(sigmas) == 2, "Optuna sampled the plug-in's own parameter"
 
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    report = client.download_artifacts(parent.info.run_id, "toy_report.md", str(tmp_path))
+    rows = Path(report).read_text().splitlines()[2:]
+    assert len(rows) == 2 and all(f"| {s:.4f} |" in "".join(rows) for s in sigmas), "the kind's sweep report"
+
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'runs' / 'toy' / 'optuna.db'}")
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 2 and {round(t.params["toy.sigma"], 12) for t in done} == {round(s, 12) for s in sigmas}

@@ -9,14 +9,14 @@ regularisation) and reports the norm of the noise it added as ``toy/noise_norm``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
 
 from growray.config import ConfigIssue, Experiment, Section
-from growray.kinds import KINDS, Kind, KindSetup
+from growray.kinds import KINDS, Kind, KindSetup, TrialOutcome
 from growray.train import Hook, Trainer
 
 
@@ -73,3 +73,9 @@ class ToyKind(Kind[ToyConfig]):
 
     def setup(self, exp: Experiment, cfg: ToyConfig, splits: Any) -> KindSetup:
         return KindSetup([ShakeHook(cfg, exp.seed)], splits)
+
+    def sweep_artifacts(self, exp: Experiment, cfg: ToyConfig, trials: Sequence[TrialOutcome]) -> dict[str, Any]:
+        lines = ["| trial | toy.sigma | val/acc |", "|---|---|---|"]
+        for t in sorted(trials, key=lambda t: t.trial_id):
+            lines.append(f"| {t.trial_id} | {t.config.get('toy.sigma', cfg.sigma):.4f} | {t.metrics['val/acc']:.4f} |")
+        return {"toy_report.md": "\n".join(lines) + "\n"}
