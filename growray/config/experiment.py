@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, SerializeAsAny, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import (
+    Field,
+    SerializeAsAny,
+    SerializerFunctionWrapHandler,
+    StrictInt,
+    model_serializer,
+    model_validator,
+)
 
 from .schema import (
     CostsConfig,
@@ -46,7 +53,7 @@ class Experiment(Section):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     description: str = ""
-    seed: int = 0
+    seed: StrictInt = Field(0, ge=0, description="data split, initial weights, data order, sampler")
     output_dir: str = Field("runs", description="sweeps write into <output_dir>/<name>/")
     data: PluginDict
     model: PluginDict

@@ -10,9 +10,11 @@ from __future__ import annotations
 import functools
 import importlib.util
 import inspect
+import types
+import typing
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, ValidationError, create_model
 
 from growray.kinds import PluginSlot
 from growray.registry import Registry, closest
@@ -39,16 +41,37 @@ def plugin_slots() -> dict[str, PluginSlot]:
     return slots
 
 
+def _strict(annotation: Any) -> Any:
+    """``annotation`` with ``int``/``float`` made strict at every level (``list[int] | None``):
+    YAML's true/false is never taken for 1/0 (an int is still accepted for a float)."""
+    if annotation is int:
+        return StrictInt
+    if annotation is float:
+        return StrictFloat
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if not args or origin is typing.Literal:
+        return annotation
+    strict = tuple(_strict(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[strict]  # noqa: UP007 - built from a runtime tuple
+    if origin is typing.Annotated:
+        return typing.Annotated[(strict[0], *annotation.__metadata__)]
+    try:
+        return origin[strict]
+    except TypeError:  # a type that is not generic at run time
+        return annotation
+
+
 @functools.cache
 def _params_model(registry: Registry[Any], name: str) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for pname, p in registry.user_parameters(name).items():
-        ann = Any if p.annotation is inspect.Parameter.empty else p.annotation
+        ann = Any if p.annotation is inspect.Parameter.empty else _strict(p.annotation)
         default = ... if p.default is inspect.Parameter.empty else p.default
         fields[pname] = (ann, default)
     return create_model(
         f"{registry.kind.title()}_{name}",
-        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True, strict=False),
+        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True, strict=False, allow_inf_nan=False),
         **fields,
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator, model_validator
 
 from growray.search.space import choice_label
 
@@ -33,7 +33,9 @@ __all__ = [
 class Section(BaseModel):
     """Base of every config section: frozen, and an unknown key is an error."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no NaN or infinity in any number; numbers are StrictInt/StrictFloat fields, so true/false
+    # is never taken for 1/0 (an int is accepted where a float is expected)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @classmethod
     def file_keys(cls) -> list[str]:
@@ -55,33 +57,33 @@ PluginDict = dict[str, Any]
 class TrainerConfig(Section):
     """The training loop: one trainer, extended by hooks (growth is a hook)."""
 
-    epochs: int = Field(10, ge=1, description="passes over the training split")
-    batch_size: int = Field(64, ge=1)
+    epochs: StrictInt = Field(10, ge=1, description="passes over the training split")
+    batch_size: StrictInt = Field(64, ge=1)
     optimizer: Literal["sgd", "adam", "adamw"] = "adam"
-    lr: float = Field(1e-3, gt=0, le=10)
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (sgd only)")
-    weight_decay: float = Field(0.0, ge=0)
+    lr: StrictFloat = Field(1e-3, gt=0, le=10)
+    momentum: StrictFloat = Field(0.9, ge=0, lt=1, description="SGD momentum (sgd only)")
+    weight_decay: StrictFloat = Field(0.0, ge=0)
     lr_schedule: Literal["constant", "cosine"] = Field(
         "constant", description="cosine: anneal per epoch from lr to lr_min over the epochs (DARTS)"
     )
-    lr_min: float = Field(0.0, ge=0, description="the cosine schedule's final learning rate")
-    grad_clip: float | None = Field(None, gt=0, description="clip the weights' gradient norm to this (DARTS: 5)")
-    eval_batch_size: int = Field(1024, ge=1)
-    probe_size: int = Field(
+    lr_min: StrictFloat = Field(0.0, ge=0, description="the cosine schedule's final learning rate")
+    grad_clip: StrictFloat | None = Field(None, gt=0, description="clip the weights' gradient norm to this (DARTS: 5)")
+    eval_batch_size: StrictInt = Field(1024, ge=1)
+    probe_size: StrictInt = Field(
         128, ge=1, description="held-out validation samples on which each growth event measures preservation"
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    log_every_steps: int = Field(10, ge=1, description="train/loss is logged every N optimizer steps")
+    log_every_steps: StrictInt = Field(10, ge=1, description="train/loss is logged every N optimizer steps")
 
 
 class SearchParam(Section):
     """One searched value, addressed by its dotted path in the experiment."""
 
     type: Literal["float", "int", "categorical"]
-    low: float | None = None
-    high: float | None = None
+    low: StrictFloat | None = None
+    high: StrictFloat | None = None
     log: bool = False
-    step: float | None = None
+    step: StrictFloat | None = None
     choices: list[Any] | None = None
     when: dict[str, Any] | None = Field(
         None, description="only sampled when every listed path has the given value (or one of a list)"
@@ -134,7 +136,7 @@ class Constraint(Section):
 
     metric: str
     op: Literal["<=", ">="]
-    value: float
+    value: StrictFloat
 
     @model_validator(mode="before")
     @classmethod
@@ -163,12 +165,14 @@ class SchedulerConfig(Section):
     into weak ones and mutates the ``mutate`` parameters."""
 
     name: Literal["fifo", "asha", "pareto", "pbt"] = "fifo"
-    grace_period: int = Field(2, ge=1, description="ASHA/pareto: epochs before a trial may be stopped")
-    reduction_factor: float = Field(2.0, gt=1)
-    perturbation_interval: int = Field(2, ge=1, description="PBT: epochs between exploit/explore decisions")
+    grace_period: StrictInt = Field(2, ge=1, description="ASHA/pareto: epochs before a trial may be stopped")
+    reduction_factor: StrictFloat = Field(2.0, gt=1)
+    perturbation_interval: StrictInt = Field(2, ge=1, description="PBT: epochs between exploit/explore decisions")
     mutate: list[str] = Field(default_factory=list, description="PBT: search-space parameters to perturb")
-    quantile_fraction: float = Field(0.25, gt=0, le=0.5, description="PBT: bottom/top fraction that exploits/is copied")
-    resample_probability: float = Field(0.25, ge=0, le=1)
+    quantile_fraction: StrictFloat = Field(
+        0.25, gt=0, le=0.5, description="PBT: bottom/top fraction that exploits/is copied"
+    )
+    resample_probability: StrictFloat = Field(0.25, ge=0, le=1)
 
 
 class SearchConfig(Section):
@@ -183,12 +187,12 @@ class SearchConfig(Section):
         default_factory=list, description="two or more objectives: a multi-objective (Pareto) search"
     )
     constraints: list[Constraint] = Field(default_factory=list, description="e.g. 'cost/latency_ms <= 2.0'")
-    num_samples: int = Field(8, ge=1)
-    max_concurrent: int = Field(2, ge=1)
+    num_samples: StrictInt = Field(8, ge=1)
+    max_concurrent: StrictInt = Field(2, ge=1)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     reuse_actors: bool = True
-    max_failures: int = Field(2, ge=0, description="restarts of a trial whose worker died (from its checkpoint)")
-    time_budget_s: float | None = Field(None, gt=0)
+    max_failures: StrictInt = Field(2, ge=0, description="restarts of a trial whose worker died (from its checkpoint)")
+    time_budget_s: StrictFloat | None = Field(None, gt=0)
 
     @field_validator("space", mode="before")
     @classmethod
@@ -244,8 +248,8 @@ class SearchConfig(Section):
 
 
 class ResourcesConfig(Section):
-    cpu: float = Field(1.0, gt=0, description="CPUs per trial (also torch's thread count)")
-    gpu: float = Field(0.0, ge=0, description="GPUs per trial; fractions pack several trials on one GPU")
+    cpu: StrictFloat = Field(1.0, gt=0, description="CPUs per trial (also torch's thread count)")
+    gpu: StrictFloat = Field(0.0, ge=0, description="GPUs per trial; fractions pack several trials on one GPU")
 
     @field_validator("gpu")
     @classmethod
@@ -259,11 +263,15 @@ class LatencyConfig(Section):
     """The latency protocol (logged as params; two runs are comparable only when it matches)."""
 
     enabled: bool = True
-    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1, description="first = cost/latency_ms")
+    batch_sizes: list[StrictInt] = Field(
+        default_factory=lambda: [1], min_length=1, description="first = cost/latency_ms"
+    )
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    threads: int | None = Field(None, ge=1, description="torch threads while measuring (default: the trial's CPUs)")
-    warmup: int = Field(10, ge=0)
-    min_run_time: float = Field(0.1, gt=0, description="seconds per batch size (torch.utils.benchmark)")
+    threads: StrictInt | None = Field(
+        None, ge=1, description="torch threads while measuring (default: the trial's CPUs)"
+    )
+    warmup: StrictInt = Field(10, ge=0)
+    min_run_time: StrictFloat = Field(0.1, gt=0, description="seconds per batch size (torch.utils.benchmark)")
 
     @field_validator("batch_sizes")
     @classmethod
@@ -276,7 +284,9 @@ class LatencyConfig(Section):
 class CostsConfig(Section):
     """Cost metrics: params and FLOPs at every architecture change; latency at an interval."""
 
-    every_epochs: int = Field(2, ge=1, description="measure latency at most every N epochs (and only after a change)")
+    every_epochs: StrictInt = Field(
+        2, ge=1, description="measure latency at most every N epochs (and only after a change)"
+    )
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
 
 

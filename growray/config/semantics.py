@@ -56,8 +56,11 @@ def check_experiment(exp: Experiment, *, check_space_bounds: bool) -> list[Confi
                 exp.resources.gpu,
             )
         )
-    for kind, cfg in active:
-        issues += kind.check(exp, cfg)
+    data_issues = _check_data(exp)
+    issues += data_issues
+    if not data_issues:  # kinds build the model from the dataset's shape
+        for kind, cfg in active:
+            issues += kind.check(exp, cfg)
     if check_space_bounds:
         # Branch checks re-validate the base: on an invalid base they would repeat its errors.
         if issues:
@@ -65,6 +68,19 @@ def check_experiment(exp: Experiment, *, check_space_bounds: bool) -> list[Confi
         else:
             issues += check_space(exp)
     return issues
+
+
+def _check_data(exp: Experiment) -> list[ConfigIssue]:
+    """The dataset's own checks that need no files (its ``describe`` capability: parameter
+    ranges, that a given ``root`` exists), at ``data.<parameter>``."""
+    from growray.data import describe_dataset
+
+    try:
+        describe_dataset(exp.data)
+    except (ValueError, TypeError) as exc:
+        first = str(exc).split(" ", 1)[0].strip(":")
+        return [ConfigIssue(f"data.{first}" if first in exp.data else "data", str(exc))]
+    return []
 
 
 def _check_sampler_support(exp: Experiment) -> list[ConfigIssue]:

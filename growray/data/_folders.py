@@ -78,7 +78,24 @@ class FileSource:
     system_folders: tuple[Path, ...] = ()
 
     def describe(self, **params: object) -> tuple[tuple[int, ...], int]:
-        """``(input_shape, n_classes)``, whatever the parameters (the dataset's ``describe``)."""
+        """``(input_shape, n_classes)`` (the dataset's ``describe``), after the checks that need
+        no files: the parameters' ranges, and that a given ``root`` exists (unless
+        ``download``), so ``growray validate`` catches a mistyped folder instead of the search
+        quietly going on to other folders.
+
+        Raises:
+            ValueError: a parameter out of range, or a ``root`` folder that does not exist.
+        """
+        check_fractions(val_fraction=params.get("val_fraction", 0.1))
+        check_int("limit_train", params.get("limit_train"), minimum=2, optional=True)
+        check_int("limit_test", params.get("limit_test"), minimum=1, optional=True)
+        root, download = params.get("root"), params.get("download", False)
+        if root is not None and not download and not Path(str(root)).expanduser().is_dir():
+            raise ValueError(
+                f"root {str(root)!r} is not a folder: give the folder that holds the {self.kind} (or their "
+                f"{self.layout}/ folder), set download: true to fetch them there, or leave root out to search "
+                "the default folders"
+            )
         return self.input_shape, self.n_classes
 
 

@@ -17,6 +17,7 @@ def _shape(image: object) -> tuple[int, ...]:
 
 
 def _describe(**params: object) -> tuple[tuple[int, ...], int]:
+    check_fractions(val_fraction=params.get("val_fraction", 0.15), test_fraction=params.get("test_fraction", 0.15))
     return _shape(params.get("image", False)), 10
 
 

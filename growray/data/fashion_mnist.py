@@ -52,7 +52,7 @@ def _source() -> FileSource:
 
 
 def _describe(**params: object) -> tuple[tuple[int, ...], int]:
-    return (1, 28, 28), 10
+    return _source().describe(**params)
 
 
 @DATASETS.register("fashion_mnist", describe=_describe)

@@ -32,7 +32,14 @@ def _teacher_labels(z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _describe(**params: object) -> tuple[tuple[int, ...], int]:
-    return (check_int("n_features", params.get("n_features", 64), minimum=1),), 2
+    n_features = check_int("n_features", params.get("n_features", 64), minimum=1)
+    rank = check_int("rank", params.get("rank", 16), minimum=1)
+    if rank > n_features:
+        raise ValueError(f"rank must be <= n_features ({n_features}); got rank={rank}")
+    check_int("n_samples", params.get("n_samples", 2000), minimum=10)
+    check_fractions(val_fraction=params.get("val_fraction", 0.15), test_fraction=params.get("test_fraction", 0.15))
+    check_number("noise", params.get("noise", 0.0), low=0.0, high=0.5)
+    return (n_features,), 2
 
 
 @DATASETS.register("synthetic", describe=_describe)

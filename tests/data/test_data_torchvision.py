@@ -79,7 +79,12 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     [("mnist", (1, 28, 28), 10), ("cifar10", (3, 32, 32), 10), ("cifar100", (3, 32, 32), 100)],
 )
 def test_describe_without_files(isolated: Path, name: str, shape: tuple, n_classes: int) -> None:
-    assert describe_dataset({"name": name, "root": str(isolated / "nowhere")}) == (shape, n_classes)
+    (isolated / "empty").mkdir()
+    assert describe_dataset({"name": name, "root": str(isolated / "empty")}) == (shape, n_classes)
+    # a root that is not a folder is refused at validate time, not passed over by the search
+    with pytest.raises(ValueError, match=r"^root '.*nowhere' is not a folder: .*set download: true"):
+        describe_dataset({"name": name, "root": str(isolated / "nowhere")})
+    assert describe_dataset({"name": name, "root": str(isolated / "nowhere"), "download": True}) == (shape, n_classes)
     params = inspect.signature(getattr(tv, name)).parameters
     assert list(params) == ["seed", "root", "val_fraction", "limit_train", "limit_test", "download"]
     assert params["download"].default is False

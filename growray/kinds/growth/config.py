@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, StrictFloat, StrictInt
 
 from growray.config import PluginDict, Section
 
@@ -14,9 +14,9 @@ __all__ = ["GrowthConfig", "NewbornDiagnosticsConfig"]
 class NewbornDiagnosticsConfig(Section):
     """Newborn vs incumbent activation/gradient log-parity (growth/newborn_*_parity)."""
 
-    every_steps: int = Field(25, ge=0, description="measure every N steps after an event (0: only at birth)")
-    horizon_steps: int = Field(500, ge=0, description="stop measuring a cohort this many steps after its birth")
-    tau: float = Field(0.05, ge=0, description="a unit counts as active where its output exceeds tau")
+    every_steps: StrictInt = Field(25, ge=0, description="measure every N steps after an event (0: only at birth)")
+    horizon_steps: StrictInt = Field(500, ge=0, description="stop measuring a cohort this many steps after its birth")
+    tau: StrictFloat = Field(0.05, ge=0, description="a unit counts as active where its output exceeds tau")
     enabled: bool = True
 
 
@@ -28,14 +28,14 @@ class GrowthConfig(Section):
     deepen: PluginDict | None = Field(
         None, description="depth operator for the trigger's deepen requests: net2deeper | dropin (null: width only)"
     )
-    max_depth: int | None = Field(None, ge=1, description="no more hidden layers than this")
-    max_width: int | None = Field(None, ge=1, description="no site grows beyond this many units")
+    max_depth: StrictInt | None = Field(None, ge=1, description="no more hidden layers than this")
+    max_width: StrictInt | None = Field(None, ge=1, description="no site grows beyond this many units")
     sites: list[str] | None = Field(None, description="sites allowed to grow (default: all)")
     optimizer_state: Literal["zero", "transplant", "reset"] = Field(
         "zero",
         description="new units' optimizer slots: zero | transplant (matched incumbent) | reset (no Adam amplification)",
     )
-    buffer_size: int = Field(
+    buffer_size: StrictInt = Field(
         256, ge=2, description="recent training samples kept for data-driven triggers and initializers"
     )
     diagnostics: NewbornDiagnosticsConfig = Field(default_factory=NewbornDiagnosticsConfig)

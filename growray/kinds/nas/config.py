@@ -14,6 +14,8 @@ from pydantic import (
     Field,
     SerializeAsAny,
     SerializerFunctionWrapHandler,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     field_validator,
     model_serializer,
@@ -31,16 +33,18 @@ __all__ = ["ControllerConfig", "NasConfig", "RetrainConfig"]
 class ControllerConfig(Section):
     """ENAS controller (an LSTM trained by REINFORCE). Defaults: the official CIFAR micro search."""
 
-    lr: float = Field(3.5e-3, gt=0, description="Adam learning rate")
-    hidden: int = Field(100, ge=1, description="LSTM hidden units")
-    tanh_constant: float = Field(1.1, gt=0, description="logits = C * tanh(logits / T)")
-    op_tanh_reduce: float = Field(2.5, gt=0, description="op logits use C / op_tanh_reduce")
-    temperature: float = Field(5.0, gt=0)
-    baseline_decay: float = Field(0.99, ge=0, lt=1, description="moving-average reward baseline")
-    entropy_weight: float = Field(1e-4, ge=0, description="entropy bonus")
-    steps: int = Field(30, ge=0, description="controller updates after each epoch of shared-weight training")
-    samples_per_step: int = Field(10, ge=1, description="architectures whose REINFORCE terms are averaged per update")
-    grad_clip: float | None = Field(None, gt=0)
+    lr: StrictFloat = Field(3.5e-3, gt=0, description="Adam learning rate")
+    hidden: StrictInt = Field(100, ge=1, description="LSTM hidden units")
+    tanh_constant: StrictFloat = Field(1.1, gt=0, description="logits = C * tanh(logits / T)")
+    op_tanh_reduce: StrictFloat = Field(2.5, gt=0, description="op logits use C / op_tanh_reduce")
+    temperature: StrictFloat = Field(5.0, gt=0)
+    baseline_decay: StrictFloat = Field(0.99, ge=0, lt=1, description="moving-average reward baseline")
+    entropy_weight: StrictFloat = Field(1e-4, ge=0, description="entropy bonus")
+    steps: StrictInt = Field(30, ge=0, description="controller updates after each epoch of shared-weight training")
+    samples_per_step: StrictInt = Field(
+        10, ge=1, description="architectures whose REINFORCE terms are averaged per update"
+    )
+    grad_clip: StrictFloat | None = Field(None, gt=0)
 
 
 class RetrainConfig(Section):
@@ -51,14 +55,14 @@ class RetrainConfig(Section):
     """
 
     enabled: bool = Field(False, description="retrain in the trial, after the search (else: growray retrain RUN_ID)")
-    epochs: int | None = Field(None, ge=1)
-    channels: int | None = Field(None, ge=1)
-    layers: int | None = Field(None, ge=1)
-    lr: float | None = Field(None, gt=0, le=10)
-    batch_size: int | None = Field(None, ge=1)
-    weight_decay: float | None = Field(None, ge=0)
-    drop_path: float = Field(0.0, ge=0, lt=1, description="drop-path probability in the evaluation network")
-    seed: int | None = Field(
+    epochs: StrictInt | None = Field(None, ge=1)
+    channels: StrictInt | None = Field(None, ge=1)
+    layers: StrictInt | None = Field(None, ge=1)
+    lr: StrictFloat | None = Field(None, gt=0, le=10)
+    batch_size: StrictInt | None = Field(None, ge=1)
+    weight_decay: StrictFloat | None = Field(None, ge=0)
+    drop_path: StrictFloat = Field(0.0, ge=0, lt=1, description="drop-path probability in the evaluation network")
+    seed: StrictInt | None = Field(
         None, description="initial weights of the retrained network (default: the experiment's seed)"
     )
 
@@ -69,30 +73,30 @@ class NasConfig(Section):
     method: str = Field(description="the NAS method: a name registered in NAS_METHODS (darts, enas)")
     # --- DARTS
     order: Literal[1, 2] = Field(1, description="DARTS: 1 first-order, 2 second-order (unrolled) architecture gradient")
-    arch_lr: float = Field(3e-4, gt=0, description="DARTS: Adam learning rate of alpha")
-    arch_betas: tuple[float, float] = Field((0.5, 0.999), description="DARTS: Adam betas of alpha")
-    arch_weight_decay: float = Field(1e-3, ge=0, description="DARTS: weight decay of alpha")
-    arch_grad_clip: float | None = Field(None, gt=0, description="DARTS: clip alpha's gradient norm")
-    warmup_epochs: int = Field(0, ge=0, description="DARTS: epochs of weight-only training before alpha steps")
+    arch_lr: StrictFloat = Field(3e-4, gt=0, description="DARTS: Adam learning rate of alpha")
+    arch_betas: tuple[StrictFloat, StrictFloat] = Field((0.5, 0.999), description="DARTS: Adam betas of alpha")
+    arch_weight_decay: StrictFloat = Field(1e-3, ge=0, description="DARTS: weight decay of alpha")
+    arch_grad_clip: StrictFloat | None = Field(None, gt=0, description="DARTS: clip alpha's gradient norm")
+    warmup_epochs: StrictInt = Field(0, ge=0, description="DARTS: epochs of weight-only training before alpha steps")
     # --- both
-    arch_split: float = Field(
+    arch_split: StrictFloat = Field(
         0.5,
         gt=0,
         lt=1,
         description="share of the training split held out for architecture steps (DARTS) / controller rewards (ENAS)",
     )
-    eval_every_epochs: int = Field(
+    eval_every_epochs: StrictInt = Field(
         1, ge=1, description="measure the relaxed/discrete gap every N epochs (and at the end)"
     )
-    bn_calibration_batches: int = Field(
+    bn_calibration_batches: StrictInt = Field(
         4, ge=1, description="training batches that recalibrate BatchNorm statistics of the discretized network"
     )
-    early_stop_skips: int | None = Field(
+    early_stop_skips: StrictInt | None = Field(
         None, ge=1, description="DARTS+: stop the search when the normal cell holds this many skip_connect (e.g. 2)"
     )
     # --- ENAS
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
-    derive_samples: int = Field(
+    derive_samples: StrictInt = Field(
         100, ge=1, description="ENAS: cells sampled and scored on a validation batch to derive one"
     )
     # --- after the search

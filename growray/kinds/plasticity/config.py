@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictFloat, StrictInt, field_validator, model_validator
 
 from growray.config import Section
 
@@ -24,7 +24,7 @@ class PlasticityConfig(Section):
         description="prune: start dense, remove the lowest-scoring units and IMP-rewind; "
         "grow: start with initial_fraction of the units and activate dormant ones",
     )
-    compactness: float = Field(
+    compactness: StrictFloat = Field(
         0.5,
         gt=0,
         le=1,
@@ -35,11 +35,13 @@ class PlasticityConfig(Section):
         description="units: compactness of every site's units; weights: of the sites' weights, "
         "converted to per-site unit targets (the same unit fraction everywhere)",
     )
-    cycles: int = Field(5, ge=1, description="number of cycles; edits happen at the cycles - 1 boundaries")
-    initial_fraction: float = Field(
+    cycles: StrictInt = Field(5, ge=1, description="number of cycles; edits happen at the cycles - 1 boundaries")
+    initial_fraction: StrictFloat = Field(
         0.1, gt=0, le=1, description="grow: fraction of each site's units active at the start"
     )
-    tau: float = Field(0.05, ge=0, description="a unit is active on an input where its post-activation exceeds tau")
+    tau: StrictFloat = Field(
+        0.05, ge=0, description="a unit is active on an input where its post-activation exceeds tau"
+    )
     selection: Literal["activity", "gradmax"] = Field(
         "activity",
         description="grow: which dormant units are born: activity (fraction above tau) | "
@@ -49,13 +51,13 @@ class PlasticityConfig(Section):
         "keep",
         description="grow: newborns keep their dormant weights | net2wider (copy an incumbent, split its fan-out)",
     )
-    net2wider_noise: float = Field(
+    net2wider_noise: StrictFloat = Field(
         0.01, ge=0, description="net2wider: relative noise on the copied fan-in rows (0: copies never separate)"
     )
     optimizer_state: Literal["zero", "transplant"] = Field(
         "zero", description="grow: newborn optimizer slots: zero | transplant (moments of a matched incumbent)"
     )
-    rewind_step: int = Field(
+    rewind_step: StrictInt = Field(
         0,
         ge=0,
         description="prune: optimizer step whose weights survivors are rewound to (0: initialisation); "
@@ -69,8 +71,10 @@ class PlasticityConfig(Section):
         True,
         description="after training, freeze the final mask, re-initialise and retrain from scratch (plasticity/wt_acc)",
     )
-    wt_epochs: int | None = Field(None, ge=1, description="winning-ticket retraining epochs (default: trainer.epochs)")
-    wt_seed: int = Field(0, description="seed of the winning ticket's re-initialisation and data order")
+    wt_epochs: StrictInt | None = Field(
+        None, ge=1, description="winning-ticket retraining epochs (default: trainer.epochs)"
+    )
+    wt_seed: StrictInt = Field(0, description="seed of the winning ticket's re-initialisation and data order")
 
     @field_validator("score")
     @classmethod
