@@ -7,7 +7,6 @@ big-endian. Labels are ``0x00000801`` (uint8, 1-d), images ``0x00000803`` (uint8
 
 from __future__ import annotations
 
-import gzip
 import math
 import zlib
 from collections.abc import Mapping
@@ -15,7 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGES_MAGIC", "LABELS_MAGIC", "MNIST_FILES", "IDXFormatError", "read_idx", "read_mnist_layout"]
+__all__ = [
+    "IMAGES_MAGIC",
+    "LABELS_MAGIC",
+    "MAX_IDX_BYTES",
+    "MNIST_FILES",
+    "IDXFormatError",
+    "read_idx",
+    "read_mnist_layout",
+]
 
 LABELS_MAGIC = 0x00000801
 IMAGES_MAGIC = 0x00000803
@@ -43,14 +50,74 @@ class IDXFormatError(ValueError):
     """A file that is not a well-formed IDX file (or not the kind expected)."""
 
 
+#: the largest IDX payload read (the MNIST family's largest file holds 47 MB)
+MAX_IDX_BYTES = 1 << 30
+
+
+def _check_magic(path: Path, data: bytes) -> int:
+    """The magic number of ``data`` (at least 4 bytes), or an IDXFormatError when it is not one."""
+    magic = int.from_bytes(data[:4], "big")
+    if data[:2] != b"\x00\x00" or data[2] not in _TYPES or data[3] == 0:
+        raise IDXFormatError(
+            f"{path}: bad IDX magic number 0x{magic:08x} (expected 0x0000TTDD with a known "
+            f"type code TT and DD >= 1 dimensions); the file is corrupt or not an IDX file"
+        )
+    return magic
+
+
+def _declared_size(path: Path, head: bytes) -> int | None:
+    """Header + data bytes the IDX header in ``head`` declares (None while ``head`` is too
+    short to tell); an IDXFormatError for a size above :data:`MAX_IDX_BYTES`."""
+    if len(head) < 4:
+        return None
+    _check_magic(path, head)
+    ndim = head[3]
+    if len(head) < 4 + 4 * ndim:
+        return None
+    shape = [int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    size = 4 + 4 * ndim + math.prod(shape) * _TYPES[head[2]].itemsize
+    if size > MAX_IDX_BYTES:
+        raise IDXFormatError(
+            f"{path}: the header declares {size} bytes (shape {tuple(shape)}), more than the {MAX_IDX_BYTES} "
+            "an IDX file may hold here; the file is corrupt"
+        )
+    return size
+
+
 def _read_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:
-        raise IDXFormatError(f"{path}: corrupt gzip data ({e}); delete the file and fetch it again") from e
+    """The file's content, gunzipped when it is gzip data — never more than its header
+    declares plus one byte (so a decompression bomb is refused after reading what it claims)."""
+    with path.open("rb") as f:
+        if f.read(2) != _GZIP_MAGIC:
+            size = path.stat().st_size
+            if size > MAX_IDX_BYTES:
+                raise IDXFormatError(f"{path}: {size} bytes is more than the {MAX_IDX_BYTES} an IDX file may hold here")
+            return path.read_bytes()
+        f.seek(0)
+        inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        out = bytearray()
+        limit: int | None = None
+        try:
+            while True:
+                chunk = inflate.unconsumed_tail or f.read(1 << 16)
+                if not chunk:
+                    break
+                room = (limit if limit is not None else 4 + 4 * 255) + 1 - len(out)
+                out += inflate.decompress(chunk, max(room, 1))
+                if limit is None:
+                    limit = _declared_size(path, bytes(out[: 4 + 4 * 255]))
+                if limit is not None and len(out) > limit:
+                    raise IDXFormatError(
+                        f"{path}: the gzip data inflates beyond the {limit} bytes its IDX header declares; "
+                        "the file is corrupt (or a decompression bomb)"
+                    )
+                if inflate.eof:
+                    break
+        except zlib.error as e:
+            raise IDXFormatError(f"{path}: corrupt gzip data ({e}); delete the file and fetch it again") from e
+        if not inflate.eof:
+            raise IDXFormatError(f"{path}: the gzip data is truncated; delete the file and fetch it again")
+        return bytes(out)
 
 
 def read_idx(path: str | Path, expected_magic: int | None = None) -> np.ndarray:
@@ -73,13 +140,8 @@ def read_idx(path: str | Path, expected_magic: int | None = None) -> np.ndarray:
     data = _read_bytes(path)
     if len(data) < 4:
         raise IDXFormatError(f"{path}: {len(data)} bytes is too short for an IDX header")
-    magic = int.from_bytes(data[:4], "big")
+    magic = _check_magic(path, data)
     type_code, ndim = data[2], data[3]
-    if data[:2] != b"\x00\x00" or type_code not in _TYPES or ndim == 0:
-        raise IDXFormatError(
-            f"{path}: bad IDX magic number 0x{magic:08x} (expected 0x0000TTDD with a known "
-            f"type code TT and DD >= 1 dimensions); the file is corrupt or not an IDX file"
-        )
     if expected_magic is not None and magic != expected_magic:
         raise IDXFormatError(
             f"{path}: IDX magic number is 0x{magic:08x}, expected 0x{expected_magic:08x}; "
