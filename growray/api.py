@@ -30,6 +30,7 @@ __all__ = [
     "PluginInfo",
     "SetupError",
     "absolute_tracking_uri",
+    "existing_store",
     "find_sweep",
     "format_table",
     "list_sweeps",
@@ -73,14 +74,13 @@ def absolute_tracking_uri(uri: str | None) -> str:
     Raises:
         ValueError: ``uri`` is not a URI (MLflow 3 no longer takes plain folders).
     """
+    from growray.config import tracking_uri_problem
     from growray.tracking import absolute_tracking_uri as _absolute
 
     uri = uri or "sqlite:///mlflow.db"
-    if "://" not in uri:
-        raise ValueError(
-            f"tracking.uri must be a URI such as sqlite:///mlflow.db or http://127.0.0.1:5000; got {uri!r} "
-            "(MLflow 3 no longer supports plain folders)"
-        )
+    problem = tracking_uri_problem(uri)
+    if problem:
+        raise ValueError(f"--tracking-uri {uri!r}: {problem}")
     return _absolute(uri)
 
 
@@ -130,11 +130,31 @@ def resume(
     return resume_sweep(target, address=address, verbose=verbose, shared_storage=shared_storage)
 
 
+def existing_store(tracking_uri: str | None) -> str:
+    """The absolute URI of a store that exists: a read-only command never creates one.
+
+    Raises:
+        LookupError: a sqlite store whose file does not exist (the message says where it
+            looked and how to point elsewhere).
+    """
+    from pathlib import Path
+
+    uri = absolute_tracking_uri(tracking_uri)
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///") :].split("?", 1)[0])
+        if not path.is_file():
+            raise LookupError(
+                f"no MLflow store at {path}: run this in the folder that holds the sweep's mlflow.db, or pass "
+                "--tracking-uri sqlite:////absolute/path/to/mlflow.db (or a server's http:// URL)"
+            )
+    return uri
+
+
 def list_sweeps(tracking_uri: str | None = None, experiment: str | None = None) -> list[dict[str, Any]]:
-    """Past sweeps in the MLflow store, newest first."""
+    """Past sweeps in an existing MLflow store, newest first (LookupError: no store there)."""
     from growray.tracking import list_sweeps as _list
 
-    return _list(absolute_tracking_uri(tracking_uri), experiment)
+    return _list(existing_store(tracking_uri), experiment)
 
 
 def pareto_front(
@@ -153,7 +173,7 @@ def pareto_front(
     if Path(experiment).suffix in (".yaml", ".yml") and Path(experiment).is_file():
         exp = load(experiment)
         name, tracking_uri = exp.experiment_name, tracking_uri or exp.tracking.uri
-    uri = absolute_tracking_uri(tracking_uri)
+    uri = existing_store(tracking_uri)
     if run_id is None:
         run = latest_sweep_run(uri, name)
         if run is None:
@@ -208,7 +228,7 @@ def retrain(
     from growray.kinds import KINDS, active_kinds, get_kind
     from growray.tracking import ensure_store, run_config
 
-    uri = absolute_tracking_uri(tracking_uri)
+    uri = existing_store(tracking_uri)
     ensure_store(uri)
     raw = run_config(uri, run_id)
     exp = validate_dict(apply_overrides(raw, overrides or {}), check_space=False)

@@ -124,7 +124,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     try:
         uri = api.absolute_tracking_uri(args.tracking_uri)
         rows = api.list_sweeps(uri, args.experiment)
-    except (ValueError, ConnectionError) as exc:
+    except (ValueError, LookupError, ConnectionError) as exc:
         print(f"growray ls: {exc}", file=sys.stderr)
         return EXIT_INVALID
     if not rows:
@@ -140,7 +140,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     try:
         run_id, metrics = api.retrain(args.run_id, tracking_uri=args.tracking_uri, overrides=_overrides(args))
-    except (api.ConfigError, ValueError, ConnectionError) as exc:
+    except (api.ConfigError, ValueError, LookupError, ConnectionError) as exc:
         print(f"growray retrain: {exc}", file=sys.stderr)
         return EXIT_INVALID
     shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if "/retrain_" in k)

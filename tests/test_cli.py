@@ -73,3 +73,27 @@ def test_unwritable_output_and_unreachable_server_reported_before_any_trial(tmp_
     proc = _run_cli(["run", qs, "--tracking-uri", "http://127.0.0.1:9"], tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "tracking.uri" in proc.stderr and "127.0.0.1:9" in proc.stderr
+
+
+def test_read_only_commands_create_no_store(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["ls"]) == 2
+    assert f"no MLflow store at {tmp_path / 'mlflow.db'}" in capsys.readouterr().err
+    assert main(["pareto", "quickstart"]) == 1
+    assert "no MLflow store at" in capsys.readouterr().err
+    assert main(["retrain", "0123abcd"]) == 2
+    assert "no MLflow store at" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [], "a read-only command created files"
+
+
+def test_tracking_uris_that_are_not_stores_are_refused(capsys):
+    quickstart = str(ROOT / "experiments" / "quickstart.yaml")
+    for uri, expected in [
+        ("mlflow.db", "a tracking URI such as sqlite:///mlflow.db"),
+        ("sqlite://mlflow.db", "sqlite URIs have three slashes"),
+        ("file:///tmp/mlruns", "the file store is in maintenance mode"),
+    ]:
+        assert main(["validate", quickstart, "--set", f"tracking.uri={uri}"]) == 2
+        assert f"tracking.uri: {expected}" in capsys.readouterr().err
+        assert main(["ls", "--tracking-uri", uri]) == 2
+        assert expected in capsys.readouterr().err

@@ -30,6 +30,7 @@ from .schema import (
     Section,
     TrackingConfig,
     TrainerConfig,
+    tracking_uri_problem,
 )
 from .validate import load_experiment, validate_dict
 
@@ -59,5 +60,6 @@ __all__ = [
     "plugin_schema",
     "plugin_slots",
     "set_path",
+    "tracking_uri_problem",
     "validate_dict",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "Section",
     "TrackingConfig",
     "TrainerConfig",
+    "tracking_uri_problem",
 ]
 
 
@@ -293,3 +294,27 @@ class CostsConfig(Section):
 class TrackingConfig(Section):
     uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI; sqlite paths are relative to the cwd")
     experiment: str | None = Field(None, description="MLflow experiment name (default: the experiment's name)")
+
+    @field_validator("uri")
+    @classmethod
+    def _a_store_uri(cls, v: str) -> str:
+        problem = tracking_uri_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+
+def tracking_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` is not an MLflow store growray can use (None when it is one): a plain path
+    (MLflow 3 needs a URI), the file store (in maintenance mode), or ``sqlite://x`` (two
+    slashes: a host, not a path)."""
+    if "://" not in uri and not uri.startswith("databricks"):
+        return (
+            f"a tracking URI such as sqlite:///{uri} (a database file) or http://127.0.0.1:5000 (a server); "
+            "MLflow 3 takes no plain folder or file path"
+        )
+    if uri.startswith("file:"):
+        return "the file store is in maintenance mode in MLflow 3: use sqlite:///mlflow.db or a server URL"
+    if uri.startswith("sqlite://") and not uri.startswith("sqlite:///"):
+        return f"sqlite URIs have three slashes before a relative path (sqlite:///{uri[len('sqlite://') :]}), four before an absolute one"
+    return None

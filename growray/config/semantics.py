@@ -56,6 +56,7 @@ def check_experiment(exp: Experiment, *, check_space_bounds: bool) -> list[Confi
                 exp.resources.gpu,
             )
         )
+    issues += _check_store_folder(exp.tracking.uri)
     data_issues = _check_data(exp)
     issues += data_issues
     if not data_issues:  # kinds build the model from the dataset's shape
@@ -68,6 +69,31 @@ def check_experiment(exp: Experiment, *, check_space_bounds: bool) -> list[Confi
         else:
             issues += check_space(exp)
     return issues
+
+
+def _check_store_folder(uri: str) -> list[ConfigIssue]:
+    """A sqlite store's folder must exist or be creatable, and be writable."""
+    import os
+    from pathlib import Path
+
+    if not uri.startswith("sqlite:///"):
+        return []
+    path = Path(uri[len("sqlite:///") :].split("?", 1)[0]).expanduser()
+    if str(path) in ("", ":memory:"):
+        return []
+    folder = path.resolve().parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        return [
+            ConfigIssue(
+                "tracking.uri",
+                f"cannot write the MLflow store here: {existing or folder} is not a writable folder",
+                uri,
+            )
+        ]
+    if path.exists() and not os.access(path, os.W_OK):
+        return [ConfigIssue("tracking.uri", f"the MLflow store {path} is read-only", uri)]
+    return []
 
 
 def _check_data(exp: Experiment) -> list[ConfigIssue]:
