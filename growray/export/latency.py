@@ -1,0 +1,80 @@
+"""Latency of an exported ONNX model with onnxruntime on the CPU, under a ``LatencyProtocol``.
+
+The protocol and the statistics are those of ``cost/latency_ms`` (``growray.cost.measure_latency``):
+for each batch size, ``warmup`` untimed runs, then ``torch.utils.benchmark.Timer(...)
+.blocked_autorange(min_run_time=...)`` around one ``session.run``; the median, the 95th
+percentile of the block means and the IQR, in milliseconds. Threads: onnxruntime's intra-op
+pool gets ``protocol.threads`` (inter-op 1), as torch's did for the training-time number, so
+the two can be read side by side. Inputs are standard normal (the models take standardized
+inputs) from a fixed seed.
+"""
+
+from __future__ import annotations
+
+import timeit
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from growray.cost import LatencyProtocol, LatencyResult
+
+from .errors import ExportError
+from .formats import INPUT_NAME, OUTPUT_NAME, onnx_session, require_onnx
+
+__all__ = ["measure_onnx_latency", "onnxruntime_version"]
+
+
+def onnxruntime_version() -> str:
+    """``onnxruntime <version> CPUExecutionProvider`` (what the numbers were measured with)."""
+    require_onnx(latency=True)
+    import onnxruntime
+
+    return f"onnxruntime {onnxruntime.__version__} CPUExecutionProvider"
+
+
+def measure_onnx_latency(
+    path: str | Path, input_shape: tuple[int, ...], protocol: LatencyProtocol
+) -> list[LatencyResult]:
+    """Latency of the ONNX model at ``path`` for each of ``protocol.batch_sizes``, in that order.
+
+    Raises:
+        ExportError: the protocol asks for a half dtype (onnxruntime here runs float32 on the CPU).
+        MissingDependencyError: onnxruntime is not installed.
+    """
+    from torch.utils.benchmark import Timer
+
+    require_onnx(latency=True)
+    if protocol.dtype != "float32":
+        raise ExportError(
+            f"the run's latency protocol uses dtype {protocol.dtype!r} (measured on CUDA); onnxruntime latency is "
+            "measured on the CPU in float32 only"
+        )
+    threads = protocol.threads if protocol.threads is not None else torch.get_num_threads()
+    session = onnx_session(Path(path), threads=threads)
+    rng = np.random.default_rng(0)
+    results = []
+    for bs in protocol.batch_sizes:
+        feed = {INPUT_NAME: rng.standard_normal((bs, *input_shape)).astype(np.float32)}
+        for _ in range(protocol.warmup):
+            session.run([OUTPUT_NAME], feed)
+        timer = Timer(
+            stmt="session.run(names, feed)",
+            globals={"session": session, "names": [OUTPUT_NAME], "feed": feed},
+            num_threads=threads,
+            timer=timeit.default_timer,
+        )
+        m = timer.blocked_autorange(min_run_time=protocol.min_run_time)
+        times = torch.tensor(m.times, dtype=torch.float64)
+        results.append(
+            LatencyResult(
+                batch_size=bs,
+                median_ms=m.median * 1e3,
+                p95_ms=times.quantile(0.95).item() * 1e3,
+                iqr_ms=m.iqr * 1e3,
+                n_measurements=len(m.times),
+                device="cpu",
+                n_threads=threads,
+            )
+        )
+    return results
