@@ -20,6 +20,7 @@ from torch import nn
 
 from growray.config import CostsConfig, TrainerConfig
 from growray.data import TensorSplits
+from growray.export import NETWORK_ARTIFACT, final_network
 from growray.metrics import width_metric
 from growray.models import GrowableModel, build_model
 from growray.tracking import NullRecorder, Recorder
@@ -326,6 +327,10 @@ class Trainer:
             metrics.update({"test/loss": test_loss, "test/acc": test_acc})
             self.recorder.log_metrics({"test/loss": test_loss, "test/acc": test_acc}, step=self.step)
         self._write_architecture()
+        if self.recorder.run_id is not None:  # the final network, for `growray export RUN_ID`
+            network = final_network(self.arch.spec(), self.model, (h.tensor_state() for h in self.hooks))
+            if network is not None:  # None: a supernet (its retrain run is exported)
+                self.recorder.log_dict(network, NETWORK_ARTIFACT)
         for hook in self.hooks:
             added = hook.on_fit_end(self, metrics)
             merge_metrics(metrics, added, hook.name)
