@@ -8,6 +8,16 @@ accepts ``/`` and ``.`` in keys.
 """
 
 from ._mlflow import MlflowRecorder
+from ._models import (
+    ExportSource,
+    ExportTarget,
+    LoggedModel,
+    export_targets,
+    log_onnx_model,
+    read_export_source,
+    record_export_latency,
+    register_model,
+)
 from ._pareto import CONSTRAINTS_TAG, OBJECTIVES_TAG, ParetoReport, record_front, sweep_front
 from ._recorder import MemoryRecorder, NullRecorder, Recorder, close_figure, flatten_params
 from ._retrain import SearchRun, link_retrain, load_search_run, open_retrain_run, run_config, search_run_in_hand
@@ -38,6 +48,9 @@ from .plots import growth_timeline_figure, pareto_figure
 __all__ = [
     "CONSTRAINTS_TAG",
     "OBJECTIVES_TAG",
+    "ExportSource",
+    "ExportTarget",
+    "LoggedModel",
     "MemoryRecorder",
     "MlflowRecorder",
     "NullRecorder",
@@ -52,6 +65,7 @@ __all__ = [
     "create_sweep_run",
     "default_artifact_location",
     "ensure_store",
+    "export_targets",
     "finalize_child_run",
     "find_trial_run",
     "finish_run",
@@ -63,11 +77,15 @@ __all__ = [
     "link_retrain",
     "list_sweeps",
     "load_search_run",
+    "log_onnx_model",
     "max_logged_step",
     "open_retrain_run",
     "open_store",
     "pareto_figure",
+    "read_export_source",
+    "record_export_latency",
     "record_front",
+    "register_model",
     "run_config",
     "run_tags",
     "search_run_in_hand",
