@@ -114,6 +114,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     print(f"growray: resuming sweep {record.sweep} (MLflow parent run {record.parent_run_id})")
     try:
         result = api.resume(args.target, address=args.address, verbose=args.verbose, shared_storage=args.shared_storage)
+    except api.NothingToResume as exc:
+        print(f"growray resume: {exc}")
+        return EXIT_OK
     except api.NOTHING_STARTED as exc:
         print(f"growray resume: nothing was started: {exc}", file=sys.stderr)
         return EXIT_INVALID

@@ -97,3 +97,15 @@ def test_tracking_uris_that_are_not_stores_are_refused(capsys):
         assert f"tracking.uri: {expected}" in capsys.readouterr().err
         assert main(["ls", "--tracking-uri", uri]) == 2
         assert expected in capsys.readouterr().err
+
+
+def test_trials_no_node_can_run_are_refused_before_any_record(tmp_path):
+    from mlflow import MlflowClient
+
+    qs = str(ROOT / "experiments" / "quickstart.yaml")
+    for setting, asked in [("resources.cpu=1000", "1000 CPU and 0 GPU"), ("resources.gpu=1", "1 CPU and 1 GPU")]:
+        proc = _run_cli(["run", qs, "--set", setting, "--set", "trainer.device=auto"], tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert f"resources: a trial asks for {asked}, but no node of this Ray cluster has that much" in proc.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.get_experiment_by_name("quickstart") is None, "a refused sweep created its MLflow experiment"

@@ -9,11 +9,13 @@ from ._store import SWEEP_KIND, _client
 __all__ = [
     "clear_failure",
     "create_sweep_run",
+    "delete_run_tag",
     "finalize_child_run",
     "find_trial_run",
     "finish_run",
     "last_metric",
     "max_logged_step",
+    "run_status",
     "run_tags",
     "set_run_tags",
 ]
@@ -120,6 +122,18 @@ def set_run_tags(tracking_uri: str, run_id: str, tags: dict[str, str]) -> None:
 def run_tags(tracking_uri: str, run_id: str) -> dict[str, str]:
     """The tags of a run."""
     return dict(_client(tracking_uri).get_run(run_id).data.tags)
+
+
+def run_status(tracking_uri: str, run_id: str) -> str:
+    """A run's status: RUNNING, FINISHED, FAILED or KILLED."""
+    return str(_client(tracking_uri).get_run(run_id).info.status)
+
+
+def delete_run_tag(tracking_uri: str, run_id: str, key: str) -> None:
+    """Remove tag ``key`` from a run, if it has it."""
+    client = _client(tracking_uri)
+    if key in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, key)
 
 
 def find_trial_run(tracking_uri: str, experiment_id: str, parent_run_id: str, trial_name: str) -> str | None:

@@ -90,6 +90,9 @@ def finish_sweep(
         parent.set_tags({"growray.interrupted": "true"})
         parent.close("KILLED")  # `growray resume` reopens it
     else:
+        from growray.tracking import delete_run_tag
+
+        delete_run_tag(uri, record.parent_run_id, "growray.interrupted")  # a resume that finished
         parent.close("FAILED" if trials and result.n_errors == len(trials) else "FINISHED")
     return result
 

@@ -22,13 +22,14 @@ from growray.tracking import absolute_tracking_uri
 
 from .record import SweepRecord, SweepRecordError, find_sweep
 from .results import SweepResult, TrialSummary
-from .storage import SetupError, SweepStorage, check_storage_reachable, resolve_storage
+from .storage import NothingToResume, SetupError, SweepStorage, check_storage_reachable, resolve_storage
 
 if TYPE_CHECKING:
     from growray.config import Experiment
     from growray.tracking.tables import Column
 
 __all__ = [
+    "NothingToResume",
     "SetupError",
     "SweepRecord",
     "SweepRecordError",
@@ -80,7 +81,7 @@ def run_sweep(
     )
 
     from .finish import finish_sweep
-    from .session import check_cluster_storage, git_commit, init_ray, sweep_session
+    from .session import check_cluster_resources, check_cluster_storage, git_commit, init_ray, sweep_session
     from .trial import SweepContext
     from .tuner import build_trainable, build_tuner
     from .writer import start_writer
@@ -96,10 +97,12 @@ def run_sweep(
         ensure_store(uri)
     except (ConnectionError, ValueError) as exc:
         raise SetupError(f"tracking.uri: {exc}") from None
-    experiment_id = get_or_create_experiment(uri, exp.experiment_name)
     dataset = load_dataset(exp.data, seed=exp.seed)
     started_ray = init_ray(address, verbose)
-    check_cluster_storage(storage, started_ray)  # a refused sweep leaves no parent run behind
+    # a refused sweep leaves no MLflow experiment, parent run or study behind
+    check_cluster_storage(storage, started_ray)
+    check_cluster_resources(exp.resources.cpu, exp.resources.gpu, started_ray)
+    experiment_id = get_or_create_experiment(uri, exp.experiment_name)
 
     provenance = {"mlflow.source.git.commit": commit} if (commit := git_commit()) else {}
     parent_id = create_sweep_run(
@@ -164,15 +167,16 @@ def resume_sweep(
         FileNotFoundError: no sweep record, or no restorable Tune experiment where it points.
         SweepRecordError: the record is damaged (it is untrusted input: JSON only, every key checked).
         growray.config.ConfigError: the recorded experiment no longer validates.
-        SetupError: the cluster cannot reach the sweep's storage.
+        SetupError: the cluster cannot reach the sweep's storage or run its trials.
+        NothingToResume: the sweep finished.
     """
     from ray import tune
 
     from growray.data import load_dataset
-    from growray.tracking import MlflowRecorder, ensure_store, run_tags
+    from growray.tracking import MlflowRecorder, ensure_store, run_status, run_tags
 
     from .finish import finish_sweep
-    from .session import check_cluster_storage, init_ray, sweep_session
+    from .session import check_cluster_resources, check_cluster_storage, init_ray, sweep_session
     from .trial import SweepContext
     from .tuner import build_trainable, restore_tuner
     from .writer import start_writer
@@ -185,6 +189,12 @@ def resume_sweep(
         raise FileNotFoundError(f"Ray Tune has no restorable experiment at {record.storage_path}")
     uri = record.tracking_uri
     ensure_store(uri)
+    tags = run_tags(uri, record.parent_run_id)
+    if run_status(uri, record.parent_run_id) == "FINISHED" and tags.get("growray.interrupted") != "true":
+        raise NothingToResume(
+            f"sweep {record.sweep} finished (MLflow parent run {record.parent_run_id}): nothing to resume; "
+            "start another with growray run"
+        )
     dataset = load_dataset(exp.data, seed=exp.seed)
     started_ray = init_ray(address, verbose)
     storage = SweepStorage(
@@ -194,7 +204,8 @@ def resume_sweep(
         shared_storage or record.shared_storage or "://" in record.ray_root,
     )
     check_cluster_storage(storage, started_ray)
-    resumed = int(run_tags(uri, record.parent_run_id).get("growray.resumed", 0))
+    check_cluster_resources(exp.resources.cpu, exp.resources.gpu, started_ray)
+    resumed = int(tags.get("growray.resumed", 0))
     parent = MlflowRecorder(uri, record.experiment_id, run_id=record.parent_run_id)
     parent.set_tags({"growray.resumed": str(resumed + 1)})
     writer = start_writer(uri, record.experiment_id, record.parent_run_id)

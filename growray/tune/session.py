@@ -16,7 +16,7 @@ from growray.tracking import Recorder
 from .storage import SetupError, SweepStorage, require_shared_storage
 from .writer import WriterHandle, stop_writer
 
-__all__ = ["check_cluster_storage", "git_commit", "init_ray", "sweep_session"]
+__all__ = ["check_cluster_resources", "check_cluster_storage", "git_commit", "init_ray", "sweep_session"]
 
 
 def init_ray(address: str | None, verbose: bool) -> bool:
@@ -59,6 +59,31 @@ def check_cluster_storage(storage: SweepStorage, started_ray: bool) -> None:
         if started_ray:
             ray.shutdown()
         raise
+
+
+def check_cluster_resources(cpu: float, gpu: float, started_ray: bool) -> None:
+    """Refuse a sweep whose trials no node of the cluster could ever run (they would wait
+    PENDING forever), before any run or study exists; Ray is shut down again if this process
+    started it.
+
+    Args:
+        cpu: ``resources.cpu`` of one trial.
+        gpu: ``resources.gpu`` of one trial.
+        started_ray: this process started Ray (:func:`init_ray` returned True).
+
+    Raises:
+        SetupError: naming what one trial asks for and what each node has.
+    """
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(r.get("CPU", 0.0) >= cpu and r.get("GPU", 0.0) >= gpu for r in nodes):
+        return
+    have = "; ".join(f"{r.get('CPU', 0.0):g} CPU, {r.get('GPU', 0.0):g} GPU" for r in nodes) or "no live node"
+    if started_ray:
+        ray.shutdown()
+    raise SetupError(
+        f"resources: a trial asks for {cpu:g} CPU and {gpu:g} GPU, but no node of this Ray cluster has that much "
+        f"(nodes: {have}); lower resources.cpu / resources.gpu, or run on a cluster with such a node (--address)"
+    )
 
 
 def git_commit() -> str | None:

@@ -43,6 +43,10 @@ __all__ = [
 DRIVER_STATE_DIR = ".growray"  # the driver's records when Tune's storage is an object store
 
 
+class NothingToResume(Exception):
+    """``growray resume`` of a sweep that finished: there is nothing to continue."""
+
+
 class SetupError(RuntimeError):
     """Something the user can fix stops the sweep before Ray or any trial starts."""
 

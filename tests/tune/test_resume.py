@@ -78,6 +78,7 @@ def test_resume_after_driver_failure(tmp_path, sig):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == record.parent_run_id]
     assert [p.info.run_id for p in parents] == [record.parent_run_id]  # the same parent run
     assert parents[0].info.status == "FINISHED" and parents[0].data.tags["growray.resumed"] == "1"
+    assert "growray.interrupted" not in parents[0].data.tags  # cleared by the resume that finished
     finished = [c for c in children if c.data.metrics.get("epoch") == EPOCHS]
     assert len(finished) == TRIALS, [(c.data.tags.get("growray.trial"), c.data.metrics.get("epoch")) for c in children]
     assert len({c.data.tags["growray.trial"] for c in children}) == len(children)  # one run per trial
@@ -93,3 +94,7 @@ def test_resume_after_driver_failure(tmp_path, sig):
     assert len(complete) == TRIALS
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     assert {t.user_attrs["growray.mlflow_run_id"] for t in complete} == {c.info.run_id for c in finished}
+
+    again = growray("resume", "exp.yaml", cwd=tmp_path)  # a finished sweep: nothing to do, nothing started
+    out, _ = again.communicate(timeout=120)
+    assert again.returncode == 0 and "nothing to resume" in out, out
