@@ -6,6 +6,7 @@ a new sqlite file by several workers corrupts its schema (STACK_NOTES §5, pitfa
 
 from __future__ import annotations
 
+import fcntl
 import re
 import urllib.request
 from datetime import datetime
@@ -106,9 +107,23 @@ def ensure_store(tracking_uri: str) -> None:
             f"maintenance mode; use a database, e.g. 'sqlite:///mlflow.db', or a server URL"
         )
     path = _sqlite_path(tracking_uri)
-    if path is not None:
+    if path is None:
+        _client(tracking_uri).search_experiments(max_results=1)
+        return
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-    _client(tracking_uri).search_experiments(max_results=1)
+        # two processes opening a brand-new sqlite file both run MLflow's schema migration and
+        # one fails ("table ... already exists"): the first to take the lock creates the schema
+        with open(path.with_name(path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                _client(tracking_uri).search_experiments(max_results=1)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    except OSError as exc:
+        raise ValueError(
+            f"cannot open the MLflow store {path}: {exc.strerror or exc} (a read-only or full disk?)"
+        ) from exc
 
 
 def _slug(name: str) -> str:
