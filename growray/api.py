@@ -7,7 +7,6 @@
 
 Loading, validating and the store queries (``list_sweeps``, ``pareto_front``) never import
 Ray; ``run`` and ``resume`` import it when they start.
-``export`` writes a run's final network as pt, ONNX or TorchScript files (``growray.export``).
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ from growray.tune.storage import NothingToResume, SetupError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from growray.cost import LatencyProtocol
-    from growray.export import ExportReport, NetworkWeights
+    from growray.export import ExportReport
     from growray.tracking import LoggedModel, ParetoReport, UIProcess
     from growray.tune.orchestrate import SweepResult
     from growray.tune.record import SweepRecord
@@ -262,31 +260,20 @@ def export(
     tolerance: float = 1e-5,
     n_samples: int = 256,
 ) -> list[ExportReport]:
-    """Export the final network of a recorded run as deployable files (``growray export``).
+    """Export the final network of recorded runs as deployable files (``growray export``).
 
-    Args:
-        target: a trial or retrain run id; a sweep's parent run id (its best trial, or with
-            ``pareto`` every trial on its front); or an experiment file (its latest sweep).
-            A NAS search run stands for its retrain run.
-        formats: some of ``pt``, ``onnx``, ``torchscript``; ONNX is added for ``latency``,
-            ``log_model`` and ``register``.
-        out: the folder for one run (default ``exports/<run id>``); with several runs, each
-            goes to ``<out>/<run id>`` (default ``exports``).
-        tracking_uri: the MLflow store (default: the file's ``tracking.uri``, else ``sqlite:///mlflow.db``).
-        pareto: with a sweep, every trial on its Pareto front instead of the best one.
-        latency: time the ONNX model with onnxruntime under the run's latency protocol and
-            record ``export/latency_ms`` (and the others) on the run.
-        log_model: log the ONNX model as the run's MLflow model (signature, input example).
-        register: register that model under this name (implies ``log_model``), tagged with
-            the sweep, the trial and the run.
-        tolerance: the largest max |exported - PyTorch| logit accepted on held-out samples.
-        n_samples: held-out (test split) samples of the output check.
+    ``target``: a trial or retrain run id, a sweep's parent run (its best trial; with ``pareto``
+    its Pareto front) or an experiment file (its latest sweep); a NAS search run stands for its
+    retrain run. ``out``: the folder of one run (default ``exports/<run id>``), else the parent
+    of ``<run id>`` folders. ``latency`` times the ONNX model with onnxruntime under the run's
+    latency protocol (``export/latency_ms`` on the run); ``log_model`` logs it as the run's
+    MLflow model; ``register`` also registers it, tagged with sweep, trial and run. Files and
+    the output check (``tolerance``, ``n_samples``): ``growray.export``.
 
     Raises:
-        ExportError (a ValueError): no weights, a supernet, an architecture a format cannot
-            express, outputs beyond ``tolerance``; MissingDependencyError (one too) for a
-            missing ``onnx``/``onnxscript``/``onnxruntime``.
-        ValueError: no such run, or a sweep without a best trial or front.
+        ExportError (a ValueError, as MissingDependencyError): no weights, a supernet, an
+            architecture a format cannot express, outputs beyond ``tolerance``, a missing package.
+        ValueError: no such run, a sweep without a best trial or front.
         LookupError: no store, or no sweep recorded for the experiment file.
     """
     from growray import export as ex
@@ -296,35 +283,26 @@ def export(
     if not fmts or any(f not in ex.FORMATS for f in fmts):
         raise ex.ExportError(f"--format must be some of {', '.join(ex.FORMATS)}; got {list(formats)}")
     if "onnx" in fmts:
-        ex.require_onnx(latency)  # before any work: a missing package is the first thing said
-    run_id = str(target)
+        ex.require_onnx(latency)  # a missing package is said before any work
+    run_id, uri = str(target), existing_store(tracking_uri)
     if Path(target).suffix in (".yaml", ".yml") and Path(target).is_file():
         exp = load(target)
         uri = existing_store(tracking_uri or exp.tracking.uri)
-        sweep = latest_sweep_run(uri, exp.experiment_name)
-        if sweep is None:
+        if (sweep := latest_sweep_run(uri, exp.experiment_name)) is None:
             raise LookupError(f"no sweep recorded for experiment {exp.experiment_name!r} in {uri}; run it first")
         run_id = str(sweep.info.run_id)
-    else:
-        uri = existing_store(tracking_uri)
     ensure_store(uri)
     targets = export_targets(uri, run_id, pareto=pareto)
-    base = Path(out) if out is not None else Path("exports")
     reports = []
     for t in targets:
-        folder = base if out is not None and len(targets) == 1 else base / t.run_id
+        folder = Path(out) if out is not None and len(targets) == 1 else Path(out or "exports") / t.run_id
         report, logged = _export_run(
             uri, t.run_id, folder, fmts, latency, log_model or bool(register), tolerance, n_samples
         )
         report.via = t.via
         if register and logged is not None:
-            tags = {
-                k: v
-                for k, v in report.manifest["source"].items()
-                if k in ("growray.sweep", "growray.trial", "growray.kind")
-            }
-            version = register_model(uri, register, logged, t.run_id, {**tags, "growray.run_id": t.run_id}).version
-            report.registered = (register, str(version))
+            tags = {k: v for k, v in report.manifest["source"].items() if k.startswith("growray.")}
+            report.registered = (register, str(register_model(uri, register, logged, t.run_id, tags).version))
         reports.append(report)
     return reports
 
@@ -332,16 +310,13 @@ def export(
 def _export_run(
     uri: str, run_id: str, folder: Path, fmts: list[str], latency: bool, log_model: bool, tol: float, n: int
 ) -> tuple[ExportReport, LoggedModel | None]:
-    """One run: its network (``network.json``, else its newest Ray checkpoint), the files, the
-    MLflow model, the latency."""
-    import numpy as np
-
+    """One run: its network (``network.json``, else its newest checkpoint), the files, the latency, the MLflow model."""
     from growray import export as ex
     from growray.config import validate_dict
-    from growray.data import DatasetNotFoundError, load_dataset
     from growray.plugins import load_plugins
     from growray.tracking import log_onnx_model, read_export_source, record_export_latency
     from growray.train import load_checkpoint
+    from growray.tune.storage import resolve_storage
 
     src = read_export_source(uri, run_id)
     try:
@@ -349,87 +324,28 @@ def _export_run(
     except ConfigError as exc:
         raise ex.ExportError(f"run {run_id}: its config.yaml does not validate with this growray:\n{exc}") from None
     load_plugins()  # a plug-in's model rebuilds too
-    name = f"run {run_id}"
     if src.network is not None:
-        weights = ex.decode_network(src.network, f"{name} {ex.NETWORK_ARTIFACT}")
-    else:
-        weights = _checkpoint_weights(exp, src.tags.get("growray.sweep"), run_id, name, load_checkpoint)
-    model = ex.rebuild(weights, name)
-    shape = tuple(int(d) for d in weights.spec.params.get("input_shape", ()))
-    try:
-        dataset = load_dataset(exp.data, seed=exp.seed)
-        x, inputs = dataset.x_test[:n], f"the first {min(n, len(dataset.x_test))} samples of the test split"
-        stats = getattr(dataset, "normalization", None)  # the training split's statistics, where the dataset keeps them
-    except DatasetNotFoundError as exc:
-        x = np.random.default_rng(0).standard_normal((n, *shape)).astype(np.float32)
-        inputs, stats = (
-            f"standard normal samples (the dataset is not on this machine: {str(exc).splitlines()[0]})",
-            None,
-        )
-    about = {
-        "source": {**src.provenance, "tracking_uri": uri},
-        "preprocessing": {
-            "dataset": exp.data,
-            "seed": exp.seed,
-            "standardization": "inputs are standardized with the training split's mean and std (per feature, or "
-            "per channel for images) before the network; the model takes standardized inputs",
-            "statistics": stats,
-        },
-        "inputs": inputs,
-    }
-    report = ex.export_network(model, weights.spec, folder, fmts, x, about=about, tolerance=tol)
-    report.run_id, report.training_latency_ms = run_id, src.latency_ms
-    onnx_path = folder / ex.FILES["onnx"][0]
+        weights = ex.decode_network(src.network, f"run {run_id} {ex.NETWORK_ARTIFACT}")
+    else:  # stopped early, or recorded before runs logged network.json: the newest checkpoint
+        storage, sweep = resolve_storage(exp.output_dir, exp.name), src.tags.get("growray.sweep")
+        where = storage.sweep_path(sweep) if sweep and not storage.is_uri else None
+        weights = ex.checkpoint_network(where, run_id, load_checkpoint, where or storage.ray_root)
+    source = {**src.provenance, "growray.run_id": run_id, "tracking_uri": uri}
+    report = ex.export_weights(
+        weights, f"run {run_id}", folder, fmts, data=exp.data, seed=exp.seed, source=source, tolerance=tol, n_samples=n
+    )
+    report.run_id, report.training_latency_ms, logged = run_id, src.latency_ms, None
     if latency:
-        protocol = ex.protocol_from_params(src.params, _protocol(exp))
-        runtime = ex.onnxruntime_version()
-        report.record_latency(ex.measure_onnx_latency(onnx_path, x.shape[1:], protocol), protocol, runtime)
-        tags = {"growray.export.latency_runtime": runtime, "growray.export.latency_protocol": str(protocol)}
-        record_export_latency(uri, run_id, ex.latency_metrics(report.latency), tags)
-    logged = None
+        record_export_latency(uri, run_id, *ex.time_export(report, src.params, exp.costs.latency, exp.resources.cpu))
     if log_model:
-        example = np.ascontiguousarray(x[:5], dtype=np.float32)
-        logits = ex.outputs_of("onnx", folder, example)
-        tags = {k: v for k, v in src.provenance.items() if k.startswith("growray.")}
+        x, logits = ex.model_example(report)
+        tags = {k: v for k, v in source.items() if k.startswith("growray.")}
         logged = log_onnx_model(
-            uri,
-            run_id,
-            onnx_path,
-            input_example=example,
-            output_example=logits,
-            output_name=ex.OUTPUT_NAME,
-            metadata={"growray": report.manifest},
-            tags=tags,
-        )
+            uri, run_id, folder / ex.FILES["onnx"][0], input_example=x, output_example=logits,
+            output_name=ex.OUTPUT_NAME, metadata={"growray": report.manifest}, tags=tags,
+        )  # fmt: skip
         report.model_uri = logged.model_uri
     return report, logged
-
-
-def _checkpoint_weights(exp: Experiment, sweep: str | None, run_id: str, name: str, load: Any) -> NetworkWeights:
-    """The run's newest Ray checkpoint, for a run without ``network.json`` (stopped early, or
-    recorded before growray logged it); ``state.pt`` is loaded with ``weights_only=True``."""
-    from growray import export as ex
-    from growray.tune.storage import resolve_storage
-
-    storage = resolve_storage(exp.output_dir, exp.name)
-    folder = None if storage.is_uri or not sweep else ex.find_checkpoint(storage.sweep_path(sweep), run_id)
-    if folder is None:
-        where = storage.sweep_path(sweep) if sweep else storage.ray_root
-        raise ex.ExportError(
-            f"{name} has no weights: no {ex.NETWORK_ARTIFACT} in MLflow (runs log it when training ends) and no "
-            f"checkpoint of it under {where}; export it from the folder the sweep ran in, or export another run"
-        )
-    ckpt = load(folder)
-    return ex.NetworkWeights(ckpt.spec, ckpt.model_state, ex.hook_masks(ckpt.hook_tensors.values()))
-
-
-def _protocol(exp: Experiment) -> LatencyProtocol:
-    from growray.cost import LatencyProtocol
-
-    lat = exp.costs.latency
-    return LatencyProtocol(
-        tuple(lat.batch_sizes), lat.dtype, lat.threads or max(1, round(exp.resources.cpu)), lat.warmup, lat.min_run_time
-    )
 
 
 @dataclass(frozen=True)

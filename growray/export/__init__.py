@@ -20,9 +20,10 @@ The pieces, in the order an export runs them:
 from .artifact import MANIFEST, TOLERANCE, ExportReport, FormatCheck, export_network
 from .errors import EXPORT_EXTRA, ExportError, MissingDependencyError, require
 from .formats import FILES, FORMATS, INPUT_NAME, OUTPUT_NAME, load_pt, onnx_session, outputs_of, require_onnx
-from .latency import measure_onnx_latency, onnxruntime_version
+from .latency import latency_metrics, measure_onnx_latency, onnxruntime_version, protocol_from_params
 from .network import fold_masks, is_supernet, rebuild
-from .sources import find_checkpoint
+from .pipeline import export_weights, model_example, time_export
+from .sources import checkpoint_network, find_checkpoint
 from .weights import (
     NETWORK_ARTIFACT,
     NETWORK_FORMAT,
@@ -48,20 +49,26 @@ __all__ = [
     "FormatCheck",
     "MissingDependencyError",
     "NetworkWeights",
+    "checkpoint_network",
     "decode_network",
     "encode_network",
     "export_network",
+    "export_weights",
     "final_network",
     "find_checkpoint",
     "fold_masks",
     "hook_masks",
     "is_supernet",
+    "latency_metrics",
     "load_pt",
     "measure_onnx_latency",
+    "model_example",
     "onnx_session",
     "onnxruntime_version",
     "outputs_of",
+    "protocol_from_params",
     "rebuild",
     "require",
     "require_onnx",
+    "time_export",
 ]

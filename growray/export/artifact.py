@@ -68,6 +68,12 @@ class ExportReport:
     manifest: dict[str, Any]
     checks: list[FormatCheck]
     latency: list[LatencyResult] = field(default_factory=list)
+    run_id: str | None = None  # the MLflow run exported (set by growray.api.export)
+    via: str | None = None  # how it was reached ("best trial of sweep ...")
+    model_uri: str | None = None  # the MLflow model logged from it
+    registered: tuple[str, str] | None = None  # (registered model name, version)
+    training_latency_ms: float | None = None  # the run's cost/latency_ms, for the side-by-side
+    samples: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32), repr=False)  # held-out inputs
 
     def record_latency(self, results: Sequence[LatencyResult], protocol: LatencyProtocol, runtime: str) -> None:
         """Add onnxruntime latency to the report and to ``export.json``."""
@@ -172,6 +178,6 @@ def export_network(
         },
         "check": {"tolerance": tolerance, "n_samples": len(x), "batch_sizes": [len(x), 1]},
     }
-    report = ExportReport(folder, manifest, checks)
+    report = ExportReport(folder, manifest, checks, samples=x)
     report.write_manifest()
     return report

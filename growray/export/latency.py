@@ -22,7 +22,7 @@ from growray.cost import LatencyProtocol, LatencyResult
 from .errors import ExportError
 from .formats import INPUT_NAME, OUTPUT_NAME, onnx_session, require_onnx
 
-__all__ = ["measure_onnx_latency", "onnxruntime_version"]
+__all__ = ["latency_metrics", "measure_onnx_latency", "onnxruntime_version", "protocol_from_params"]
 
 
 def onnxruntime_version() -> str:
@@ -78,3 +78,33 @@ def measure_onnx_latency(
             )
         )
     return results
+
+
+def protocol_from_params(params: dict[str, str], fallback: LatencyProtocol) -> LatencyProtocol:
+    """The latency protocol a run logged as ``cost.latency.*`` params (``LatencyProtocol.as_params``),
+    or ``fallback`` when the run logged none (latency was off) or a value does not parse."""
+    p = {k[len("cost.latency.") :]: v for k, v in params.items() if k.startswith("cost.latency.")}
+    if not p:
+        return fallback
+    try:
+        threads = p.get("threads", "inherit")
+        return LatencyProtocol(
+            batch_sizes=tuple(int(b) for b in p["batch_sizes"].split(",")),
+            dtype=p.get("dtype", fallback.dtype),
+            threads=None if threads == "inherit" else int(threads),
+            warmup=int(p.get("warmup", fallback.warmup)),
+            min_run_time=float(p.get("min_run_time", fallback.min_run_time)),
+        )
+    except (KeyError, ValueError):
+        return fallback
+
+
+def latency_metrics(results: list[LatencyResult]) -> dict[str, float]:
+    """``export/latency_ms`` (the first batch size), ``export/latency_p95_ms``,
+    ``export/latency_ms/bs<N>`` for the others: the names of ``cost/latency_*`` under ``export/``."""
+    if not results:
+        return {}
+    head = results[0]
+    out = {"export/latency_ms": head.median_ms, "export/latency_p95_ms": head.p95_ms}
+    out.update({f"export/latency_ms/bs{r.batch_size}": r.median_ms for r in results[1:]})
+    return out

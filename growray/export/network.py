@@ -10,8 +10,9 @@ plug-in's model) exports the same way. Two things are decided here:
 * masks (``NetworkWeights.masks``) become zeros in the weights. A unit mask
   (``{site: 0/1 per unit}``, the Grow-vs-Prune arms) zeroes the masked units' fan-in, BatchNorm
   entries and fan-out, so a masked unit contributes exactly nothing, as under the mask
-  (``growray.sparse.UnitMasks.zero_inactive``); a weight mask keyed like the state dict
-  multiplies that tensor.
+  (``growray.sparse.UnitMasks.zero_inactive``); a weight mask keyed by a state-dict key, or
+  by a layer's name (its ``weight``), multiplies that tensor (dynamic sparse training keeps
+  inactive weights at zero already: folding its masks changes nothing).
 """
 
 from __future__ import annotations
@@ -88,11 +89,13 @@ def fold_masks(model: nn.Module, masks: dict[str, torch.Tensor], source: str) ->
             units[key] = mask
             continue
         target = tensors.get(key)
+        if target is None or tuple(target.shape) != tuple(mask.shape):  # a layer's name: its weight's mask
+            target = tensors.get(f"{key}.weight", target)
         if target is None or tuple(target.shape) != tuple(mask.shape):
             have = f"shape {tuple(target.shape)}" if target is not None else "no such site or tensor"
             raise ExportError(
                 f"{source}: mask {key!r} of shape {tuple(mask.shape)} fits nothing in the network ({have}); "
-                f"unit masks are keyed by site ({sorted(sites)}), weight masks by state-dict key"
+                f"unit masks are keyed by site ({sorted(sites)}), weight masks by state-dict key or layer name"
             )
         with torch.no_grad():
             target.mul_(mask.to(device=target.device, dtype=target.dtype))

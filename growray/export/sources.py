@@ -12,9 +12,14 @@ with ``weights_only=True`` (``growray.train.load_checkpoint``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["find_checkpoint"]
+from .errors import ExportError
+from .weights import NETWORK_ARTIFACT, NetworkWeights, hook_masks
+
+__all__ = ["checkpoint_network", "find_checkpoint"]
 
 
 def _position(meta_file: Path, run_id: str) -> tuple[int, int] | None:
@@ -47,3 +52,28 @@ def find_checkpoint(sweep_folder: str | Path, run_id: str) -> Path | None:
         if position is not None and (meta_file.parent / "state.pt").is_file():
             found.append((position, str(meta_file.parent)))
     return Path(max(found)[1]) if found else None
+
+
+def checkpoint_network(
+    sweep_folder: str | None, run_id: str, load: Callable[[Path], Any], looked: str
+) -> NetworkWeights:
+    """The network of run ``run_id``'s newest checkpoint in ``sweep_folder``.
+
+    Args:
+        sweep_folder: Tune's folder of the run's sweep; None when it cannot be read from here
+            (an object store, or a run without a sweep).
+        run_id: the run.
+        load: reads a checkpoint folder (``growray.train.load_checkpoint``: ``weights_only``).
+        looked: where the message says it looked.
+
+    Raises:
+        ExportError: no checkpoint of the run there.
+    """
+    folder = find_checkpoint(sweep_folder, run_id) if sweep_folder else None
+    if folder is None:
+        raise ExportError(
+            f"run {run_id} has no weights: no {NETWORK_ARTIFACT} in MLflow (runs log it when training ends) and no "
+            f"checkpoint of it under {looked}; run the export in the folder the sweep ran in, or export another run"
+        )
+    ckpt = load(folder)
+    return NetworkWeights(ckpt.spec, ckpt.model_state, hook_masks(ckpt.hook_tensors.values()))
