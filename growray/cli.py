@@ -1,4 +1,4 @@
-"""``growray``: validate | run | resume | ls | pareto | ui | retrain | show.
+"""``growray``: validate | run | resume | ls | pareto | ui | retrain | export | show.
 
 The command line is a thin layer over :mod:`growray.api`: it parses arguments, calls the API
 and prints. Exit codes: 0 success, 1 a sweep ran but every trial failed (or it was
@@ -151,6 +151,46 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        reports = api.export(
+            args.target,
+            formats=args.format or ["onnx"],
+            out=args.out,
+            tracking_uri=args.tracking_uri,
+            pareto=args.pareto,
+            latency=args.latency,
+            log_model=args.log_model,
+            register=args.register,
+            tolerance=args.tolerance,
+        )
+    except api.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    except (ValueError, LookupError, ConnectionError) as exc:  # ExportError is a ValueError
+        print(f"growray export: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    for r in reports:
+        print(f"exported run {r.run_id}{f' ({r.via})' if r.via else ''} to {r.folder}/")
+        for c in r.checks:
+            print(
+                f"  {c.format:<11} {', '.join(c.files):<29} max |logit - PyTorch| {c.max_abs_error:.1e} on "
+                f"{c.n_samples} held-out samples, {c.argmax_agreement:.0%} same class"
+            )
+        if r.latency:
+            head = r.latency[0]
+            trained = "n/a" if r.training_latency_ms is None else f"{r.training_latency_ms:.4f} ms"
+            print(
+                f"  latency     onnxruntime CPU, batch {head.batch_size}, {head.n_threads} thread(s): "
+                f"{head.median_ms:.4f} ms (p95 {head.p95_ms:.4f}); training-time cost/latency_ms: {trained}"
+            )
+        if r.model_uri:
+            print(f"  MLflow model {r.model_uri}")
+        if r.registered:
+            print(f"  registered  models:/{r.registered[0]}/{r.registered[1]}")
+    return EXIT_OK
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     try:
         uri = api.absolute_tracking_uri(args.tracking_uri)
@@ -285,6 +325,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--tracking-uri", help="default: sqlite:///mlflow.db in this folder")
     sp.set_defaults(fn=cmd_retrain)
+
+    sp = sub.add_parser(
+        "export", help="write a trial's final network as pt, ONNX or TorchScript files (and an MLflow model)"
+    )
+    sp.add_argument(
+        "target",
+        help="a trial or retrain run id, a sweep's parent run id (its best trial), or an experiment file "
+        "(its latest sweep's best trial); a NAS search run exports its retrain run",
+    )
+    sp.add_argument(
+        "--format",
+        action="append",
+        choices=["pt", "onnx", "torchscript"],
+        help="repeat for several (default: onnx)",
+    )
+    sp.add_argument("--out", help="the export folder (default: exports/<run id>; with --pareto, one folder per trial)")
+    sp.add_argument("--tracking-uri", help="default: the file's tracking.uri, else sqlite:///mlflow.db in this folder")
+    sp.add_argument("--pareto", action="store_true", help="with a sweep: every trial on its Pareto front")
+    sp.add_argument(
+        "--latency",
+        action="store_true",
+        help="time the ONNX model with onnxruntime on the CPU under the run's latency protocol; log export/latency_ms",
+    )
+    sp.add_argument("--log-model", action="store_true", help="log the ONNX model as the run's MLflow model")
+    sp.add_argument("--register", metavar="NAME", help="also register it in MLflow's model registry as NAME")
+    sp.add_argument(
+        "--tolerance", type=float, default=1e-5, help="largest max |exported - PyTorch| logit accepted (1e-5)"
+    )
+    sp.set_defaults(fn=cmd_export)
 
     sp = sub.add_parser(
         "show", help="'show FILE': the resolved experiment; 'show plugins': registered names and parameters"
