@@ -9,7 +9,14 @@ import torch
 from torch import nn
 
 from growray.config import CostsConfig
-from growray.cost import LatencyProtocol, TrainingCompute, count_params, forward_flops, measure_latency
+from growray.cost import (
+    LatencyProtocol,
+    TrainingCompute,
+    count_params,
+    forward_flops,
+    mask_signature,
+    measure_latency,
+)
 
 __all__ = ["CostMeter"]
 
@@ -30,11 +37,12 @@ class CostMeter:
         self.compute = TrainingCompute()
         self.latency: dict[str, float] = {}  # latest cost/latency_* values
         self._latency_arch: str | None = None  # the architecture they were measured on
-        self._cache: tuple[tuple[int, ...], int, int] | None = None
+        self._cache: tuple[tuple[Any, ...], int, int] | None = None
 
     def static(self, model: nn.Module, widths: dict[str, int]) -> dict[str, float]:
-        """``cost/params`` and ``cost/flops`` (per sample), recomputed only when widths change."""
-        key = tuple(widths.values())
+        """``cost/params`` and ``cost/flops`` (per sample), recomputed only when widths or weight
+        masks change (masked weights are not counted: ``growray.cost.masked``)."""
+        key = (tuple(widths.values()), mask_signature(model))
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, count_params(model), forward_flops(model, self.input_shape))
         _, params, flops = self._cache
