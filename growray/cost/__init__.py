@@ -1,4 +1,5 @@
-"""Model costs, pure torch: parameters, forward and training FLOPs, inference latency."""
+"""Model costs, pure torch: parameters, forward and training FLOPs (effective ones for weight-masked
+layers, ``masked``), inference latency."""
 
 from growray.cost.compute import (
     TrainingCompute,
@@ -6,15 +7,21 @@ from growray.cost.compute import (
     training_flops_per_sample,
 )
 from growray.cost.latency import LatencyProtocol, LatencyResult, measure_latency
-from growray.cost.static import count_params, forward_flops
+from growray.cost.masked import MASK_BUFFER, active_count, mask_signature, masked_modules
+from growray.cost.static import count_params, dense_gradient_extra_flops, forward_flops
 
 __all__ = [
+    "MASK_BUFFER",
     "LatencyProtocol",
     "LatencyResult",
     "TrainingCompute",
+    "active_count",
     "architecture_key",
     "count_params",
+    "dense_gradient_extra_flops",
     "forward_flops",
+    "mask_signature",
+    "masked_modules",
     "measure_latency",
     "training_flops_per_sample",
 ]

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from growray.checks import check_int
+from growray.cost.masked import mask_signature, masked_modules, masked_saving
 from growray.cost.static import check_input_shape, flop_counter, sample_input
 
 __all__ = ["TrainingCompute", "architecture_key", "training_flops_per_sample"]
@@ -50,6 +51,10 @@ def training_flops_per_sample(model: nn.Module, input_shape: Sequence[int]) -> i
     afterwards (``torch.autograd.grad`` would not touch ``.grad``, but FlopCounterMode's
     module tracker rejects it when a parameter is passed straight to a submodule, as in
     ``self.softmax(self.alpha)``).
+
+    A module with a ``weight_mask`` buffer (``growray.cost.masked``) counts density x its
+    FLOPs, forward and backward alike (a sparse kernel's cost; RigL's dense weight gradient
+    at update steps is added apart, ``dense_gradient_extra_flops``).
     """
     x = sample_input(model, input_shape, _N_PROBE)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -68,16 +73,21 @@ def training_flops_per_sample(model: nn.Module, input_shape: Sequence[int]) -> i
         for p, g in saved:
             p.grad = g
         model.train(was_training)
-    return int(counter.get_total_flops()) // _N_PROBE
+    total = int(counter.get_total_flops())
+    if masked_modules(model):
+        total -= masked_saving(counter.get_flop_counts(), model)
+    return total // _N_PROBE
 
 
 def architecture_key(model: nn.Module, input_shape: Sequence[int]) -> Hashable:
     """What ``training_flops_per_sample`` depends on, cheaply: the model's class, every
-    parameter's name, shape and ``requires_grad``, and the input shape."""
+    parameter's name, shape and ``requires_grad``, the input shape, and the active count of
+    every weight mask (``growray.cost.masked.mask_signature``; empty for a dense model)."""
     return (
         type(model).__qualname__,
         check_input_shape(input_shape),
         tuple((name, tuple(p.shape), p.requires_grad) for name, p in model.named_parameters()),
+        mask_signature(model),
     )
 
 
@@ -118,6 +128,11 @@ class TrainingCompute:
         self.total_flops += flops * n_samples
         self.n_samples += n_samples
         self.n_steps += 1
+
+    def add_flops(self, flops: int) -> None:
+        """Add compute spent outside the counted training steps (RigL's dense weight gradient
+        at its mask updates); it enters ``total_flops`` only."""
+        self.total_flops += check_int("flops", flops, minimum=0)
 
     def state_dict(self) -> dict[str, int]:
         """JSON-able totals for checkpoints (the cache is not saved: it is recounted on demand)."""

@@ -10,7 +10,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_params", "forward_flops"]
+from growray.cost.masked import inactive_share_of, masked_modules, masked_saving, module_flops, n_masked_out
+
+__all__ = ["count_params", "dense_gradient_extra_flops", "forward_flops"]
 
 
 def _conv_backward_flops(
@@ -38,9 +40,11 @@ def flop_counter() -> FlopCounterMode:
     return FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops})
 
 
-def count_params(model: nn.Module) -> int:
-    """Number of trainable parameters (``requires_grad``)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+def count_params(model: nn.Module, *, dense: bool = False) -> int:
+    """Number of trainable parameters (``requires_grad``); weights held at zero by a
+    ``weight_mask`` buffer (``growray.cost.masked``) are not counted unless ``dense``."""
+    total = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total if dense else total - n_masked_out(model)
 
 
 def check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -72,14 +76,36 @@ def sample_input(model: nn.Module, input_shape: Sequence[int], n: int = 1) -> to
     return torch.zeros((n, *shape), device=device, dtype=dtype)
 
 
-def forward_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
+def forward_flops(model: nn.Module, input_shape: Sequence[int], *, dense: bool = False) -> int:
     """Forward FLOPs per sample, as counted by ``torch.utils.flop_counter.FlopCounterMode``.
 
     Runs one zero sample in eval mode under ``no_grad`` and restores the model's mode.
     FlopCounterMode counts matmuls/convolutions as 2 FLOPs per multiply-add (a Linear
     layer is 2*in*out; its bias add, BatchNorm and activations are not counted). It sees
     ATen calls, so functional code (``F.conv2d`` in a DARTS mixed op) is counted exactly.
+    A module with a ``weight_mask`` buffer counts density x its FLOPs (effective FLOPs,
+    ``growray.cost.masked``) unless ``dense``.
     """
+    counter = _forward_counter(model, input_shape)
+    total = int(counter.get_total_flops())
+    if dense or not masked_modules(model):
+        return total
+    return total - masked_saving(counter.get_flop_counts(), model)
+
+
+def dense_gradient_extra_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Per sample: what a *dense* weight gradient of the masked modules costs beyond the
+    sparse one, the sum of (1 - density) x the module's forward FLOPs (a weight gradient
+    costs as much as the forward product). RigL computes it at its mask updates; 0 for a
+    model without masks."""
+    if not masked_modules(model):
+        return 0
+    counts = _forward_counter(model, input_shape).get_flop_counts()
+    return sum(inactive_share_of(module_flops(counts, model, name), mask) for name, _, mask in masked_modules(model))
+
+
+def _forward_counter(model: nn.Module, input_shape: Sequence[int]) -> FlopCounterMode:
+    """A ``FlopCounterMode`` after one zero sample through ``model`` (eval mode, no grad)."""
     x = sample_input(model, input_shape)
     was_training = model.training
     model.eval()
@@ -89,4 +115,4 @@ def forward_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
             model(x)
     finally:
         model.train(was_training)
-    return int(counter.get_total_flops())
+    return counter
