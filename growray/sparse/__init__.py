@@ -1,6 +1,15 @@
 """Pure-torch sparsity: unit masks, structured pruning, IMP with rewinding, and the Grow arm
-of the structural-plasticity protocol (ALGORITHMS.md §7, §12)."""
+of the structural-plasticity protocol (ALGORITHMS.md §7, §12); per-weight masks, sparsity
+distributions and mask updaters for dynamic sparse training (§10: ``weight_masks``,
+``distributions``, ``updaters``, ``structured``)."""
 
+from growray.sparse.distributions import (
+    DISTRIBUTIONS,
+    Distribution,
+    ERKDistribution,
+    UniformDistribution,
+    active_counts,
+)
 from growray.sparse.imp import (
     RewindSnapshot,
     apply_prune,
@@ -41,32 +50,66 @@ from growray.sparse.prune import (
     unit_targets,
     weight_budget_targets,
 )
+from growray.sparse.structured import StructuredRigLUpdater, constant_fan_in_mask
+from growray.sparse.updaters import (
+    UPDATERS,
+    LayerInfo,
+    MagnitudeUpdater,
+    MaskUpdate,
+    MaskUpdater,
+    RigLUpdater,
+    SETUpdater,
+    StaticUpdater,
+    UpdateSchedule,
+    random_mask,
+)
+from growray.sparse.weight_masks import WeightMasks, maskable_layers, reset_optimizer_slots
 
 __all__ = [
+    "DISTRIBUTIONS",
     "GROW_SELECTIONS",
     "INSERTIONS",
     "MOMENT_POLICIES",
     "UNIT_SCORERS",
+    "UPDATERS",
     "ActivityScorer",
+    "Distribution",
+    "ERKDistribution",
     "GrowResult",
+    "LayerInfo",
     "MagnitudeScorer",
+    "MagnitudeUpdater",
+    "MaskUpdate",
+    "MaskUpdater",
     "RewindSnapshot",
+    "RigLUpdater",
+    "SETUpdater",
+    "StaticUpdater",
+    "StructuredRigLUpdater",
+    "UniformDistribution",
     "UnitMasks",
     "UnitScorer",
     "UnitSlice",
+    "UpdateSchedule",
+    "WeightMasks",
+    "active_counts",
     "apply_prune",
     "clear_optimizer_state",
     "cohort_parity",
+    "constant_fan_in_mask",
     "count_weights",
     "edit_count",
     "gradmax_scores",
     "grow_step",
     "imp_prune_step",
     "log_ratio",
+    "maskable_layers",
     "match_sources",
     "migrate_moments",
     "net2wider_insert",
+    "random_mask",
     "raw_activations",
+    "reset_optimizer_slots",
     "select_highest",
     "select_lowest",
     "select_prune",
