@@ -1,12 +1,14 @@
 """Cell-based NAS in pure torch: DARTS ops, genotypes, the evaluation network, the supernet, the architect.
 
-Importing this package registers the ``cell_network`` and ``darts_supernet`` models in
-``growray.models.MODELS`` and the candidate ops in ``OPS``.
+Importing this package registers the ``cell_network``, ``darts_supernet``, ``nb201_supernet``
+and ``nb201_network`` models in ``growray.models.MODELS`` and the candidate ops in ``OPS``.
+GDAS and PC-DARTS share the DARTS supernet code (``growray.nas.gdas``, ``growray.nas.pcdarts``).
 """
 
 from growray.nas.architect import DartsArchitect, arch_gradient
 from growray.nas.bn import batch_statistics, recalibrate_batchnorm
 from growray.nas.darts import DartsSupernet, MixedOp, SearchCell
+from growray.nas.gdas import gumbel_hard, tau_at
 from growray.nas.genotype import (
     Genotype,
     alpha_entropy,
@@ -15,12 +17,18 @@ from growray.nas.genotype import (
     n_edges,
     skip_fraction,
 )
+from growray.nas.nb201 import Nb201Genotype, discretize_nb201, nb201_edges
+from growray.nas.nb201_net import Nb201Network, Nb201Supernet
+from growray.nas.nb201_table import TableMissingError, benchmark_entry, table_available, table_dataset
 from growray.nas.network import CellNetwork
-from growray.nas.ops import DARTS_OPS, ENAS_OPS, OPS, PARAMETER_FREE_OPS, make_op
+from growray.nas.ops import DARTS_OPS, ENAS_OPS, NB201_OPS, OPS, PARAMETER_FREE_OPS, make_op
+from growray.nas.pcdarts import PartialMixedOp, channel_shuffle
+from growray.nas.relaxed import RelaxedSupernet
 
 __all__ = [
     "DARTS_OPS",
     "ENAS_OPS",
+    "NB201_OPS",
     "OPS",
     "PARAMETER_FREE_OPS",
     "CellNetwork",
@@ -28,16 +36,30 @@ __all__ = [
     "DartsSupernet",
     "Genotype",
     "MixedOp",
+    "Nb201Genotype",
+    "Nb201Network",
+    "Nb201Supernet",
+    "PartialMixedOp",
+    "RelaxedSupernet",
     "SearchCell",
+    "TableMissingError",
     "alpha_entropy",
     "arch_gradient",
     "batch_statistics",
+    "benchmark_entry",
+    "channel_shuffle",
     "count_op",
     "discretize",
+    "discretize_nb201",
+    "gumbel_hard",
     "make_op",
     "n_edges",
+    "nb201_edges",
     "recalibrate_batchnorm",
     "skip_fraction",
+    "table_available",
+    "table_dataset",
+    "tau_at",
 ]
 
 # ENAS registers the ``enas_supernet`` model on import (it builds on the modules above).

@@ -11,6 +11,10 @@ BatchNorm after pooling.
 ``alpha_normal`` and ``alpha_reduce`` (``[n_edges, n_ops]``, initialised ``1e-3 * N(0, 1)``)
 are ``nn.Parameter`` s, so they live in ``state_dict`` and checkpoints; keep them out of
 the weight optimizer with ``weight_parameters()`` and update them with ``DartsArchitect``.
+
+The same supernet serves GDAS (``set_gumbel``: one sampled op per edge, see
+``growray.nas.relaxed``) and PC-DARTS (``partial_channels`` K and ``edge_normalization``
+beta, see ``growray.nas.pcdarts``).
 """
 
 from __future__ import annotations
@@ -21,29 +25,34 @@ from typing import Any
 import torch
 from torch import nn
 
-from growray.checks import check_int
+from growray.checks import check_bool, check_int
 from growray.models.spec import MODELS, ArchSpec
 from growray.nas.genotype import Genotype, discretize, n_edges
 from growray.nas.network import Cell, CellNetwork, build_cell_stack, check_image_shape, modules_of
 from growray.nas.ops import DARTS_OPS, OPS, FactorizedReduce, ReLUConvBN, make_op
+from growray.nas.pcdarts import PartialMixedOp, PartialOp, check_partial_channels, edge_softmax
+from growray.nas.relaxed import RelaxedSupernet
 
-__all__ = ["DartsSupernet", "MixedOp", "SearchCell"]
+__all__ = ["DartsSupernet", "MixedOp", "SearchCell", "make_edge"]
 
 
 class MixedOp(nn.Module):
     """All candidate ops of one edge; ``forward(x, weights)`` is their weighted sum.
 
     The ``none`` op contributes exactly zero, so it is skipped in the sum (its weight still
-    matters through the softmax normalisation).
+    matters through the softmax normalisation). With ``index`` (GDAS) only that op runs:
+    ``weights[index] * op_index(x)``.
     """
 
-    def __init__(self, C: int, stride: int, op_names: Sequence[str]):
+    def __init__(self, C: int, stride: int, op_names: Sequence[str], pool_bn: bool = True):
         super().__init__()
         self.op_names = list(op_names)
-        self.ops = nn.ModuleList(make_op(name, C, stride, affine=False, pool_bn=True) for name in self.op_names)
+        self.ops = nn.ModuleList(make_op(name, C, stride, affine=False, pool_bn=pool_bn) for name in self.op_names)
         self._active = [j for j, name in enumerate(self.op_names) if name != "none"]
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, index: int | None = None) -> torch.Tensor:
+        if index is not None:
+            return weights[index] * self.ops[index](x)
         first, *rest = self._active  # the supernet rejects op sets without a non-none op
         out = weights[first] * self.ops[first](x)
         for j in rest:
@@ -53,6 +62,25 @@ class MixedOp(nn.Module):
     def op(self, name: str) -> nn.Module:
         """The candidate op ``name`` of this edge."""
         return self.ops[self.op_names.index(name)]
+
+
+def make_edge(
+    C: int, stride: int, op_names: Sequence[str], partial_channels: int | None, pool_bn: bool = True
+) -> nn.Module:
+    """A mixed op on ``C`` channels, or PC-DARTS' partial one (ops on ``C / K`` channels)."""
+    if partial_channels is None:
+        return MixedOp(C, stride, op_names, pool_bn)
+    return PartialMixedOp(MixedOp(C // partial_channels, stride, op_names, pool_bn), partial_channels, stride)
+
+
+def inherited_op(edge: nn.Module, name: str, op: nn.Module) -> None:
+    """Copy the candidate ``name`` of a search edge into ``op`` (a discrete net's edge; a
+    ``PartialOp`` for a partial-channel edge)."""
+    target = op.op if isinstance(op, PartialOp) else op
+    source = edge.op(name) if isinstance(edge, (MixedOp, PartialMixedOp)) else None
+    if source is None:
+        raise TypeError(f"expected a mixed op; got {type(edge).__name__}")
+    target.load_state_dict(source.state_dict())
 
 
 class SearchCell(Cell):
@@ -68,6 +96,7 @@ class SearchCell(Cell):
         reduction: bool,
         reduction_prev: bool,
         op_names: Sequence[str],
+        partial_channels: int | None = None,
     ):
         super().__init__()
         self.reduction = reduction
@@ -79,21 +108,36 @@ class SearchCell(Cell):
             self.preprocess0 = ReLUConvBN(c_prev_prev, C, 1, 1, 0, affine=False)
         self.preprocess1 = ReLUConvBN(c_prev, C, 1, 1, 0, affine=False)
         self.edges = nn.ModuleList(
-            MixedOp(C, 2 if reduction and inp < 2 else 1, op_names) for node in range(nodes) for inp in range(node + 2)
+            make_edge(C, 2 if reduction and inp < 2 else 1, op_names, partial_channels)
+            for node in range(nodes)
+            for inp in range(node + 2)
         )
 
-    def edge_list(self) -> list[MixedOp]:
-        """The mixed op of every edge, in node order (typed)."""
-        return modules_of(self.edges, MixedOp)
+    def edge_list(self) -> list[nn.Module]:
+        """The mixed op of every edge, in node order."""
+        return list(self.edges)
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        s0: torch.Tensor,
+        s1: torch.Tensor,
+        weights: torch.Tensor,
+        index: Sequence[int] | None = None,
+        edge_scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``index``: the one op per edge (GDAS); ``edge_scale``: PC-DARTS' normalised beta per edge."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         edges = self.edge_list()
         offset = 0
         for _ in range(self.nodes):
-            s = edges[offset](states[0], weights[offset])
-            for j in range(1, len(states)):
-                s = s + edges[offset + j](states[j], weights[offset + j])
+            s = None
+            for j, h in enumerate(states):
+                e = offset + j
+                out = edges[e](h, weights[e]) if index is None else edges[e](h, weights[e], index[e])
+                if edge_scale is not None:
+                    out = edge_scale[e] * out
+                s = out if s is None else s + out
+            assert s is not None
             offset += len(states)
             states.append(s)
         return torch.cat(states[-self.multiplier :], dim=1)
@@ -115,7 +159,7 @@ def _check_ops(ops: object) -> list[str]:
 
 
 @MODELS.register("darts_supernet")
-class DartsSupernet(nn.Module):
+class DartsSupernet(RelaxedSupernet):
     """DARTS' continuous relaxation of a cell network (architecture weights are parameters).
 
     Args:
@@ -127,6 +171,9 @@ class DartsSupernet(nn.Module):
         multiplier: the cell output concatenates the last ``multiplier`` nodes (1..nodes).
         stem_multiplier: the stem outputs ``stem_multiplier * channels`` channels.
         ops: the candidate op set, names registered in ``growray.nas.OPS`` (default: DARTS' 8).
+        partial_channels: PC-DARTS' K: each edge sends ``channels / K`` channels through its
+            ops (None: DARTS, every channel; K must divide ``channels``).
+        edge_normalization: PC-DARTS' beta per edge (``beta_normal``, ``beta_reduce``).
     """
 
     def __init__(
@@ -139,6 +186,8 @@ class DartsSupernet(nn.Module):
         multiplier: int = 4,
         stem_multiplier: int = 3,
         ops: list[str] = list(DARTS_OPS),  # noqa: B006 - never mutated; the config schema needs a default
+        partial_channels: int | None = None,
+        edge_normalization: bool = False,
     ):
         super().__init__()
         c_in, h, w = check_image_shape(input_shape, "darts_supernet")
@@ -160,24 +209,49 @@ class DartsSupernet(nn.Module):
         self.nodes = nodes
         self.multiplier = multiplier
         self.stem_multiplier = stem_multiplier
+        self.partial_channels = check_partial_channels(partial_channels, channels)
+        self.edge_normalization = check_bool("edge_normalization", edge_normalization)
 
         shape = (n_edges(nodes), len(self.op_names))
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(shape))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(shape))
+        self.beta_normal: nn.Parameter | None = None
+        self.beta_reduce: nn.Parameter | None = None
+        if self.edge_normalization:  # created only then: DARTS' initial weights stay the same
+            self.beta_normal = nn.Parameter(1e-3 * torch.randn(n_edges(nodes)))
+            self.beta_reduce = nn.Parameter(1e-3 * torch.randn(n_edges(nodes)))
 
         def make_cell(c_pp: int, c_p: int, c_curr: int, reduction: bool, reduction_prev: bool) -> SearchCell:
-            return SearchCell(nodes, multiplier, c_pp, c_p, c_curr, reduction, reduction_prev, self.op_names)
+            return SearchCell(
+                nodes, multiplier, c_pp, c_p, c_curr, reduction, reduction_prev, self.op_names, self.partial_channels
+            )
 
         self.stem, self.cells, c_p = build_cell_stack(c_in, channels, layers, stem_multiplier, make_cell)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, n_classes)
 
+    def _inputs_per_node(self) -> list[int]:
+        return [node + 2 for node in range(self.nodes)]
+
+    def edge_scales(self) -> dict[str, torch.Tensor] | None:
+        """PC-DARTS' normalised beta per edge, by cell type (None without edge normalisation)."""
+        if self.beta_normal is None or self.beta_reduce is None:
+            return None
+        n = self._inputs_per_node()
+        return {"normal": edge_softmax(self.beta_normal, n), "reduce": edge_softmax(self.beta_reduce, n)}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w_normal = torch.softmax(self.alpha_normal, dim=-1)
-        w_reduce = torch.softmax(self.alpha_reduce, dim=-1)
+        w_normal, i_normal = self.edge_weights(self.alpha_normal)
+        w_reduce, i_reduce = self.edge_weights(self.alpha_reduce)
+        scales = self.edge_scales()
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
+            kind = "reduce" if cell.reduction else "normal"
+            w, index = (w_reduce, i_reduce) if cell.reduction else (w_normal, i_normal)
+            if index is None and scales is None:
+                s0, s1 = s1, cell(s0, s1, w)
+            else:
+                s0, s1 = s1, cell(s0, s1, w, index, None if scales is None else scales[kind])
         return self.classifier(self.global_pooling(s1).flatten(1))
 
     def cell_list(self) -> list[SearchCell]:
@@ -186,20 +260,12 @@ class DartsSupernet(nn.Module):
 
     # -- parameters ------------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
-        """``[alpha_normal, alpha_reduce]``: what the architect updates."""
-        return [self.alpha_normal, self.alpha_reduce]
+        """``[alpha_normal, alpha_reduce]`` (+ ``beta_normal, beta_reduce``): what the architect updates."""
+        betas = [b for b in (self.beta_normal, self.beta_reduce) if b is not None]
+        return [self.alpha_normal, self.alpha_reduce, *betas]
 
-    def weight_parameters(self) -> list[nn.Parameter]:
-        """Every parameter except the architecture weights: what the weight optimizer updates."""
-        arch = {id(p) for p in self.arch_parameters()}
-        return [p for p in self.parameters() if id(p) not in arch]
-
-    def alphas(self) -> dict[str, torch.Tensor]:
-        """Softmax weights per edge and op, detached: ``{"normal": [n_edges, n_ops], "reduce": ...}``."""
-        return {
-            "normal": torch.softmax(self.alpha_normal.detach(), dim=-1),
-            "reduce": torch.softmax(self.alpha_reduce.detach(), dim=-1),
-        }
+    def alpha_logits(self) -> dict[str, torch.Tensor]:
+        return {"normal": self.alpha_normal, "reduce": self.alpha_reduce}
 
     def edges(self) -> list[tuple[int, int]]:
         """``(node, input)`` of every edge, in the row order of the alphas."""
@@ -210,13 +276,22 @@ class DartsSupernet(nn.Module):
         """States concatenated into a cell's output (the last ``multiplier`` nodes)."""
         return tuple(range(2 + self.nodes - self.multiplier, 2 + self.nodes))
 
+    def discretization_weights(self) -> dict[str, torch.Tensor]:
+        """What the genotype ranks: ``softmax(alpha)``, times PC-DARTS' normalised beta per edge."""
+        weights = self.alphas()
+        scales = self.edge_scales()
+        if scales is not None:
+            weights = {k: w * scales[k].detach().unsqueeze(-1) for k, w in weights.items()}
+        return weights
+
     def genotype(self) -> Genotype:
-        """The DARTS discretization of the current alphas (top-2 edges, strongest non-none op)."""
+        """The DARTS discretization (top-2 edges, strongest non-none op) of :meth:`discretization_weights`."""
         concat = self.concat()
+        w = self.discretization_weights()
         return Genotype(
-            normal=discretize(self.alpha_normal, self.op_names, self.nodes),
+            normal=discretize(w["normal"], self.op_names, self.nodes, apply_softmax=False),
             normal_concat=concat,
-            reduce=discretize(self.alpha_reduce, self.op_names, self.nodes),
+            reduce=discretize(w["reduce"], self.op_names, self.nodes, apply_softmax=False),
             reduce_concat=concat,
         )
 
@@ -227,8 +302,11 @@ class DartsSupernet(nn.Module):
         the same channels, layers and stem; the stem, the cells' preprocessing, every kept
         ``(edge, op)`` and the classifier are copies of the supernet's (including BatchNorm
         running statistics: recalibrate them with ``recalibrate_batchnorm`` before
-        evaluating, since they describe the mixture). Returned on the supernet's device and
-        dtype, in its train/eval mode.
+        evaluating, since they describe the mixture). With ``partial_channels`` K every kept
+        op stays on ``C / K`` channels with the bypass and shuffle (``cell_network``'s
+        ``partial_channels``), so its weights are inherited; edge normalisation's beta is
+        dropped (a node sums its two ops). Returned on the supernet's device and dtype, in
+        its train/eval mode.
         """
         geno = self.genotype() if genotype is None else Genotype.from_dict(genotype)
         if geno.n_nodes != self.nodes:
@@ -256,6 +334,7 @@ class DartsSupernet(nn.Module):
             affine=False,
             drop_path=0.0,
             pool_bn=True,
+            partial_channels=self.partial_channels or 1,
         ).to(device=ref.device, dtype=ref.dtype)
         net.stem.load_state_dict(self.stem.state_dict())
         net.classifier.load_state_dict(self.classifier.state_dict())
@@ -265,7 +344,7 @@ class DartsSupernet(nn.Module):
             dst.preprocess1.load_state_dict(src.preprocess1.state_dict())
             edges = src.edge_list()
             for j, (op, inp) in enumerate(zip(dst.op_names, dst.indices)):
-                dst.ops[j].load_state_dict(edges[starts[j // 2] + inp].op(op).state_dict())
+                inherited_op(edges[starts[j // 2] + inp], op, dst.ops[j])
         net.train(self.training)
         return net
 
@@ -290,5 +369,7 @@ class DartsSupernet(nn.Module):
                 "multiplier": self.multiplier,
                 "stem_multiplier": self.stem_multiplier,
                 "ops": list(self.op_names),
+                "partial_channels": self.partial_channels,
+                "edge_normalization": self.edge_normalization,
             },
         )

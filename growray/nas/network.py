@@ -9,22 +9,31 @@ reduced, and its k-1 input with a 1x1 ReLU-Conv-BN.
 
 Drop-path (``drop_path > 0``) zeroes each non-identity op output per sample with that
 probability and rescales the survivors by ``1 / (1 - p)``; it acts only in training mode
-(``model.train()``), never in ``eval()``. The auxiliary head of DARTS' evaluation
-protocol is not implemented.
+(``model.train()``), never in ``eval()``. With ``drop_path_schedule: linear`` the
+probability grows linearly from 0 to ``drop_path`` over training, as DARTS' ``train.py``
+does (``drop_path_prob * epoch / epochs``; the trainer calls ``set_epoch_progress``).
+
+DARTS' evaluation protocol also trains an auxiliary head (``auxiliary_weight > 0``, DARTS:
+0.4) on the output of cell ``2 * layers // 3``: ReLU, 5x5 average pooling with stride 3
+(adaptive 2x2 pooling when that map is not CIFAR's 8x8), 1x1 conv to 128, BN, ReLU, 2x2 conv
+to 768, BN, ReLU, Linear (DARTS' ``AuxiliaryHeadCIFAR``). In training mode ``forward`` keeps
+its logits, and ``auxiliary_output()`` hands them with the weight to the trainer, which
+adds ``weight * cross_entropy`` to the loss; evaluation never uses the head.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import nn
 
-from growray.checks import check_bool, check_int, check_number
+from growray.checks import check_bool, check_choice, check_int, check_number
 from growray.models.spec import MODELS, ArchSpec
 from growray.nas.genotype import Genotype
 from growray.nas.ops import FactorizedReduce, ReLUConvBN, make_op
+from growray.nas.pcdarts import PartialOp
 
 __all__ = [
     "Cell",
@@ -115,6 +124,25 @@ def build_cell_stack(
     return stem, nn.ModuleList(cells), c_p
 
 
+def auxiliary_head(c_in: int, n_classes: int, size: int) -> nn.Module:
+    """DARTS' ``AuxiliaryHeadCIFAR`` on a ``size x size`` map of ``c_in`` channels (module docstring)."""
+    pool: nn.Module = (
+        nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False) if size == 8 else nn.AdaptiveAvgPool2d(2)
+    )
+    return nn.Sequential(
+        nn.ReLU(inplace=False),
+        pool,
+        nn.Conv2d(c_in, 128, 1, bias=False),
+        nn.BatchNorm2d(128),
+        nn.ReLU(inplace=False),
+        nn.Conv2d(128, 768, 2, bias=False),
+        nn.BatchNorm2d(768),
+        nn.ReLU(inplace=False),
+        nn.Flatten(),
+        nn.Linear(768, n_classes),
+    )
+
+
 def drop_path(x: torch.Tensor, p: float) -> torch.Tensor:
     """Zero whole samples with probability ``p``; scale the rest by ``1 / (1 - p)``."""
     if p <= 0.0:
@@ -138,6 +166,7 @@ class EvalCell(Cell):
         reduction_prev: bool,
         affine: bool,
         pool_bn: bool,
+        partial_channels: int = 1,
     ):
         super().__init__()
         self.reduction = reduction
@@ -150,9 +179,15 @@ class EvalCell(Cell):
         self.op_names = [op for op, _ in pairs]
         self.concat = list(concat)
         self.multiplier = len(self.concat)
-        self.ops = nn.ModuleList(
-            make_op(op, C, 2 if reduction and idx < 2 else 1, affine, pool_bn=pool_bn) for op, idx in pairs
-        )
+        k = partial_channels
+
+        def edge(op: str, idx: int) -> nn.Module:
+            stride = 2 if reduction and idx < 2 else 1
+            if k == 1:
+                return make_op(op, C, stride, affine, pool_bn=pool_bn)
+            return PartialOp(make_op(op, C // k, stride, affine, pool_bn=pool_bn), k, stride)
+
+        self.ops = nn.ModuleList(edge(op, idx) for op, idx in pairs)
         self._identity = [isinstance(op, nn.Identity) for op in self.ops]
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
@@ -186,6 +221,11 @@ class CellNetwork(nn.Module):
         drop_path: drop-path probability in [0, 1), training mode only.
         pool_bn: follow pooling ops with a non-affine BatchNorm, as the DARTS search ops do
             (used by ``DartsSupernet.discretized``; False for a network trained from scratch).
+        partial_channels: PC-DARTS' K: each op on ``C / K`` channels, the rest bypassing it,
+            channel-shuffled (a discretized PC-DARTS supernet); 1 for a normal network.
+        auxiliary_weight: weight of the auxiliary head's loss (0: no head; DARTS: 0.4).
+        drop_path_schedule: ``constant`` (``drop_path`` throughout) or ``linear`` (0 ->
+            ``drop_path`` over training, DARTS).
     """
 
     def __init__(
@@ -199,6 +239,9 @@ class CellNetwork(nn.Module):
         affine: bool = True,
         drop_path: float = 0.0,
         pool_bn: bool = False,
+        partial_channels: int = 1,
+        auxiliary_weight: float = 0.0,
+        drop_path_schedule: Literal["constant", "linear"] = "constant",
     ):
         super().__init__()
         c_in, h, w = check_image_shape(input_shape, "cell_network")
@@ -211,12 +254,33 @@ class CellNetwork(nn.Module):
         self.affine = check_bool("affine", affine)
         self.pool_bn = check_bool("pool_bn", pool_bn)
         self.drop_path = check_drop_path(drop_path)
+        self.partial_channels = check_int("partial_channels", partial_channels, minimum=1)
+        if channels % self.partial_channels:
+            raise ValueError(f"partial_channels={partial_channels} must divide channels={channels}")
+        self.auxiliary_weight = check_number("auxiliary_weight", auxiliary_weight, low=0.0)
+        self.drop_path_schedule = check_choice("drop_path_schedule", drop_path_schedule, ("constant", "linear"))
+        self._drop_now = self.drop_path if self.drop_path_schedule == "constant" else 0.0
+        self._aux_logits: torch.Tensor | None = None
+        aux_at = 2 * layers // 3
+        widths: list[int] = []
 
         def make_cell(c_pp: int, c_p: int, c_curr: int, reduction: bool, reduction_prev: bool) -> EvalCell:
             pairs, concat = self.genotype.cell("reduce" if reduction else "normal")
-            return EvalCell(pairs, concat, c_pp, c_p, c_curr, reduction, reduction_prev, affine, pool_bn)
+            cell = EvalCell(
+                pairs, concat, c_pp, c_p, c_curr, reduction, reduction_prev, affine, pool_bn, self.partial_channels
+            )
+            widths.append(cell.multiplier * c_curr)
+            return cell
 
         self.stem, self.cells, c_p = build_cell_stack(c_in, channels, layers, stem_multiplier, make_cell)
+        self.auxiliary_head: nn.Module | None = None
+        if self.auxiliary_weight > 0:
+            size = h
+            for i in range(aux_at + 1):
+                if i in reduction_layers(layers):
+                    size = (size + 1) // 2
+            self.auxiliary_head = auxiliary_head(widths[aux_at], n_classes, size)
+        self._aux_at = aux_at
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, n_classes)
 
@@ -225,10 +289,24 @@ class CellNetwork(nn.Module):
         return modules_of(self.cells, EvalCell)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._aux_logits = None
         s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, self.drop_path)
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self._drop_now)
+            if i == self._aux_at and self.auxiliary_head is not None and self.training:
+                self._aux_logits = self.auxiliary_head(s1)
         return self.classifier(self.global_pooling(s1).flatten(1))
+
+    def set_epoch_progress(self, fraction: float) -> None:
+        """Called by the trainer before each epoch with ``epoch / epochs``: the linear drop-path ramp."""
+        if self.drop_path_schedule == "linear":
+            self._drop_now = self.drop_path * min(max(float(fraction), 0.0), 1.0)
+
+    def auxiliary_output(self) -> tuple[torch.Tensor, float] | None:
+        """The auxiliary head's logits of the last training-mode forward and their loss weight."""
+        if self._aux_logits is None:
+            return None
+        return self._aux_logits, self.auxiliary_weight
 
     def sites(self) -> list[str]:
         """No width sites: a cell network does not grow."""
@@ -251,5 +329,8 @@ class CellNetwork(nn.Module):
                 "affine": self.affine,
                 "drop_path": self.drop_path,
                 "pool_bn": self.pool_bn,
+                "partial_channels": self.partial_channels,
+                "auxiliary_weight": self.auxiliary_weight,
+                "drop_path_schedule": self.drop_path_schedule,
             },
         )

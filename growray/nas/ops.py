@@ -9,7 +9,8 @@ Every op maps ``C`` channels to ``C`` channels; with ``stride=2`` it halves H an
 * ``skip_connect`` is the identity, or a factorized reduce (two offset 1x1 convs with
   stride 2, concatenated) when ``stride=2``;
 * ``none`` outputs zeros of the right shape;
-* pools are 3x3 with padding 1 (average pooling does not count the padding).
+* pools are 3x3 with padding 1 (average pooling does not count the padding);
+* NAS-Bench-201's ``nor_conv_1x1`` / ``nor_conv_3x3`` are one ReLU -> Conv -> BatchNorm.
 
 During search BatchNorm has ``affine=False``; the mixed op also puts a non-affine
 BatchNorm after pooling (``make_op(..., pool_bn=True)``), as in DARTS.
@@ -29,6 +30,7 @@ from growray.registry import Registry
 __all__ = [
     "DARTS_OPS",
     "ENAS_OPS",
+    "NB201_OPS",
     "OPS",
     "PARAMETER_FREE_OPS",
     "DilConv",
@@ -52,6 +54,8 @@ DARTS_OPS: tuple[str, ...] = (
     "dil_conv_5x5",
 )
 ENAS_OPS: tuple[str, ...] = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "skip_connect")
+#: NAS-Bench-201's five ops, in the order of its table's digits (Dong & Yang, ICLR 2020).
+NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 PARAMETER_FREE_OPS: frozenset[str] = frozenset({"none", "skip_connect", "max_pool_3x3", "avg_pool_3x3"})
 
 
@@ -177,6 +181,16 @@ def _dil_conv_3x3(C: int, stride: int, affine: bool) -> nn.Module:
 @OPS.register("dil_conv_5x5", description="dilated (2) separable 5x5 conv")
 def _dil_conv_5x5(C: int, stride: int, affine: bool) -> nn.Module:
     return DilConv(C, C, 5, stride, 4, 2, affine)
+
+
+@OPS.register("nor_conv_1x1", description="ReLU, 1x1 conv, BatchNorm (NAS-Bench-201)")
+def _nor_conv_1x1(C: int, stride: int, affine: bool) -> nn.Module:
+    return ReLUConvBN(C, C, 1, stride, 0, affine)
+
+
+@OPS.register("nor_conv_3x3", description="ReLU, 3x3 conv, BatchNorm (NAS-Bench-201)")
+def _nor_conv_3x3(C: int, stride: int, affine: bool) -> nn.Module:
+    return ReLUConvBN(C, C, 3, stride, 1, affine)
 
 
 def _is_pool(name: str) -> bool:

@@ -46,6 +46,35 @@ class TestNasKindDarts(KindConformance):
     }
 
 
+class TestNasKindGdas(KindConformance):
+    kind_name = "nas"
+    example = {
+        **TestNasKindDarts.example,
+        "name": "gdas-conformance",
+        "nas": {"method": "gdas", "bn_calibration_batches": 1, "gdas": {"tau_max": 5.0, "tau_min": 0.5}},
+    }
+
+
+class TestNasKindPcDarts(KindConformance):
+    kind_name = "nas"
+    example = {
+        **TestNasKindDarts.example,
+        "name": "pcdarts-conformance",
+        "model": {**TestNasKindDarts.example["model"], "partial_channels": 2, "edge_normalization": True},
+        "nas": {"method": "pcdarts", "bn_calibration_batches": 1},
+    }
+
+
+class TestNasKindNb201Gdas(KindConformance):
+    kind_name = "nas"
+    example = {
+        **TestNasKindDarts.example,
+        "name": "nb201-gdas-conformance",
+        "model": {"name": "nb201_supernet", "channels": 2, "cells_per_stage": 1},
+        "nas": {"method": "gdas", "bn_calibration_batches": 1},
+    }
+
+
 class TestNasKindEnas(KindConformance):
     kind_name = "nas"
     example = {

@@ -58,7 +58,9 @@ def test_a_method_without_settings_refuses_a_settings_section():
 
 
 def test_unknown_method_lists_the_registered_ones():
-    with pytest.raises(ConfigError, match=r"nas\.method: unknown NAS method 'dart'; registered: darts, enas"):
+    with pytest.raises(
+        ConfigError, match=r"nas\.method: unknown NAS method 'dart'; registered: darts, enas, gdas, pcdarts"
+    ):
         validate_dict(_exp({"method": "dart"}))
 
 

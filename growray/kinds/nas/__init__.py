@@ -1,8 +1,9 @@
 """The ``nas`` kind: architecture search on a supernet, with the relaxed-vs-discretized gap.
 
 Section ``nas`` (:class:`NasConfig`); ``nas.method`` names a registered NAS method
-(``NAS_METHODS``: ``darts``, ``enas``), whose hook adds the architecture side to the one
-trainer. The supernet itself is the ``model`` section (``model: {space: darts_cnn}``).
+(``NAS_METHODS``: ``darts``, ``gdas``, ``pcdarts``, ``enas``), whose hook adds the architecture
+side to the one trainer. The supernet itself is the ``model`` section (``model: {space:
+darts_cnn}``, ``{space: pcdarts_cnn}``, ``{space: nb201}`` for NAS-Bench-201's cell).
 After the search, ``nas.retrain.enabled`` trains the discretized architecture from scratch
 inside the trial (``after_fit``); ``growray retrain RUN_ID`` does it later (``retrain_run``).
 """
@@ -21,6 +22,8 @@ from growray.tracking.tables import Column
 
 from . import darts as _darts  # noqa: F401  registers the method
 from . import enas as _enas  # noqa: F401  registers the method
+from . import gdas as _gdas  # noqa: F401  registers the method
+from . import pcdarts as _pcdarts  # noqa: F401  registers the method
 from .config import ControllerConfig, NasConfig, RetrainConfig
 from .methods import NAS_METHODS
 from .retrain import record_retrain, retrain_experiment, retrain_genotype, retrain_search_run
@@ -62,6 +65,8 @@ _METRICS = {
     "nas/controller_entropy": "ENAS: entropy of the controller's samples",
     "nas/controller_loss": "ENAS: REINFORCE loss of the last update",
     "nas/controller_log_prob": "ENAS: mean log-probability of the controller's samples",
+    "nas/benchmark_val_acc": "NAS-Bench-201 space: the table's validation accuracy (%) of the current discretized cell",
+    "nas/tau": "GDAS: the Gumbel-softmax temperature of the epoch",
 }
 
 
@@ -79,7 +84,9 @@ def split_for_nas(
     return dataclasses.replace(splits, train=(x[w_idx], y[w_idx])), (x[a_idx], y[a_idx])
 
 
-@KINDS.register("nas", description="architecture search on a supernet (DARTS, ENAS) with the relaxed/discrete gap")
+@KINDS.register(
+    "nas", description="architecture search on a supernet (DARTS, GDAS, PC-DARTS, ENAS) with the relaxed/discrete gap"
+)
 class NasKind(Kind[NasConfig]):
     """Supernet search by a registered NAS method (module docstring)."""
 
@@ -102,15 +109,20 @@ class NasKind(Kind[NasConfig]):
         issues = []
         entry = NAS_METHODS.get(cfg.method)
         want = entry.capability("supernet")
-        if exp.model["name"] != want:
+        wanted = (want,) if isinstance(want, str) else tuple(want)
+        if exp.model["name"] not in wanted:
             issues.append(
                 ConfigIssue(
                     "model.name",
-                    f"nas.method {cfg.method!r} searches a {want!r} model "
+                    f"nas.method {cfg.method!r} searches a {' or '.join(repr(w) for w in wanted)} model "
                     f"(e.g. model: {{space: {entry.capability('space')}}})",
                     exp.model["name"],
                 )
             )
+        else:
+            check_model = getattr(entry.obj, "check_model", None)
+            if callable(check_model):
+                issues += check_model(exp.model, cfg)
         if exp.section("growth") is not None:
             issues.append(
                 ConfigIssue(
@@ -140,6 +152,8 @@ class NasKind(Kind[NasConfig]):
     def setup(self, exp: Experiment, cfg: NasConfig, splits: TensorSplits) -> KindSetup:
         weights, arch = split_for_nas(exp, cfg, splits)
         hook = NAS_METHODS.get(cfg.method).obj(cfg, arch, exp.trainer.batch_size, exp.seed)
+        if isinstance(hook, NasHook):
+            hook.dataset = str(exp.data["name"])
         return KindSetup([hook], weights)
 
     def after_fit(self, exp: Experiment, cfg: NasConfig, stage: TrialStage) -> dict[str, float]:

@@ -50,8 +50,10 @@ class ControllerConfig(Section):
 class RetrainConfig(Section):
     """Train the discretized architecture from scratch (the evaluation network).
 
-    ``channels``/``layers`` default to the supernet's; DARTS' paper evaluation uses 36 and 20.
-    The other fields default to the ``trainer`` section's values.
+    ``channels``/``layers`` default to the supernet's; DARTS' paper evaluation uses 36 and 20
+    (with cutout 16, drop path 0.2 growing linearly, an auxiliary head of weight 0.4, 600
+    epochs). On the NAS-Bench-201 space ``layers`` is the cells per stage. The other fields
+    default to the ``trainer`` section's values.
     """
 
     enabled: bool = Field(False, description="retrain in the trial, after the search (else: growray retrain RUN_ID)")
@@ -62,15 +64,24 @@ class RetrainConfig(Section):
     batch_size: StrictInt | None = Field(None, ge=1)
     weight_decay: StrictFloat | None = Field(None, ge=0)
     drop_path: StrictFloat = Field(0.0, ge=0, lt=1, description="drop-path probability in the evaluation network")
+    drop_path_schedule: Literal["constant", "linear"] = Field(
+        "constant", description="linear: drop path grows from 0 to drop_path over the epochs (DARTS' train.py)"
+    )
+    auxiliary_weight: StrictFloat = Field(
+        0.0, ge=0, description="loss weight of an auxiliary head after the 2nd reduction cell (DARTS: 0.4; 0: none)"
+    )
+    cutout: StrictInt | None = Field(
+        None, ge=0, description="data.augment.cutout of the retraining (DARTS: 16); None keeps the search's"
+    )
     seed: StrictInt | None = Field(
         None, description="initial weights of the retrained network (default: the experiment's seed)"
     )
 
 
 class NasConfig(Section):
-    """Architecture search on a supernet (DARTS, ENAS), with the relaxed-vs-discretized gap."""
+    """Architecture search on a supernet (DARTS, GDAS, PC-DARTS, ENAS), with the relaxed-vs-discretized gap."""
 
-    method: str = Field(description="the NAS method: a name registered in NAS_METHODS (darts, enas)")
+    method: str = Field(description="the NAS method: a name registered in NAS_METHODS (darts, gdas, pcdarts, enas)")
     # --- DARTS
     order: Literal[1, 2] = Field(1, description="DARTS: 1 first-order, 2 second-order (unrolled) architecture gradient")
     arch_lr: StrictFloat = Field(3e-4, gt=0, description="DARTS: Adam learning rate of alpha")

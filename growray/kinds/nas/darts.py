@@ -6,7 +6,10 @@ reports the last architecture step's loss and gradient norm, the entropy of soft
 collapse signal) and, every ``nas.eval_every_epochs``, the relaxed-vs-discretized gap; with
 ``nas.early_stop_skips`` it ends the search by the DARTS+ rule (that many ``skip_connect`` in
 the normal cell), recorded as the stop reason. Artifacts at the end: ``alphas.json``,
-``plots/alpha_heatmap.png`` and ``plots/alpha_history.png``.
+``plots/alpha_heatmap.png`` and ``plots/alpha_history.png``. The supernet is a
+``darts_supernet`` (DARTS' cells) or an ``nb201_supernet`` (NAS-Bench-201's, whose gap
+measurements also log ``nas/benchmark_val_acc``). GDAS and PC-DARTS (``gdas.py``,
+``pcdarts.py``) are this hook on the same supernets.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Any
 
 import torch
 
-from growray.nas import DartsArchitect, DartsSupernet, alpha_entropy
+from growray.config import ConfigIssue
+from growray.nas import DartsArchitect, RelaxedSupernet, alpha_entropy
 from growray.train import Trainer
 
 from .config import NasConfig
@@ -26,9 +30,29 @@ from .search_hook import NasHook, edge_labels
 __all__ = ["DartsHook"]
 
 
-@NAS_METHODS.register("darts", supernet="darts_supernet", space="darts_cnn")
+SUPERNETS = ("darts_supernet", "nb201_supernet")
+_PC_KEYS = ("partial_channels", "edge_normalization")
+
+
+@NAS_METHODS.register("darts", supernet=SUPERNETS, space="darts_cnn")
 class DartsHook(NasHook):
     """DARTS: an architecture step on held-out data before every weight step (first or second order)."""
+
+    method = "darts"
+
+    @classmethod
+    def check_model(cls, model: dict[str, Any], cfg: NasConfig) -> list[ConfigIssue]:
+        """Config checks of the method against the supernet section (``NasKind.check`` calls it)."""
+        return [
+            ConfigIssue(
+                f"model.{key}",
+                f"partial channels and edge normalisation are PC-DARTS: set nas.method: pcdarts, or remove "
+                f"model.{key} for {cls.method}",
+                model[key],
+            )
+            for key in _PC_KEYS
+            if model.get(key) not in (None, False)
+        ]
 
     def __init__(
         self, cfg: NasConfig, arch_split: tuple[torch.Tensor, torch.Tensor], batch_size: int, seed: int
@@ -37,12 +61,17 @@ class DartsHook(NasHook):
         self.architect: DartsArchitect | None = None
         self.last_arch_stats: dict[str, float] = {}
 
-    @staticmethod
-    def _supernet(trainer: Trainer) -> DartsSupernet:
+    @classmethod
+    def _supernet(cls, trainer: Trainer) -> RelaxedSupernet:
         model = trainer.model
-        if not isinstance(model, DartsSupernet):
-            raise TypeError(f"nas.method 'darts' needs a darts_supernet model; got {type(model).__name__}")
+        if not isinstance(model, RelaxedSupernet):
+            raise TypeError(f"nas.method {cls.method!r} needs one of {SUPERNETS}; got {type(model).__name__}")
         return model
+
+    @staticmethod
+    def _edge_labels(model: RelaxedSupernet) -> list[str]:
+        names = getattr(model, "edge_names", None)
+        return list(names()) if callable(names) else edge_labels(model.edges())
 
     def on_fit_start(self, trainer: Trainer) -> None:
         model = self._supernet(trainer)
@@ -69,8 +98,9 @@ class DartsHook(NasHook):
         model = self._supernet(trainer)
         self.genotype = genotype = model.genotype()
         out = {k: float(v) for k, v in self.last_arch_stats.items()}
-        out["nas/alpha_entropy"] = alpha_entropy(model.arch_parameters()[0].detach())
-        out["nas/alpha_entropy_reduce"] = alpha_entropy(model.arch_parameters()[1].detach())
+        for name, logits in model.alpha_logits().items():
+            key = "nas/alpha_entropy" if name in ("normal", "cell") else f"nas/alpha_entropy_{name}"
+            out[key] = alpha_entropy(logits.detach())
         out.update(self._collapse_metrics(genotype))
         if self._due(trainer):
             relaxed = metrics["val/acc"]
@@ -78,6 +108,7 @@ class DartsHook(NasHook):
             out.update(
                 {"nas/relaxed_val_acc": relaxed, "nas/discrete_val_acc": discrete, "nas/gap": relaxed - discrete}
             )
+            out.update(self._benchmark_metrics(trainer, genotype))
             self.history.append(
                 {
                     "epoch": trainer.epoch,
@@ -101,12 +132,14 @@ class DartsHook(NasHook):
         super().on_fit_end(trainer, metrics)
         model = self._supernet(trainer)
         alphas = {k: v.detach().cpu().tolist() for k, v in model.alphas().items()}
-        trainer.recorder.log_dict(
-            {"op_names": list(model.op_names), "edges": model.edges(), "alphas": alphas}, "alphas.json"
-        )
+        record: dict[str, Any] = {"op_names": list(model.op_names), "edges": model.edges(), "alphas": alphas}
+        scales = model.edge_scales()
+        if scales is not None:
+            record["edge_weights"] = {k: v.detach().cpu().tolist() for k, v in scales.items()}
+        trainer.recorder.log_dict(record, "alphas.json")
         from growray.tracking.plots import alpha_heatmap_figure, alpha_history_figure
 
-        labels = edge_labels(model.edges())
+        labels = self._edge_labels(model)
         trainer.recorder.log_figure(
             alpha_heatmap_figure(alphas, list(model.op_names), labels, title="softmax(α) at the end"),
             "plots/alpha_heatmap.png",

@@ -85,7 +85,13 @@ class EnasHook(NasHook):
             self.sample_gen.set_state(self._pending_tensors["sample_gen"])
             self._pending_tensors = None
         model.set_eval_batch_stats(True)  # evaluation scores cells as ENAS does (module docstring)
-        model.set_arch(self.genotype if self.genotype is not None else self._sample())
+        model.set_arch(self._current() if self.genotype is not None else self._sample())
+
+    def _current(self) -> Genotype:
+        """The derived cell (a DARTS/ENAS genotype: ENAS searches its micro cells)."""
+        if not isinstance(self.genotype, Genotype):
+            raise RuntimeError(f"ENAS holds a micro-cell genotype; got {self.genotype!r}")
+        return self.genotype
 
     def _sample(self) -> Genotype:
         with torch.no_grad():
@@ -114,8 +120,7 @@ class EnasHook(NasHook):
                 lambda g: model.arch_accuracy(x_score, y_score, g), n_samples=self.cfg.derive_samples
             )
             self._derived_at = trainer.epoch
-        assert self.genotype is not None
-        model.set_arch(self.genotype)  # the trainer's validation (and the final test) use the derived cell
+        model.set_arch(self._current())  # the trainer's validation (and the final test) use the derived cell
 
     def on_epoch_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> dict[str, float]:
         model = self._supernet(trainer)
@@ -123,7 +128,7 @@ class EnasHook(NasHook):
         out = dict(self._epoch_stats)
         if self._derived_at == trainer.epoch:
             relaxed = metrics["val/acc"]
-            _, discrete = self._discrete_accuracy(trainer, model.discretized(self.genotype))
+            _, discrete = self._discrete_accuracy(trainer, model.discretized(self._current()))
             out.update(
                 {"nas/relaxed_val_acc": relaxed, "nas/discrete_val_acc": discrete, "nas/gap": relaxed - discrete}
             )

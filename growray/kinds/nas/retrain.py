@@ -1,8 +1,10 @@
 """Retrain a searched cell from scratch: the evaluation network built from a genotype.
 
 Used by the in-trial retrain stage (``nas.retrain.enabled``) and by ``growray retrain
-RUN_ID``. The evaluation network is a ``cell_network`` with the genotype, the channels and
-cells of ``nas.retrain`` (default: the supernet's), trained on the *whole* training split
+RUN_ID``. The evaluation network is a ``cell_network`` (an ``nb201_network`` for a
+NAS-Bench-201 cell) with the genotype, the channels and cells of ``nas.retrain`` (default:
+the supernet's) and DARTS' recipe where set (``auxiliary_weight``, ``drop_path`` with its
+``drop_path_schedule``, ``cutout`` into ``data.augment``), trained on the *whole* training split
 (the search used part of it for the architecture) with the ``trainer`` section, overridden
 by ``nas.retrain``'s epochs, lr, batch size and weight decay. It is recorded in its own
 MLflow run, nested under the search run's sweep and linked to the search run both ways
@@ -18,6 +20,7 @@ import torch
 
 from growray.config import Experiment, validate_dict
 from growray.data import Dataset
+from growray.nas import Nb201Genotype
 from growray.tracking import (
     Recorder,
     SearchRun,
@@ -39,14 +42,27 @@ def retrain_experiment(search: Experiment, cfg: NasConfig, genotype: dict[str, A
     r = cfg.retrain
     model = search.model
     raw = search.to_dict()
-    raw["model"] = {
-        "name": "cell_network",
-        "genotype": genotype,
-        "channels": r.channels or model.get("channels", 16),
-        "layers": r.layers or model.get("layers", 8),
-        "stem_multiplier": model.get("stem_multiplier", 3),
-        "drop_path": r.drop_path,
-    }
+    if Nb201Genotype.is_dict(genotype):
+        raw["model"] = {
+            "name": "nb201_network",
+            "genotype": Nb201Genotype.from_dict(genotype).arch_str(),
+            "channels": r.channels or model.get("channels", 16),
+            "cells_per_stage": r.layers or model.get("cells_per_stage", 5),
+            "drop_path": r.drop_path,
+        }
+    else:
+        raw["model"] = {
+            "name": "cell_network",
+            "genotype": genotype,
+            "channels": r.channels or model.get("channels", 16),
+            "layers": r.layers or model.get("layers", 8),
+            "stem_multiplier": model.get("stem_multiplier", 3),
+            "drop_path": r.drop_path,
+            "drop_path_schedule": r.drop_path_schedule,
+            "auxiliary_weight": r.auxiliary_weight,
+        }
+    if r.cutout is not None:
+        raw["data"]["augment"] = {**(raw["data"].get("augment") or {}), "cutout": r.cutout}
     trainer = raw["trainer"]
     for key in ("epochs", "lr", "batch_size", "weight_decay"):
         if getattr(r, key) is not None:

