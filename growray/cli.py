@@ -8,6 +8,7 @@ interrupted), 2 invalid experiment file or arguments (nothing was started).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -371,6 +372,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `growray show plugins | head`
         sys.stderr.close()
         return EXIT_OK
+    except Exception as exc:  # a bug, not a mistake in the file: one line, the traceback on request
+        if os.environ.get("GROWRAY_TRACEBACK"):
+            raise
+        where = exc.__traceback__
+        while where is not None and where.tb_next is not None:
+            where = where.tb_next
+        at = f" ({where.tb_frame.f_code.co_filename}:{where.tb_lineno})" if where is not None else ""
+        print(
+            f"growray {args.command}: internal error {type(exc).__name__}: {exc}{at}\n"
+            "this is a growray bug: please report it with the traceback (rerun with GROWRAY_TRACEBACK=1)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

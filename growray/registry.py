@@ -112,7 +112,7 @@ class Registry(Generic[T]):
         return sorted(n for n, e in self._entries.items() if all(e.capability(k) == v for k, v in capabilities.items()))
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return isinstance(name, str) and name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

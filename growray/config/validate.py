@@ -22,6 +22,7 @@ from .files import include_model_space, include_search_space, load_yaml
 from .keys import model_at, top_level_keys, unknown_key_hint
 from .overrides import apply_overrides, get_path, set_path
 from .plugins import plugin_slots, validate_plugin
+from .schema import AugmentConfig
 from .semantics import check_experiment, check_metric
 from .space_checks import static_space_checks
 
@@ -70,6 +71,9 @@ def _plugin_issues(raw: dict[str, Any]) -> list[ConfigIssue]:
             # the resolved config states every parameter that ran; a kind's only when it is set
             if parts[0] in kinds and raw.get(parts[0]) is None:
                 continue
+            parent_found, parent_value = get_path(raw, parts[:-1])
+            if parent_found and not isinstance(parent_value, dict):
+                continue  # the section itself is wrong; the schema reports it
             parent = model_at(parts[:-1])
             field = parent.model_fields.get(parts[-1]) if parent is not None else None
             section = field.get_default(call_default_factory=True) if field is not None else None
@@ -82,6 +86,20 @@ def _plugin_issues(raw: dict[str, Any]) -> list[ConfigIssue]:
         # an invalid plug-in keeps pydantic from repeating the error; the issue is already recorded
         set_path(raw, parts, normalized if normalized is not None else {"name": "__invalid__"})
     return issues
+
+
+def _augment_issues(raw: dict[str, Any]) -> list[ConfigIssue]:
+    """``data.augment`` taken out of the dataset's section (checked against the dataset's
+    signature) and validated as ``AugmentConfig``, errors at ``data.augment.<key>``."""
+    data = raw.get("data")
+    if not isinstance(data, dict) or "augment" not in data:
+        return []
+    value = data.pop("augment")
+    try:
+        raw["augment"] = AugmentConfig.model_validate({} if value is None else value)
+    except ValidationError as exc:
+        return pydantic_issues(exc, ("data", "augment"))
+    return []
 
 
 def _kind_section_issues(raw: dict[str, Any]) -> list[ConfigIssue]:
@@ -128,6 +146,7 @@ def validate_dict(
     issues = _top_level_issues(raw)
     issues += include_search_space(raw, base_dir, src)
     issues += include_model_space(raw, base_dir, src)
+    issues += _augment_issues(raw)
     issues += _plugin_issues(raw)
     issues += _kind_section_issues(raw)
 
