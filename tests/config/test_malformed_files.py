@@ -116,11 +116,11 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "space path": (
         BASE + GROW + "search: {space: {trainer.lrr: {type: float, low: 0.01, high: 0.1}}}\n",
-        "trainer has no key 'lrr'",
+        "with trainer.lrr=0.01: trainer.lrr: unknown key; accepted:",
     ),
     "space section": (
         BASE + "search: {space: {trainr.lr: {type: float, low: 0.01, high: 0.1}}}\n",
-        "'trainr' is not a section of the experiment",
+        "with trainr.lr=0.01: trainr: unknown key; accepted:",
     ),
     "space inverted": (
         BASE + "search: {space: {trainer.lr: {type: float, low: 0.1, high: 0.01}}}\n",
