@@ -8,9 +8,10 @@ carries a signature (``input``: float32 ``(-1, *input_shape)`` -> ``logits``: fl
 ``(-1, n_classes)``), an input example from held-out samples, and the export's
 ``export.json`` as metadata (preprocessing, provenance, measured errors).
 
-Every call uses ``MlflowClient`` on the given store, except ``mlflow.onnx.log_model``, which
-reads the store from MLflow's process-wide tracking URI: :func:`_tracking_uri` points it at
-the store for the call and puts back what was there.
+Every call uses ``MlflowClient`` on the given store; ``mlflow.onnx.log_model`` and the
+registry's resolution of a ``models:/<id>`` source read MLflow's process-wide tracking URI
+as well, so :func:`_tracking_uri` points it at the store for those calls and puts back what
+was there.
 """
 
 from __future__ import annotations
@@ -262,9 +263,10 @@ def register_model(tracking_uri: str, name: str, model: LoggedModel, run_id: str
     except MlflowException as exc:
         if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise ValueError(f"--register {name!r}: MLflow refused the name: {exc.message}") from None
-    version = client.create_model_version(
-        name, source=model.model_uri, run_id=run_id, tags=tags, model_id=model.model_id
-    )
+    with _tracking_uri(tracking_uri):  # the store resolves models:/<id> through the process-wide URI
+        version = client.create_model_version(
+            name, source=model.model_uri, run_id=run_id, tags=tags, model_id=model.model_id
+        )
     return LoggedModel(model.model_id, model.model_uri, name, str(version.version))
 
 
