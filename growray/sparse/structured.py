@@ -52,10 +52,14 @@ def constant_fan_in_mask(shape: Sequence[int], n_active: int, generator: torch.G
 
 def _top_per_row(score: Tensor, need: Tensor) -> Tensor:
     """Bool matrix selecting, in each row r, the ``need[r]`` entries of highest ``score``."""
-    order = score.argsort(dim=1, descending=True)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(score.shape[1], device=score.device).expand_as(order))
-    return ranks < need.unsqueeze(1)
+    out = torch.zeros(score.shape, dtype=torch.bool, device=score.device)
+    k_max = int(need.max()) if need.numel() else 0
+    if k_max <= 0:
+        return out
+    top = torch.topk(score, k_max, dim=1).indices
+    take = torch.arange(k_max, device=score.device).unsqueeze(0) < need.unsqueeze(1)
+    out.scatter_(1, top, take)
+    return out
 
 
 @UPDATERS.register("srigl")

@@ -203,15 +203,17 @@ class StaticUpdater(MaskUpdater):
 
 
 def drop_smallest(mask: Tensor, weight: Tensor, k: int, noise: float, generator: torch.Generator) -> Tensor:
-    """``mask`` without its ``k`` active entries of smallest |weight| + N(0, noise) noise."""
+    """``mask`` without its ``k`` active entries of smallest |weight| + N(0, noise) noise (only
+    active entries are ranked, and only they draw noise)."""
     flat = mask.reshape(-1)
-    score = weight.detach().abs().reshape(-1).float()
+    out = flat.clone()
+    if k <= 0:
+        return out.view_as(mask)
+    active = flat.nonzero().squeeze(1)
+    score = weight.detach().reshape(-1)[active].abs().float()
     if noise > 0:
         score = score + torch.randn(score.shape, generator=generator).to(score.device) * noise
-    score = score.masked_fill(~flat, math.inf)  # only active entries can be dropped
-    out = flat.clone()
-    if k > 0:
-        out[torch.topk(score, k, largest=False).indices] = False
+    out[active[torch.topk(score, k, largest=False).indices]] = False
     return out.view_as(mask)
 
 
