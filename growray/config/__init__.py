@@ -18,6 +18,7 @@ from .keys import accepted_keys
 from .overrides import apply_overrides, get_path, parse_overrides, set_path
 from .plugins import plugin_schema, plugin_slots
 from .schema import (
+    AugmentConfig,
     Constraint,
     CostsConfig,
     LatencyConfig,
@@ -35,6 +36,7 @@ from .schema import (
 from .validate import load_experiment, validate_dict
 
 __all__ = [
+    "AugmentConfig",
     "ConfigError",
     "ConfigIssue",
     "Constraint",

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from .schema import (
+    AugmentConfig,
     CostsConfig,
     PluginDict,
     ResourcesConfig,
@@ -65,6 +66,21 @@ class Experiment(Section):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     costs: CostsConfig = Field(default_factory=CostsConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig, description="data.augment in a file (a key common to every dataset)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _augment_from_data(cls, data: Any) -> Any:
+        """``data: {name: ..., augment: {...}}`` -> ``augment``: the dataset's own parameters stay
+        in ``data`` (checked against its signature), augmentation is one typed section."""
+        if isinstance(data, dict) and isinstance(data.get("data"), dict) and "augment" in data["data"]:
+            data = dict(data)
+            section = dict(data["data"])
+            data["augment"] = section.pop("augment")
+            data["data"] = section
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -87,8 +103,12 @@ class Experiment(Section):
     @model_serializer(mode="wrap")
     def _kinds_at_top_level(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for key, value in handler(self).items():
-            if key == "kinds":
+        dumped = handler(self)
+        augment = dumped.pop("augment", None)
+        for key, value in dumped.items():
+            if key == "data" and isinstance(value, dict):
+                out[key] = {**value, "augment": augment}
+            elif key == "kinds":
                 for name in kind_names():
                     out[name] = value.get(name)
             else:
@@ -125,4 +145,4 @@ class Experiment(Section):
 
 
 #: top-level keys of an experiment file besides the kind sections
-CORE_SECTIONS: tuple[str, ...] = tuple(k for k in Experiment.model_fields if k != "kinds")
+CORE_SECTIONS: tuple[str, ...] = tuple(k for k in Experiment.model_fields if k not in ("kinds", "augment"))

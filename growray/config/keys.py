@@ -56,7 +56,10 @@ def model_at(parts: Sequence[Any]) -> type[BaseModel] | None:
         return Experiment
     head, rest = str(parts[0]), list(parts[1:])
     model: type[BaseModel] | None
-    if head in kind_names():
+    if head == "data" and rest and rest[0] == "augment":  # the one typed key of the data section
+        model, _ = _models_in(Experiment.model_fields["augment"].annotation)
+        rest = rest[1:]
+    elif head in kind_names():
         from growray.kinds import get_kind
 
         model = get_kind(head).section

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field
 from growray.search.space import choice_label
 
 __all__ = [
+    "AugmentConfig",
     "Constraint",
     "CostsConfig",
     "LatencyConfig",
@@ -55,6 +56,21 @@ class Section(BaseModel):
 PluginDict = dict[str, Any]
 
 
+class AugmentConfig(Section):
+    """``data.augment``: per-batch augmentation of the training batches on the trial's device
+    (``growray.train.augment``); validation and test data are never augmented. Off by default."""
+
+    random_crop: StrictInt = Field(
+        0, ge=0, description="pad by this many pixels, crop back at random (CIFAR: 4; 0: off)"
+    )
+    flip: bool = Field(False, description="horizontal flip with probability 1/2")
+    cutout: StrictInt = Field(0, ge=0, description="zero a random square of this side (DARTS' retraining: 16; 0: off)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.random_crop > 0 or self.flip or self.cutout > 0
+
+
 class TrainerConfig(Section):
     """The training loop: one trainer, extended by hooks (growth is a hook)."""
 
@@ -75,6 +91,10 @@ class TrainerConfig(Section):
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every_steps: StrictInt = Field(10, ge=1, description="train/loss is logged every N optimizer steps")
+    amp: Literal["none", "bf16", "fp16"] = Field(
+        "none", description="autocast precision of forward passes (fp16 uses a gradient scaler; CUDA only)"
+    )
+    channels_last: bool = Field(False, description="model and image batches in channels-last memory format")
 
 
 class SearchParam(Section):

@@ -14,6 +14,7 @@ from growray.kinds import active_kinds
 from growray.models import MODELS
 from growray.tracking import Recorder
 
+from .augment import BatchAugment
 from .checkpoint import load_checkpoint
 from .hooks import Hook
 from .trainer import ReportFn, Trainer
@@ -66,6 +67,7 @@ def build_trainer(
         device=dev,
         costs=exp.costs,
         gpu_fraction=exp.resources.gpu,
+        augment=BatchAugment(exp.augment.random_crop, exp.augment.flip, exp.augment.cutout, seed=exp.seed),
     )
     if checkpoint_dir is not None:
         trainer.load_state(load_checkpoint(checkpoint_dir, map_location=dev))

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from growray.config import CostsConfig, TrainerConfig
@@ -25,11 +24,13 @@ from growray.metrics import width_metric
 from growray.models import GrowableModel, build_model
 from growray.tracking import NullRecorder, Recorder
 
+from .augment import BatchAugment
 from .checkpoint import CheckpointData, load_checkpoint, save_checkpoint
 from .costs import CostMeter
 from .evaluate import evaluate
 from .hooks import Hook, merge_metrics
 from .optim import make_optimizer, scheduled_lr, weight_parameters
+from .precision import Precision, epoch_progress, training_loss
 from .protocols import ArchitectureEvent, SpecModel, spec_model
 
 __all__ = ["ReportFn", "Trainer", "TrainingDivergedError"]
@@ -56,6 +57,7 @@ class Trainer:
         checkpoint_every: write a checkpoint every N epochs (and always at the last one).
         costs: the ``costs`` section (latency protocol and interval); None measures no latency.
         gpu_fraction: the trial's GPU share, for ``cost/gpu_seconds`` on CUDA.
+        augment: augments training batches (``data.augment``); None: none.
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class Trainer:
         device: str | torch.device = "cpu",
         costs: CostsConfig | None = None,
         gpu_fraction: float = 0.0,
+        augment: BatchAugment | None = None,
     ) -> None:
         names = [h.name for h in hooks]
         if len(set(names)) != len(names):
@@ -84,6 +87,9 @@ class Trainer:
         self.recorder: Recorder = recorder if recorder is not None else NullRecorder()
         self.report = report
         self.device = torch.device(device)
+        self.precision = Precision(cfg.amp, self.device, cfg.channels_last)  # trainer.amp, channels_last
+        self.precision.prepare_model(model)
+        self.augment = augment if augment is not None else BatchAugment(seed=seed)
         self.checkpoint_every = checkpoint_every
         self.optimizer = make_optimizer(model, cfg)
         self.step = 0
@@ -175,6 +181,7 @@ class Trainer:
         self.initial_widths = dict(meta.get("initial_widths", self.initial_widths))
         self.costs.load_state_dict(meta)
         self.stop_reason = meta.get("stop_reason")
+        self.precision.load_state_dict(meta.get("grad_scaler", {}))
         hook_states = meta.get("hooks", {})
         for hook in self.hooks:
             if hook.name in hook_states:
@@ -194,6 +201,7 @@ class Trainer:
             "mlflow_run_id": self.recorder.run_id,
             **self.costs.state_dict(),
             "stop_reason": self.stop_reason,
+            **({"grad_scaler": self.precision.state_dict()} if self.precision.scaler is not None else {}),
             **self.meta_extra,
         }
         return CheckpointData(
@@ -239,7 +247,7 @@ class Trainer:
     def evaluate(self, split: str) -> tuple[float, float]:
         """(mean loss, accuracy) on ``train``, ``val`` or ``test``, in eval mode."""
         x, y = getattr(self.data, split)
-        return evaluate(self.model, x, y, self.cfg.eval_batch_size)
+        return evaluate(self.model, x, y, self.cfg.eval_batch_size, precision=self.precision)
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict[str, float]:
@@ -260,6 +268,7 @@ class Trainer:
     def _train_epoch(self) -> tuple[float, float]:
         """One pass over the training split; returns its mean loss and accuracy."""
         self.model.train()
+        epoch_progress(self.model, self.epoch, self.cfg.epochs)  # e.g. a drop-path ramp
         for group in self.optimizer.param_groups:
             group["lr"] = scheduled_lr(self.cfg, self.epoch)
         x_train, y_train = self.data.train
@@ -269,23 +278,21 @@ class Trainer:
         loss_sum, correct, seen, window = 0.0, 0, 0, []
         for i in range(0, n, bs):
             idx = perm[i : i + bs]
-            xb, yb = x_train[idx], y_train[idx]
             if len(idx) < 2 and n >= 2:
                 continue  # a single-sample batch breaks BatchNorm; dropped like drop_last
+            xb, yb = self.precision.batch(self.augment(x_train[idx], self.step)), y_train[idx]
             for hook in self.hooks:
                 hook.on_batch_start(self, xb, yb)
-            logits = self.model(xb)
-            loss = F.cross_entropy(logits, yb)
+            with self.precision.autocast():
+                logits = self.model(xb)
+            loss = training_loss(self.model, logits, yb)  # + an auxiliary head's, if any
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
                     f"training loss became {loss.item()} at step {self.step} (epoch {self.epoch}); "
                     "lower trainer.lr or check the data"
                 )
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(weight_parameters(self.model), self.cfg.grad_clip)
-            self.optimizer.step()
+            self.precision.step(loss, self.optimizer, self.cfg.grad_clip, lambda: weight_parameters(self.model))
             self.step += 1
             self.costs.compute.add_step(self.model, self.data.input_shape, len(idx))
             lv = loss.item()

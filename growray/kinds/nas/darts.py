@@ -92,7 +92,12 @@ class DartsHook(NasHook):
     def on_batch_start(self, trainer: Trainer, xb: torch.Tensor, yb: torch.Tensor) -> None:
         if trainer.epoch < self.cfg.warmup_epochs or self.architect is None:
             return
-        self.last_arch_stats = self.architect.step((xb, yb), self.arch.next(), trainer.optimizer)
+        batch = self._arch_batch(trainer)
+        if self.cfg.order == 1:  # first order under the trainer's autocast; the unrolled step stays float32
+            with trainer.precision.autocast():
+                self.last_arch_stats = self.architect.step((xb, yb), batch, trainer.optimizer)
+        else:
+            self.last_arch_stats = self.architect.step((xb, yb), batch, trainer.optimizer)
 
     def on_epoch_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> dict[str, float]:
         model = self._supernet(trainer)

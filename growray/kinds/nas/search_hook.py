@@ -114,13 +114,19 @@ class NasHook(Hook):
     def _due(self, trainer: Trainer) -> bool:
         return trainer.epoch % self.cfg.eval_every_epochs == 0 or trainer.epoch >= trainer.cfg.epochs
 
+    def _arch_batch(self, trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next architecture batch, augmented like the training batches (it comes from the
+        training split; DARTS applies its training transform to both halves)."""
+        x, y = self.arch.next()
+        return trainer.precision.batch(trainer.augment(x, trainer.step, stream=1)), y
+
     def _discrete_accuracy(self, trainer: Trainer, network: nn.Module) -> tuple[float, float]:
-        network = network.to(trainer.device)
+        network = trainer.precision.prepare_model(network.to(trainer.device))
         x_train, _ = trainer.data.train
         bs = trainer.cfg.batch_size
         recalibrate_batchnorm(network, (x_train[i * bs : (i + 1) * bs] for i in range(self.cfg.bn_calibration_batches)))
         x_val, y_val = trainer.data.val
-        return evaluate(network, x_val, y_val, trainer.cfg.eval_batch_size)
+        return evaluate(network, x_val, y_val, trainer.cfg.eval_batch_size, precision=trainer.precision)
 
     def _benchmark_metrics(self, trainer: Trainer, genotype: AnyGenotype) -> dict[str, float]:
         """``nas/benchmark_val_acc`` of an NAS-Bench-201 cell, or {} (and one note why)."""
