@@ -175,8 +175,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"exported run {r.run_id}{f' ({r.via})' if r.via else ''} to {r.folder}/")
         for c in r.checks:
             print(
-                f"  {c.format:<11} {', '.join(c.files):<29} max |logit - PyTorch| {c.max_abs_error:.1e} on "
-                f"{c.n_samples} held-out samples, {c.argmax_agreement:.0%} same class"
+                f"  {c.format:<11} {', '.join(c.files):<29} max |logit - PyTorch| {c.max_abs_error:.1e} "
+                f"({c.max_scaled_error:.1e} of max(1, |logit|)) on {c.n_samples} held-out samples, "
+                f"{c.argmax_agreement:.0%} same class"
             )
         if r.latency:
             head = r.latency[0]
@@ -352,7 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--log-model", action="store_true", help="log the ONNX model as the run's MLflow model")
     sp.add_argument("--register", metavar="NAME", help="also register it in MLflow's model registry as NAME")
     sp.add_argument(
-        "--tolerance", type=float, default=1e-5, help="largest max |exported - PyTorch| logit accepted (1e-5)"
+        "--tolerance",
+        type=float,
+        default=1e-5,
+        help="largest |exported - PyTorch| / max(1, |logit|) accepted on any held-out logit (1e-5)",
     )
     sp.set_defaults(fn=cmd_export)
 

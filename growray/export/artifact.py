@@ -36,7 +36,7 @@ from .formats import FORMATS, INPUT_NAME, OUTPUT_NAME, outputs_of, write_format
 __all__ = ["MANIFEST", "TOLERANCE", "ExportReport", "FormatCheck", "export_network"]
 
 MANIFEST = "export.json"
-#: max |exported - PyTorch| allowed on any logit of the held-out samples
+#: max |exported - PyTorch| / max(1, |PyTorch|) allowed on any logit of the held-out samples
 TOLERANCE = 1e-5
 
 
@@ -49,6 +49,10 @@ class FormatCheck:
         files: the files it wrote (names in the export folder).
         max_abs_error: max |exported - PyTorch| over every logit of the held-out batch and a
             batch of one.
+        max_scaled_error: max |exported - PyTorch| / max(1, |PyTorch|), what ``tolerance``
+            bounds: absolute for logits within +-1, relative beyond (float32 holds about 7
+            digits: a logit of 52 has neighbours 3.8e-6 apart, so two roundings differ by more
+            than 1e-5 once logits pass ~100).
         argmax_agreement: share of held-out samples whose predicted class is the same.
         n_samples: held-out samples compared.
     """
@@ -56,6 +60,7 @@ class FormatCheck:
     format: str
     files: tuple[str, ...]
     max_abs_error: float
+    max_scaled_error: float
     argmax_agreement: float
     n_samples: int
 
@@ -91,10 +96,14 @@ class ExportReport:
         return path
 
 
-def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
-    if a.shape != b.shape:
-        return float("inf")
-    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+def _errors(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """``(max |got - ref|, max |got - ref| / max(1, |ref|))``; inf for a wrong shape, NaN stays NaN."""
+    if got.shape != ref.shape:
+        return float("inf"), float("inf")
+    if not got.size:
+        return 0.0, 0.0
+    diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+    return float(np.max(diff)), float(np.max(diff / np.maximum(1.0, np.abs(ref.astype(np.float64)))))
 
 
 def export_network(
@@ -117,7 +126,8 @@ def export_network(
         samples: held-out inputs, float32 of shape ``(n >= 2, *input_shape)``.
         about: what ``export.json`` says beyond the network: ``source`` (run, sweep, trial),
             ``preprocessing``, ``inputs`` (where the samples came from).
-        tolerance: the largest max-abs logit error accepted.
+        tolerance: the largest ``max_scaled_error`` accepted (1e-5: absolute for logits within
+            +-1, relative beyond).
 
     Raises:
         ExportError: an unknown format, fewer than two samples, a format that cannot express
@@ -140,12 +150,16 @@ def export_network(
         for fmt in dict.fromkeys(formats):  # each once, in the order asked
             files = write_format(fmt, model, spec, torch.from_numpy(x[:2].copy()), staging)
             got, got_one = outputs_of(fmt, staging, x), outputs_of(fmt, staging, x[:1])
-            error = float(np.max([_max_abs(got, reference), _max_abs(got_one, one)]))  # NaN stays NaN
+            (a1, s1), (a2, s2) = _errors(got, reference), _errors(got_one, one)
+            error, scaled = float(np.max([a1, a2])), float(np.max([s1, s2]))  # NaN stays NaN
             agree = float(np.mean(got.argmax(1) == reference.argmax(1))) if got.shape == reference.shape else 0.0
-            checks.append(FormatCheck(fmt, tuple(p.name for p in files), error, agree, len(x)))
-        bad = [c for c in checks if not c.max_abs_error <= tolerance]
+            checks.append(FormatCheck(fmt, tuple(p.name for p in files), error, scaled, agree, len(x)))
+        bad = [c for c in checks if not c.max_scaled_error <= tolerance]
         if bad:
-            detail = "; ".join(f"{c.format}: max |error| {c.max_abs_error:.3g}" for c in bad)
+            detail = "; ".join(
+                f"{c.format}: max |error| {c.max_abs_error:.3g}, / max(1, |logit|) {c.max_scaled_error:.3g}"
+                for c in bad
+            )
             raise ExportError(
                 f"the exported {spec.kind!r} network does not match the PyTorch network within {tolerance:g} on "
                 f"{len(x)} held-out samples ({detail}); nothing was written to {folder}"
@@ -172,11 +186,17 @@ def export_network(
             c.format: {
                 "files": list(c.files),
                 "max_abs_error": c.max_abs_error,
+                "max_scaled_error": c.max_scaled_error,
                 "argmax_agreement": c.argmax_agreement,
             }
             for c in checks
         },
-        "check": {"tolerance": tolerance, "n_samples": len(x), "batch_sizes": [len(x), 1]},
+        "check": {
+            "tolerance": tolerance,
+            "criterion": "max |exported - PyTorch| / max(1, |PyTorch|) <= tolerance, every logit",
+            "n_samples": len(x),
+            "batch_sizes": [len(x), 1],
+        },
     }
     report = ExportReport(folder, manifest, checks, samples=x)
     report.write_manifest()

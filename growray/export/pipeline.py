@@ -68,7 +68,7 @@ def export_weights(
         data: the run's ``data`` section (dataset name and parameters).
         seed: the run's seed (its data split).
         source: provenance for ``export.json`` (run, sweep, trial, store).
-        tolerance: largest max |exported - PyTorch| accepted.
+        tolerance: largest |exported - PyTorch| / max(1, |PyTorch|) accepted.
         n_samples: held-out samples compared.
     """
     model = rebuild(weights, name)

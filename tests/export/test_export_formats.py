@@ -85,6 +85,7 @@ def test_every_format_computes_what_the_trained_network_computes(tmp_path, case)
     assert [c.format for c in report.checks] == list(FORMATS)
     for c in report.checks:
         assert c.max_abs_error <= TOLERANCE and c.argmax_agreement == 1.0, c
+        assert c.max_scaled_error <= c.max_abs_error  # divided by max(1, |logit|)
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["n_classes"] == 10
     assert manifest["input"]["shape"] == ["batch", *dataset.input_shape]
