@@ -55,13 +55,27 @@ def _fit(exp, dataset, **kwargs):
     return trainer, rec, final
 
 
+@pytest.fixture(scope="module")
+def fitted(dataset):
+    """One fit per updater setting, shared by the tests that only read them."""
+    cache = {}
+
+    def get(name, **updater):
+        key = (name, tuple(sorted(updater.items())))
+        if key not in cache:
+            cache[key] = _fit(_exp(updater={"name": name, **updater}), dataset)
+        return cache[key]
+
+    return get
+
+
 def _hook(trainer):
     (hook,) = [h for h in trainer.hooks if h.name == "sparse"]
     return hook
 
 
-def test_rigl_trial_logs_every_sparse_metric_and_exact_counts(dataset):
-    trainer, rec, final = _fit(_exp(), dataset)
+def test_rigl_trial_logs_every_sparse_metric_and_exact_counts(fitted):
+    trainer, rec, final = fitted("rigl")
     hook = _hook(trainer)
     updates = [e for e in hook.history if e["kind"] == "update"]
     assert [e["step"] for e in updates] == [t for t in range(1, trainer.step + 1) if hook.schedule.is_update(t)]
@@ -89,10 +103,10 @@ def test_rigl_trial_logs_every_sparse_metric_and_exact_counts(dataset):
         assert torch.all(hook.masks.weight(layer)[~hook.masks.mask(layer)] == 0)
 
 
-def test_random_regrowth_reproduces_set_bit_for_bit(dataset):
-    rigl_random, _, f1 = _fit(_exp(updater={"name": "rigl", "regrow": "random"}), dataset)
-    set_, _, f2 = _fit(_exp(updater={"name": "set"}), dataset)
-    rigl, _, _ = _fit(_exp(), dataset)
+def test_random_regrowth_reproduces_set_bit_for_bit(fitted):
+    rigl_random, _, f1 = fitted("rigl", regrow="random")
+    set_, _, f2 = fitted("set")
+    rigl, _, _ = fitted("rigl")
     digests = [[e["digest"] for e in _hook(t).history] for t in (rigl_random, set_, rigl)]
     assert digests[0] == digests[1], "the same masks after every update"
     assert digests[0] != digests[2], "gradient regrowth chooses other connections"
@@ -101,13 +115,13 @@ def test_random_regrowth_reproduces_set_bit_for_bit(dataset):
     assert f1["cost/train_flops"] == f2["cost/train_flops"]
 
 
-def test_static_never_updates_and_rigl_pays_for_its_dense_gradient(dataset):
-    static, rec, final = _fit(_exp(updater={"name": "static"}), dataset)
+def test_static_never_updates_and_rigl_pays_for_its_dense_gradient(fitted):
+    static, rec, final = fitted("static")
     hook = _hook(static)
     assert [e["kind"] for e in hook.history] == ["init"] and final["sparse/updates"] == 0
     assert "sparse/mask_churn" not in rec.metrics
-    _, _, f_set = _fit(_exp(updater={"name": "set"}), dataset)
-    rigl, _, f_rigl = _fit(_exp(), dataset)
+    _, _, f_set = fitted("set")
+    rigl, _, f_rigl = fitted("rigl")
     assert f_set["cost/train_flops"] == final["cost/train_flops"], "same counts, same effective compute"
     n_train, per_epoch = len(rigl.data.train[0]), steps_per_epoch(len(rigl.data.train[0]), 64)
     batch = {s: (n_train - 64 * (per_epoch - 1) if s % per_epoch == 0 else 64) for s in range(1, rigl.step + 1)}

@@ -20,7 +20,6 @@ class TestUpdaterVariants(UpdaterConformance):
     @pytest.fixture(
         params=[
             {"name": "rigl", "regrow": "random"},
-            {"name": "rigl", "drop_noise": 0.0},
             {"name": "srigl", "regrow": "random"},
             {"name": "srigl", "ablation": False},
             {"name": "srigl", "gamma_sal": 0.9},
