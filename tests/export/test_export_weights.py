@@ -193,3 +193,71 @@ def test_base64_is_what_the_document_holds_not_a_pickle():
     doc = encode_network(ArchSpec("mlp", {}), {"w": torch.tensor([1.0, 2.0])})
     raw = base64.b64decode(doc["tensors"]["w"]["data"])
     assert raw == torch.tensor([1.0, 2.0]).numpy().astype("<f4").tobytes()
+
+
+def test_dynamic_sparse_training_exports_with_its_zeros_and_no_change_to_export():
+    from growray.config import validate_dict
+    from growray.train import build_trainer
+
+    exp = validate_dict(
+        {
+            "name": "dst",
+            "data": {"name": "digits"},
+            "model": {"name": "mlp", "hidden": [24, 12]},
+            "trainer": {"epochs": 1, "batch_size": 64, "optimizer": "sgd", "lr": 0.05},
+            "sparse": {"dense": False, "sparsity": 0.8, "updater": {"name": "rigl"}, "delta_t": 5},
+            "costs": {"latency": {"enabled": False}},
+        }
+    )
+    rec = MemoryRecorder()
+    trainer = build_trainer(exp, load_dataset(exp.data, seed=0), recorder=rec)
+    trainer.fit()
+    weights = decode_network(json.loads(json.dumps(rec.artifacts[NETWORK_ARTIFACT])), "run")
+    assert "hidden.0.linear" in weights.masks  # the sparse hook's weight masks, by layer
+    rebuilt = rebuild(weights, "run")
+    x = torch.randn(16, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), trainer.model.eval()(x), rtol=0, atol=1e-6)
+    zeros = (rebuilt.hidden[0].linear.weight == 0).float().mean().item()
+    assert zeros > 0.5
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ArchSpec(
+            "nb201_network",
+            {
+                "input_shape": [1, 8, 8],
+                "n_classes": 10,
+                "channels": 4,
+                "cells_per_stage": 1,
+                "genotype": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|",
+            },
+        ),
+        ArchSpec(
+            "cell_network",  # a PC-DARTS retrain network: partial channels
+            {
+                "input_shape": [1, 8, 8],
+                "n_classes": 10,
+                "channels": 4,
+                "layers": 2,
+                "partial_channels": 2,
+                "genotype": {
+                    "normal": [["sep_conv_3x3", 0], ["skip_connect", 1]],
+                    "normal_concat": [2],
+                    "reduce": [["max_pool_3x3", 0], ["sep_conv_3x3", 1]],
+                    "reduce_concat": [2],
+                },
+            },
+        ),
+    ],
+    ids=["nb201_network", "pcdarts_cell_network"],
+)
+def test_networks_of_newer_nas_methods_rebuild_from_their_document(spec):
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    weights = decode_network(json.loads(json.dumps(final_network(model.spec(), model, []))), "run")
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuild(weights, "run")(x), model(x), rtol=0, atol=1e-6)
