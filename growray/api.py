@@ -284,13 +284,15 @@ def export(
         raise ex.ExportError(f"--format must be some of {', '.join(ex.FORMATS)}; got {list(formats)}")
     if "onnx" in fmts:
         ex.require_onnx(latency)  # a missing package is said before any work
-    run_id, uri = str(target), existing_store(tracking_uri)
+    run_id = str(target)
     if Path(target).suffix in (".yaml", ".yml") and Path(target).is_file():
         exp = load(target)
         uri = existing_store(tracking_uri or exp.tracking.uri)
         if (sweep := latest_sweep_run(uri, exp.experiment_name)) is None:
             raise LookupError(f"no sweep recorded for experiment {exp.experiment_name!r} in {uri}; run it first")
         run_id = str(sweep.info.run_id)
+    else:
+        uri = existing_store(tracking_uri)
     ensure_store(uri)
     targets = export_targets(uri, run_id, pareto=pareto)
     reports = []

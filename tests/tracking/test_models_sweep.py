@@ -130,6 +130,17 @@ def test_a_run_without_network_json_exports_from_its_ray_checkpoint(sweep):
     client.set_tag(other, "growray.sweep", result.name)
 
 
+def test_an_experiment_file_exports_its_latest_sweep_s_best_trial(sweep, capsys, monkeypatch):
+    exp, result, tmp, _ = sweep
+    file = tmp / "tiny.yaml"
+    file.write_text(gr.to_yaml(exp.to_dict()))
+    monkeypatch.chdir(tmp / "runs")  # no mlflow.db here: the file's tracking.uri is the store
+    assert cli.main(["export", str(file), "--format", "pt", "--out", str(tmp / "from-file")]) == 0
+    out = capsys.readouterr().out
+    assert f"exported run {result.best.mlflow_run_id} (best trial of sweep {result.name})" in out
+    assert (tmp / "from-file" / "model.pt").is_file()
+
+
 def test_the_command_line_exports_and_refuses_with_exit_2(sweep, capsys):
     _, result, tmp, _ = sweep
     uri = result.tracking_uri
