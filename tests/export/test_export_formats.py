@@ -52,13 +52,13 @@ def _retrained(tmp_path):
             "data": {"name": "digits", "image": True},
             "model": {"name": "darts_supernet", "layers": 1, "channels": 2, "nodes": 1, "multiplier": 1},
             "trainer": {"epochs": 1, "batch_size": 256, "optimizer": "sgd", "lr": 0.05},
-            "nas": {"method": "darts", "retrain": {"epochs": 1, "channels": 3, "layers": 2, "drop_path": 0.1}},
+            "nas": {"method": "darts", "retrain": {"epochs": 1, "channels": 2, "layers": 3, "drop_path": 0.1}},
             "costs": {"latency": {"enabled": False}},
         }
     )
     dataset = load_dataset(exp.data, seed=exp.seed)
     rec = MemoryRecorder()
-    retrain_genotype(exp, exp.kinds["nas"], GENOTYPE, dataset, recorder=rec)
+    retrain_genotype(exp, exp.kinds["nas"], GENOTYPE, dataset, recorder=rec)  # 3 cells: normal, reduce, reduce
     return exp, dataset, None, rec
 
 

@@ -31,9 +31,9 @@ def sweep(ray_session, tmp_path_factory):
     from growray.tune.orchestrate import run_sweep
 
     tmp = tmp_path_factory.mktemp("export-sweep")
-    exp = tiny_experiment(tmp)
+    exp = tiny_experiment(tmp, trainer={"epochs": 2}, search={"num_samples": 2})
     result = run_sweep(exp, live_interval_s=5)
-    assert [t.status for t in result.trials] == ["TERMINATED"] * 3
+    assert [t.status for t in result.trials] == ["TERMINATED"] * 2
     return exp, result, tmp, load_dataset(exp.data, seed=exp.seed)
 
 
@@ -65,6 +65,7 @@ def test_the_best_trial_exports_and_its_mlflow_model_predicts_the_checkpoint_s_c
     )
     best = result.best.mlflow_run_id
     assert report.run_id == best and report.via == f"best trial of sweep {result.name}"
+    assert all(w > 6 for w in report.manifest["architecture"]["hidden"])  # a grown MLP (it started at [6, 6])
     x = dataset.x_test
     reference = _checkpoint_logits(result, best, x)
     assert {c.format for c in report.checks} == set(FORMATS)
