@@ -9,6 +9,12 @@ import pytest
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _resume_key(tmp_path_factory):
+    """Sweeps sign their Ray Tune state with a key outside the home folder during tests."""
+    os.environ["GROWRAY_RESUME_KEY"] = str(tmp_path_factory.mktemp("key") / "resume.key")
+
+
 @pytest.fixture(scope="session")
 def ray_session(tmp_path_factory):
     import ray

@@ -82,8 +82,9 @@ def run_sweep(
 
     from .finish import finish_sweep
     from .session import check_cluster_resources, check_cluster_storage, git_commit, init_ray, sweep_session
+    from .signing import sign_folder
     from .trial import SweepContext
-    from .tuner import build_trainable, build_tuner
+    from .tuner import build_trainable, build_tuner, signatures_path
     from .writer import start_writer
 
     t0 = time.perf_counter()
@@ -143,7 +144,10 @@ def run_sweep(
         ctx = SweepContext(uri, experiment_id, parent_id, sweep_name, provenance, writer)
         columns = kind_columns(exp) if extra_columns is None else tuple(extra_columns)
         tuner = build_tuner(exp, record, build_trainable(exp, dataset, ctx), live_interval_s, columns)
-        return finish_sweep(exp, record, tuner.fit(), parent, t0, columns)
+        sign_folder(record.storage_path, signatures_path(record))  # tuner.pkl, written straight to storage
+        results = tuner.fit()
+        sign_folder(record.storage_path, signatures_path(record))  # the state Tune left at the end
+        return finish_sweep(exp, record, results, parent, t0, columns)
 
 
 def resume_sweep(
@@ -177,8 +181,9 @@ def resume_sweep(
 
     from .finish import finish_sweep
     from .session import check_cluster_resources, check_cluster_storage, init_ray, sweep_session
+    from .signing import resume_key_path, sign_folder, verify_folder
     from .trial import SweepContext
-    from .tuner import build_trainable, restore_tuner
+    from .tuner import build_trainable, restore_tuner, signatures_path
     from .writer import start_writer
 
     t0 = time.perf_counter()
@@ -187,6 +192,14 @@ def resume_sweep(
     columns = kind_columns(exp) if extra_columns is None else tuple(extra_columns)
     if not tune.Tuner.can_restore(record.storage_path):
         raise FileNotFoundError(f"Ray Tune has no restorable experiment at {record.storage_path}")
+    problems = verify_folder(record.storage_path, signatures_path(record))
+    if problems:  # nothing of Tune's state is loaded: it is pickles
+        listed = "\n  - ".join(problems)
+        raise SetupError(
+            f"will not resume {record.sweep}: Ray Tune's state (pickles, which could run code) is not as this sweep "
+            f"wrote it:\n  - {listed}\nstart a new sweep with growray run (finished trials stay in MLflow); the "
+            f"signing key is {resume_key_path()}"
+        )
     uri = record.tracking_uri
     ensure_store(uri)
     tags = run_tags(uri, record.parent_run_id)
@@ -212,7 +225,10 @@ def resume_sweep(
     with sweep_session(parent, started_ray, writer):
         ctx = SweepContext(uri, record.experiment_id, record.parent_run_id, record.sweep, record.provenance, writer)
         tuner = restore_tuner(record, build_trainable(exp, dataset, ctx))
-        return finish_sweep(exp, record, tuner.fit(), parent, t0, columns)
+        sign_folder(record.storage_path, signatures_path(record))  # the rewritten tuner.pkl
+        results = tuner.fit()
+        sign_folder(record.storage_path, signatures_path(record))
+        return finish_sweep(exp, record, results, parent, t0, columns)
 
 
 def kind_columns(exp: Experiment) -> tuple[Column, ...]:

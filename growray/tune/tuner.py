@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray import tune
@@ -12,6 +13,7 @@ from growray.search.space import SpaceFunction
 
 from .record import SweepRecord
 from .search import GrowrayOptunaSearch
+from .signing import SigningCallback
 from .table import LiveTrialTable
 from .trial import SweepContext, trial_main
 
@@ -71,6 +73,11 @@ def build_tuner(
         ),
         run_config=run_config,
     )
+
+
+def signatures_path(record: SweepRecord) -> Path:
+    """Where the sweep's Ray Tune state signatures live: beside its record."""
+    return Path(record.state_dir) / "resume_signatures.json"
 
 
 def restore_tuner(record: SweepRecord, trainable: Any) -> tune.Tuner:
@@ -167,6 +174,10 @@ def _run_config(
         failure_config=tune.FailureConfig(max_failures=exp.search.max_failures),
         # Keep every checkpoint: a restored trial (and PBT, later) may need any of them.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-        callbacks=[LiveTrialTable(exp.search.metrics[0], interval_s=live_interval_s, extra_columns=extra_columns)],
+        callbacks=[
+            LiveTrialTable(exp.search.metrics[0], interval_s=live_interval_s, extra_columns=extra_columns),
+            # Tune's state is pickles: signed as it is written, checked before a resume loads it
+            SigningCallback(str(signatures_path(record))),
+        ],
         verbose=0,
     )
