@@ -230,3 +230,31 @@ def test_diverging_trial_fails_alone_and_is_not_retried(ray_session, tmp_path):
     study = optuna.load_study(study_name=result.name, storage=f"sqlite:///{tmp_path / 'runs' / 'nan' / 'optuna.db'}")
     states = sorted(t.state.name for t in study.trials)
     assert states.count("FAIL") == len(diverged) and states.count("COMPLETE") == len(healthy)
+
+
+def test_cli_exits_1_when_every_trial_diverges(ray_session, tmp_path, capsys):
+    """Not a success: the summary still prints, the exit code says nothing usable came out."""
+    import yaml
+
+    from growray.cli import main
+
+    raw = {
+        "name": "allnan",
+        "seed": 0,
+        "output_dir": str(tmp_path / "runs"),
+        "data": {"name": "digits"},
+        "model": {"name": "mlp", "hidden": [8]},
+        "trainer": {"epochs": 2, "batch_size": 64, "optimizer": "sgd", "momentum": 0.9},
+        "costs": {"latency": {"enabled": False}},
+        "search": {
+            "space": {"trainer.lr": {"type": "categorical", "choices": [10.0]}},  # diverges, as above
+            "sampler": {"name": "random", "seed": 0},
+            "num_samples": 2,
+        },
+        "resources": {"cpu": 1},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+    }
+    (tmp_path / "allnan.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["run", str(tmp_path / "allnan.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "every trial failed" in err
