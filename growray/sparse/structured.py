@@ -27,12 +27,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from growray.checks import check_bool, check_choice, check_int, check_number
 
-from .updaters import UPDATERS, LayerInfo, MaskUpdate, MaskUpdater, Regrow, drop_smallest, grow_scores
+from .updaters import UPDATERS, LayerInfo, MaskUpdate, MaskUpdater, Regrow, drop_smallest, grow_scores, top_indices
 
 __all__ = ["StructuredRigLUpdater", "constant_fan_in_mask"]
 
@@ -56,7 +57,13 @@ def _top_per_row(score: Tensor, need: Tensor) -> Tensor:
     k_max = int(need.max()) if need.numel() else 0
     if k_max <= 0:
         return out
-    top = torch.topk(score, k_max, dim=1).indices
+    if score.device.type == "cpu" and k_max < score.shape[1]:  # a linear-time partition, then a small sort
+        values = -score.detach().numpy()
+        part = np.argpartition(values, k_max - 1, axis=1)[:, :k_max]
+        order = np.argsort(np.take_along_axis(values, part, axis=1), axis=1, kind="stable")
+        top = torch.from_numpy(np.take_along_axis(part, order, axis=1)).to(torch.long)
+    else:
+        top = torch.topk(score, k_max, dim=1).indices
     take = torch.arange(k_max, device=score.device).unsqueeze(0) < need.unsqueeze(1)
     out.scatter_(1, top, take)
     return out
@@ -103,7 +110,7 @@ class StructuredRigLUpdater(MaskUpdater):
         fan_in = m.shape[1]
         alive = m.any(dim=1)
         n_alive = int(alive.sum())
-        n_active = int(m.sum())
+        n_active = int(torch.count_nonzero(m))
         k_drop = int(n_active * drop_fraction)
         kept = drop_smallest(m, weight.reshape(rows, -1), k_drop, self.drop_noise, generator)
         score = grow_scores(self.regrow, None if grad is None else grad.reshape(rows, -1), m.shape, generator)
@@ -113,7 +120,7 @@ class StructuredRigLUpdater(MaskUpdater):
             candidates = score.masked_fill(~alive.unsqueeze(1), -math.inf).reshape(-1)
             salient = kept.clone().reshape(-1)
             if k_drop > 0:
-                salient[torch.topk(candidates, k_drop).indices] = True
+                salient[top_indices(candidates, k_drop)] = True
             n_salient = salient.view(rows, fan_in).sum(dim=1)
             fan = n_active / n_alive
             weak = alive & (n_salient < self.gamma_sal * fan)

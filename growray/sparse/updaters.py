@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -53,6 +54,7 @@ __all__ = [
     "StaticUpdater",
     "UpdateSchedule",
     "random_mask",
+    "top_indices",
 ]
 
 UPDATERS: Registry[MaskUpdater] = Registry("mask updater")
@@ -202,6 +204,20 @@ class StaticUpdater(MaskUpdater):
         return MaskUpdate(mask.clone(), 0, 0)
 
 
+def top_indices(score: Tensor, k: int, largest: bool = True) -> Tensor:
+    """Indices of the ``k`` largest (or smallest) entries of the 1-D ``score``, in no order.
+
+    On the CPU a linear-time partition (``numpy.argpartition``): a mask update ranks every
+    entry of a layer, and a sorted top-k of a 784x300 layer costs several training steps."""
+    if k <= 0:
+        return torch.zeros(0, dtype=torch.long, device=score.device)
+    if score.device.type != "cpu" or k >= score.numel():
+        return torch.topk(score, k, largest=largest, sorted=False).indices
+    values = score.detach().numpy()
+    part = np.argpartition(-values if largest else values, k - 1)[:k]
+    return torch.from_numpy(part).to(torch.long)
+
+
 def drop_smallest(mask: Tensor, weight: Tensor, k: int, noise: float, generator: torch.Generator) -> Tensor:
     """``mask`` without its ``k`` active entries of smallest |weight| + N(0, noise) noise (only
     active entries are ranked, and only they draw noise)."""
@@ -213,7 +229,7 @@ def drop_smallest(mask: Tensor, weight: Tensor, k: int, noise: float, generator:
     score = weight.detach().reshape(-1)[active].abs().float()
     if noise > 0:
         score = score + torch.randn(score.shape, generator=generator).to(score.device) * noise
-    out[active[torch.topk(score, k, largest=False).indices]] = False
+    out[active[top_indices(score, k, largest=False)]] = False
     return out.view_as(mask)
 
 
@@ -252,13 +268,13 @@ class MagnitudeUpdater(MaskUpdater):
         generator: torch.Generator,
     ) -> MaskUpdate:
         drop_fraction = check_number("drop_fraction", drop_fraction, low=0, high=1)
-        k = int(int(mask.sum()) * drop_fraction)
+        k = int(int(torch.count_nonzero(mask)) * drop_fraction)
         kept = drop_smallest(mask, weight, k, self.drop_noise, generator)
         score = grow_scores(self.regrow, grad, mask.shape, generator).to(mask.device).reshape(-1)
         score = score.masked_fill(kept.reshape(-1), -math.inf)  # grow among the inactive after the drop
         new = kept.reshape(-1).clone()
         if k > 0:
-            new[torch.topk(score, k, largest=True).indices] = True
+            new[top_indices(score, k)] = True
         return MaskUpdate(new.view_as(mask), k, k)
 
 

@@ -95,7 +95,7 @@ class WeightMasks:
         return self._masks[layer]
 
     def n_active(self, layer: str) -> int:
-        return int(self._masks[layer].sum())
+        return int(torch.count_nonzero(self._masks[layer]))
 
     def numel(self, layer: str) -> int:
         return self._masks[layer].numel()
@@ -192,10 +192,11 @@ class WeightMasks:
                 f"got {new.dtype} {tuple(new.shape)}"
             )
         new = new.to(old.device)
-        removed, added = old & ~new, new & ~old
+        changed = old ^ new
+        n_kept = int(torch.count_nonzero(old & new))
+        n_removed, n_added = int(torch.count_nonzero(old)) - n_kept, int(torch.count_nonzero(new)) - n_kept
         if layer in self._modules:
             weight = self.weight(layer)
-            changed = removed | added
             with torch.no_grad():
                 weight.masked_fill_(changed, 0)
             reset_optimizer_slots(optimizer, weight, changed)
@@ -203,7 +204,7 @@ class WeightMasks:
             assert buf is not None
             buf.copy_(new)  # in place: the cost counters see the change (version counter)
         self._masks[layer] = new.clone()
-        return int(removed.sum()), int(added.sum())
+        return n_removed, n_added
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
