@@ -68,7 +68,9 @@ class UniformDistribution(Distribution):
 
 @DISTRIBUTIONS.register("erk")
 class ERKDistribution(Distribution):
-    """Erdős–Rényi-Kernel (module docstring).
+    """Erdős–Rényi-Kernel: density ∝ sum / product of the weight's dimensions; overflow made dense.
+
+    The solve is in the module docstring.
 
     Args:
         power_scale: exponent of the raw ERK density (1: the paper's ERK; 0: uniform).

@@ -71,7 +71,9 @@ def _top_per_row(score: Tensor, need: Tensor) -> Tensor:
 
 @UPDATERS.register("srigl")
 class StructuredRigLUpdater(MaskUpdater):
-    """SRigL: RigL under constant fan-in per neuron, with neuron ablation (module docstring).
+    """SRigL: RigL under a constant fan-in per neuron, with neuron ablation.
+
+    The steps are in the module docstring.
 
     Args:
         regrow: ``gradient`` (SRigL) or ``random`` (its SET-style ablation).

@@ -288,5 +288,6 @@ class SETUpdater(MagnitudeUpdater):
 
 @UPDATERS.register("rigl")
 class RigLUpdater(MagnitudeUpdater):
-    """RigL: drop the smallest magnitudes, regrow the largest |dense gradient| (``regrow:
-    random`` is the SET ablation)."""
+    """RigL: drop the smallest magnitudes, regrow the largest |dense gradient|.
+
+    ``regrow: random`` is the guide's ablation, bit for bit ``set``."""
