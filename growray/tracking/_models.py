@@ -233,15 +233,20 @@ def log_onnx_model(
     from mlflow.models import infer_signature
 
     signature = infer_signature(input_example, {output_name: output_example})
+    # created here, in the run's experiment: left to itself, log_model files a model under the
+    # process's default experiment ("0", artifacts in ./mlruns of the working directory)
+    client = _client(tracking_uri)
+    experiment_id = _get_run(tracking_uri, run_id).info.experiment_id
+    created = client.create_logged_model(experiment_id, name="model", source_run_id=run_id, tags=tags)
     with _tracking_uri(tracking_uri):
         info = mlflow.onnx.log_model(
             onnx.load(str(onnx_path)),
             name="model",
             run_id=run_id,
+            model_id=created.model_id,
             signature=signature,
             input_example=input_example,
             metadata=metadata,
-            tags=tags,
             pip_requirements=mlflow.onnx.get_default_pip_requirements(),
             save_as_external_data=False,
         )

@@ -93,6 +93,8 @@ def test_the_best_trial_exports_and_its_mlflow_model_predicts_the_checkpoint_s_c
     assert version.tags["growray.trial"] == trial.data.tags["growray.trial"]
     assert version.tags["growray.run_id"] == best and version.run_id == best
     assert report.registered == ("tiny-best", "1") and report.model_uri.startswith("models:/m-")
+    logged = client.get_logged_model(report.model_uri.removeprefix("models:/"))
+    assert logged.experiment_id == trial.info.experiment_id and logged.source_run_id == best  # not "Default"
 
     # deployment latency beside cost/latency_ms, under the run's own protocol; the run stays FINISHED
     run = client.get_run(best)
