@@ -20,7 +20,13 @@ from growray.kinds.nas import retrain_genotype
 from growray.tracking import MemoryRecorder
 from growray.train import build_trainer
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")]
+# slow: an ONNX export (torch.export + translation) of these costs 3-6 s of CPU each; the grown
+# MLP (the sweep's best trial in tests/tracking/test_models_sweep.py) covers every format by default
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning"),
+]
 torch.set_num_threads(1)
 ort = pytest.importorskip("onnxruntime", reason="the export extra (pip install 'growray[export]')")
 
