@@ -53,6 +53,7 @@ def test_pbt_exploits_across_widths(ray_session, tmp_path):
         assert r.data.tags["growray.exploited_from"] in names - {r.data.tags["growray.trial"]}
         assert "trainer.lr" in json.loads(r.data.tags["growray.searched_now"])
     for r in runs:
-        steps = [m.step for m in client.get_metric_history(r.info.run_id, "val/acc")]
-        assert len(steps) == len(set(steps))  # never twice at one step, exploit or not
+        for key in ("val/acc", *r.data.metrics):  # train/loss and the rest as well
+            steps = [m.step for m in client.get_metric_history(r.info.run_id, key)]
+            assert len(steps) == len(set(steps)), (key, sorted(steps))  # never twice at one step, exploit or not
         assert r.info.status == "FINISHED"

@@ -87,6 +87,9 @@ def test_killed_worker_resumes_grown_trial_in_same_run(ray_session, tmp_path):
     val = sorted(client.get_metric_history(run.info.run_id, "val/acc"), key=lambda m: m.step)
     assert len(val) == EPOCHS
     assert len({m.step for m in val}) == EPOCHS
+    for key in run.data.metrics:  # train/loss, growth/width/*, cost/* too
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        assert len(steps) == len(set(steps)), (key, sorted(steps))
     # the architecture never fell back to the initial one: width series is non-decreasing
     widths = [
         m.value
