@@ -86,8 +86,13 @@ def test_resume_after_driver_failure(tmp_path, sig):
         assert c.info.status == "FINISHED" and "growray.failure" not in c.data.tags
         steps = [m.step for m in client.get_metric_history(c.info.run_id, "val/acc")]
         assert len(steps) == EPOCHS == len(set(steps))  # each epoch exactly once
+        for key in c.data.metrics:  # train/loss, growth/width/*, cost/*: each step once too
+            steps = [m.step for m in client.get_metric_history(c.info.run_id, key)]
+            assert len(steps) == len(set(steps)), (key, sorted(steps))
         events = json.loads(Path(client.download_artifacts(c.info.run_id, "growth_events.json")).read_text())
         assert len(events) == len({(e["step"], e["site"]) for e in events}) == int(c.data.metrics["growth/events"])
+    losses = {len(client.get_metric_history(c.info.run_id, "train/loss")) for c in finished}
+    assert len(losses) == 1, losses  # a resumed trial logs its loss as often as one never stopped
 
     study = optuna.load_study(study_name=record.sweep, storage=record.optuna_storage)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
