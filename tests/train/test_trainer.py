@@ -149,7 +149,9 @@ def test_restore_applies_this_trials_hyperparameters(digits, tmp_path):
         assert torch.equal(donor.optimizer.state[p_d]["exp_avg"], recipient.optimizer.state[p_r]["exp_avg"])
 
 
-@pytest.mark.parametrize("trigger", [{"name": "schedule", "every_steps": 5}, {"name": "plateau", "patience": 1, "min_delta": 10.0}])
+@pytest.mark.parametrize(
+    "trigger", [{"name": "schedule", "every_steps": 5}, {"name": "plateau", "patience": 1, "min_delta": 10.0}]
+)
 def test_every_metric_is_logged_once_per_step_when_events_fall_on_epoch_ends(digits, trigger):
     """digits' training split is 1257 samples: 10 steps of 128 per epoch, so a schedule every 5
     steps grows at each epoch's last step, and a plateau trigger grows at the epoch end itself;
