@@ -9,7 +9,8 @@ so none is imported here:
 - ``growray.testing.models``: every registered model (shapes, spec round trip, sites);
 - ``growray.testing.datasets``: every registered dataset (``describe``, seeded splits, ranges);
 - ``growray.testing.supernets``: NAS supernets (weight/architecture parameters, discretization);
-- ``growray.testing.kinds.KindConformance``: experiment kinds (section, checks, metrics, resume).
+- ``growray.testing.kinds.KindConformance``: experiment kinds (section, checks, metrics, resume);
+- ``growray.testing.updaters.UpdaterConformance``: sparse mask updaters (densities kept, drop/regrow counts exact).
 """
 
 __all__: list[str] = []
