@@ -1,0 +1,59 @@
+"""``growray``: validate | run | resume | ls | pareto | ui | retrain | export | show.
+
+The command line is a thin layer over :mod:`growray.api`: it parses arguments, calls the API
+and prints. Each command group is one module of this package with a ``register(sub)``
+function that adds its sub-parsers (``sweep``: validate, run, resume; ``store``: ls, ui,
+pareto; ``models``: retrain, export; ``show``); a new command is a new module listed in
+``COMMANDS``. Exit codes: 0 success, 1 a sweep ran but every trial failed (or it was
+interrupted), 2 invalid experiment file or arguments (nothing was started).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from growray.cli import models, show, store, sweep
+from growray.cli._common import EXIT_FAILED, EXIT_INVALID, EXIT_OK
+
+__all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "build_parser", "main"]
+
+#: The command modules, in the order ``growray --help`` lists them.
+COMMANDS = (sweep, store, models, show)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="growray", description="Network-growth and NAS sweeps on Ray Tune + Optuna, recorded in MLflow."
+    )
+    from growray import __version__
+
+    p.add_argument("--version", action="version", version=f"growray {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    for module in COMMANDS:
+        module.register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except BrokenPipeError:  # `growray show plugins | head`
+        sys.stderr.close()
+        return EXIT_OK
+    except Exception as exc:  # a bug, not a mistake in the file: one line, the traceback on request
+        if os.environ.get("GROWRAY_TRACEBACK"):
+            raise
+        where = exc.__traceback__
+        while where is not None and where.tb_next is not None:
+            where = where.tb_next
+        at = f" ({where.tb_frame.f_code.co_filename}:{where.tb_lineno})" if where is not None else ""
+        print(
+            f"growray {args.command}: internal error {type(exc).__name__}: {exc}{at}\n"
+            "this is a growray bug: please report it with the traceback (rerun with GROWRAY_TRACEBACK=1)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
