@@ -20,8 +20,9 @@ file names is refused with :class:`CIFARFormatError` before it is called.
 
 Preprocessing: pixels scaled to [0, 1], then standardized per channel with the mean and
 std of the training split only (for MNIST's one channel this is fashion_mnist's scalar
-standardization). Random-crop, flip or cutout augmentation is out of scope: the arrays are
-fixed tensors, as for every growray dataset.
+standardization). The arrays are fixed tensors, as for every growray dataset; random crop,
+flip and cutout are applied per training batch by the trainer when ``data.augment`` asks for
+them (:mod:`growray.train.augment`), never to validation or test data.
 """
 
 # No `from __future__ import annotations` here: the config layer reads the registered
@@ -126,7 +127,7 @@ def mnist(
 
     Validation is a stratified, seeded split of the official training set; test is the
     official test set. Pixels are scaled to [0, 1], then standardized per channel with the
-    training split's statistics. No augmentation (random crop, flip, cutout).
+    training split's statistics (augmentation, if any, is the trainer's: ``data.augment``).
 
     Args:
         seed: seeds the subsets and the validation split.
