@@ -298,18 +298,19 @@ class GradientTrigger(Trigger):
     Every ``check_every`` optimizer steps (phase "step"), for each site: the singular values
     sigma_j of the auxiliary gradient M (``auxiliary_gradient`` on ``ctx.batch``; sigma_j is
     the fan-in gradient norm of a newborn with a unit fan-out along the j-th direction) are
-    compared with ``threshold_scale`` x the per-unit gradient norm of the existing units,
-    ``||dL/dw_in_i|| + ||dL/dw_out_i||`` averaged over units i (the notes say "summed";
-    averaging is our reading, so the threshold does not grow with the width; the reference
-    code halves it, hence 0.5). The number of sigma_j above it is requested (capped by
-    ``max_units_per_event``). Measured in eval mode (no BatchNorm/dropout side effects), the
-    model is left unchanged. Skips when ``ctx.model`` or ``ctx.batch`` is None. Stateless,
-    hence deterministic on the same model and batch.
+    compared with ``threshold_scale`` x the **sum** over the existing units i of
+    ``||dL/dw_in_i|| + ||dL/dw_out_i||`` (Maile et al. 2022, T_grad; the authors' code,
+    ``exp/runneurogenesis.jl``, uses ``sum(gradnorms) / 2``, hence the default 0.5). The sum
+    makes the trigger harder to pass as the layer grows, which is what stops it. The number
+    of sigma_j above the threshold is requested (capped by ``max_units_per_event``).
+    Measured in eval mode (no BatchNorm/dropout side effects), the model is left unchanged.
+    Skips when ``ctx.model`` or ``ctx.batch`` is None. Stateless, hence deterministic on the
+    same model and batch.
 
     Args:
         check_every: steps between checks; >= 1.
         max_units_per_event: cap per site and event; >= 1 or None (no cap).
-        threshold_scale: multiplies the mean existing-unit gradient norm; > 0.
+        threshold_scale: multiplies the summed existing-unit gradient norms; > 0.
     """
 
     def __init__(self, check_every: int = 200, max_units_per_event: int | None = None, threshold_scale: float = 0.5):
@@ -323,7 +324,7 @@ class GradientTrigger(Trigger):
         model.eval()
         try:
             sv = torch.linalg.svdvals(auxiliary_gradient(model, site, batch).matrix)
-            thr = self.threshold_scale * float(_per_unit_grad_norms(model, site, batch).mean())
+            thr = self.threshold_scale * float(_per_unit_grad_norms(model, site, batch).sum())
         finally:
             model.train(was_training)
         return int((sv > thr).sum()), float(sv[0]) if sv.numel() else 0.0, thr

@@ -173,15 +173,16 @@ def test_gradient_trigger_counts(digits):
     model = _trained_mlp(digits, False).eval()
     batch = (x[:256], y[:256])
     site = "hidden.0"
-    # By hand: singular values of M versus 0.5 x mean(||dL/dw_in_i|| + ||dL/dw_out_i||).
+    # By hand: singular values of M versus scale x sum_i(||dL/dw_in_i|| + ||dL/dw_out_i||).
     sv = torch.linalg.svdvals(auxiliary_gradient(model, site, batch).matrix)
     mods = model.site_modules(site)
     gin, gout = torch.autograd.grad(
         F.cross_entropy(model(x[:256]), y[:256]), [mods.producer.weight, mods.consumer.weight]
     )
-    thr = 0.5 * float((gin.norm(dim=1) + gout.norm(dim=0)).mean())
-    expected = int((sv > thr).sum())
-    trig = GradientTrigger()
+    summed = float((gin.norm(dim=1) + gout.norm(dim=0)).sum())
+    assert GradientTrigger().count(model, site, batch)[0] == int((sv > 0.5 * summed).sum())  # the default
+    expected = int((sv > 0.2 * summed).sum())
+    trig = GradientTrigger(threshold_scale=0.2)
     assert trig.count(model, site, batch)[0] == expected
     reqs = {r.site: r.n_units for r in trig.check(_ctx(model, batch))}
     assert reqs.get(site, 0) == expected and expected >= 1
@@ -195,6 +196,60 @@ def test_gradient_trigger_counts(digits):
     assert tiny.check(_ctx(model, batch, step=201)) == []
     assert tiny.check(TriggerContext(200, 0, "epoch", model.widths(), model=model, batch=batch)) == []
     assert tiny.check(_ctx(model, None)) == []
+
+
+class _HandNet(torch.nn.Module):
+    """3 inputs -> Linear(3, 4) -> tanh -> Linear(4, 3), one width site ``h``."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+    def sites(self):
+        return ["h"]
+
+    def widths(self):
+        return {"h": 4}
+
+    def site_modules(self, site):
+        from growray.models import SiteModules
+
+        return SiteModules(self.fc1, self.act, self.fc2)
+
+
+def test_gradient_trigger_threshold_is_half_the_summed_unit_norms_by_hand():
+    """T_grad on a hand-built net, every quantity written out without autograd: the count is
+    #{sigma_j(M) > 0.5 * sum_i (||dL/dw_in_i|| + ||dL/dw_out_i||)} (the sum, not the mean)."""
+    net = _HandNet()
+    with torch.no_grad():
+        net.fc1.weight.copy_(4 * torch.tensor([[0.3, 0.0, 0.0], [0.0, 0.2, 0.0], [0.1, 0.0, 0.1], [0.0, 0.05, 0.0]]))
+        net.fc1.bias.zero_()
+        w2 = [[0.05, -0.02, 0.01, 0.0], [-0.05, 0.02, -0.01, 0.03], [0.0, 0.01, 0.02, -0.03]]
+        net.fc2.weight.copy_(4 * torch.tensor(w2))
+        net.fc2.bias.zero_()
+    x = torch.tensor([[2.0, 0.0, 1.0], [0.0, 3.0, 0.0], [-2.0, 0.0, 1.0], [0.0, -3.0, 2.0]])
+    y = torch.tensor([0, 1, 2, 0])
+    # By hand: mean cross-entropy, delta = dL/dz2 = (softmax - onehot) / N.
+    h = torch.tanh(x @ net.fc1.weight.detach().t())
+    z2 = h @ net.fc2.weight.detach().t()
+    delta = (torch.softmax(z2, 1) - F.one_hot(y, 3).float()) / len(x)
+    g_out = delta.t() @ h  # dL/dW2, column i = unit i's fan-out gradient
+    g_in = ((delta @ net.fc2.weight.detach()) * (1 - h**2)).t() @ x  # dL/dW1, row i = unit i's fan-in gradient
+    m = delta.t() @ x  # the auxiliary gradient: a zero layer from x straight to z2
+    sigma = torch.linalg.svdvals(m)
+    per_unit = g_in.norm(dim=1) + g_out.norm(dim=0)
+    thr = 0.5 * float(per_unit.sum())
+    count, top, measured_thr = GradientTrigger().count(net, "h", (x, y))
+    assert measured_thr == pytest.approx(thr, rel=1e-5)
+    assert top == pytest.approx(float(sigma[0]), rel=1e-5)
+    assert count == int((sigma > thr).sum())
+    # The case separates the two readings: sigma = (1.15, 0.58, 0), the sum threshold is 0.82
+    # (one direction passes), the mean threshold would be 0.21 (both would pass).
+    assert count == 1
+    assert int((sigma > 0.5 * float(per_unit.mean())).sum()) == 2
 
 
 def test_gradient_trigger_deterministic_and_state(digits):
