@@ -38,6 +38,16 @@ def _glorot(n: int, w: Tensor, n_out_units: int) -> Tensor:
     return torch.empty((n, *w.shape[1:]), dtype=w.dtype, device=w.device).uniform_(-bound, bound)
 
 
+def _to_incumbent_norm(rows: Tensor, w: Tensor) -> Tensor:
+    """``rows`` (n x ...) rescaled so each has the mean fan-in norm of the existing units of
+    ``w`` (unchanged when the layer has no non-zero unit to take the norm from)."""
+    target = flat_rows(w).norm(dim=1).mean().to(rows.dtype) if w.shape[0] else rows.new_zeros(())
+    if not torch.isfinite(target) or target <= 0:
+        return rows
+    norms = rows.reshape(rows.shape[0], -1).norm(dim=1).clamp_min(1e-30)
+    return rows * (target / norms).reshape(-1, *([1] * (rows.dim() - 1)))
+
+
 def _zero_fan_out(mods: SiteModules, n: int) -> Tensor:
     """Zero consumer columns for ``n`` new units (a conv site flattened into a Linear owns
     ``spatial`` contiguous columns per unit)."""
@@ -155,12 +165,7 @@ class NorthSelectInitializer(Initializer):
         conv = is_conv_site(mods)
         n = max(n_new, self.n_candidates or (100 if conv else 1000))
         cand = _glorot(n, w, w.shape[0] + n_new)
-        if not conv:
-            target = flat_rows(w).norm(dim=1).mean()
-            norms = cand.norm(dim=1, keepdim=True)
-            if target > 0:
-                cand = cand * (target / norms.clamp_min(1e-12))
-        return cand
+        return cand if conv else _to_incumbent_norm(cand, w)
 
     def propose(
         self, model: GrowableModel, site: str, n_new: int, batch: tuple[Tensor, Tensor] | None = None
@@ -181,8 +186,10 @@ class NorthPreInitializer(Initializer):
     Dense sites: SVD of the current pre-activations ``P`` (M x n, over the batch); ``B`` =
     the sample-space directions beyond ``rank(P)`` (the reference slice starts one column
     early: fixed); candidate fan-ins ``pinv(X) @ B @ G`` with ``X`` the producer's inputs
-    (n x F) and ``G`` a standard normal mix. If the complement is empty (``n <= rank``),
-    Glorot candidates are used. Conv sites fall back to Select, as in the paper.
+    (n x F) and ``G`` a standard normal mix, each rescaled to the mean fan-in norm of the
+    existing units (the paper's newborn norm; the candidates' own scale is arbitrary). If the
+    complement is empty (``n <= rank``), Select's candidates are used. Conv sites fall back
+    to Select, as in the paper.
 
     Args:
         n_candidates: candidates per event; null: 1000 (dense) / 100 (conv Select).
@@ -219,6 +226,7 @@ class NorthPreInitializer(Initializer):
             else:
                 mix = torch.randn(complement.shape[1], n_cand, dtype=torch.float64).to(w.device)
                 cand = (torch.linalg.pinv(inputs) @ complement @ mix).t().to(w.dtype)  # n_cand x F
+                cand = _to_incumbent_norm(cand, w)  # as the paper rescales every NORTH newborn
             rows = _select(model, mods, site, x, cand, n_new, self.epsilon)
         return _proposal(mods, rows)
 
@@ -239,7 +247,8 @@ def north_weight_compatible(width: int, fan_in: int) -> str | None:
 @INITIALIZERS.register("north_weight")
 class NorthWeightInitializer(Initializer):
     """NORTH-Weight: Glorot fan-ins with their projection onto the existing fan-ins' row
-    space removed, renormalised to the Glorot vector's length; zero fan-out.
+    space removed, rescaled to the mean fan-in norm of the existing units (the paper's
+    newborn norm; a layer without a non-zero unit keeps the Glorot length); zero fan-out.
 
     New units are made one at a time and each is also orthogonal to the new ones before it
     while that leaves a free direction. Needs no data. Raises ValueError when the site's
@@ -296,5 +305,5 @@ class NorthWeightInitializer(Initializer):
                 if basis.shape[1] + 1 < rows.shape[1]:
                     q = r - basis @ (basis.t() @ r)
                     basis = torch.cat([basis, (q / q.norm().clamp_min(1e-30))[:, None]], dim=1)
-            new = torch.stack(out).reshape(n_new, *w.shape[1:]).to(w.dtype)
+            new = _to_incumbent_norm(torch.stack(out).reshape(n_new, *w.shape[1:]), w.double()).to(w.dtype)
         return _proposal(mods, new)

@@ -2,8 +2,11 @@
 
 Effective dimension of an ``M x n`` matrix ``H`` (units x samples):
 ``phi = (1/M) * #{sigma in SVD(H / sqrt(n)) : sigma > epsilon}``. A trigger requests
-``count - floor(gamma * phi0 * M)`` units when positive; dense sites keep ``phi0`` from the
-first evaluation, conv sites a running max of ``phi`` updated after the comparison.
+``count - floor(gamma * phi0 * M)`` units when positive. ``phi0`` is measured at
+initialisation (``Trigger.start``, called by the growth hook before the first optimizer
+step, as the authors' code does with ``svdinit``); dense sites keep it, conv sites keep a
+running max of ``phi`` updated after each comparison. A site that ``start`` could not
+measure (no call, or too few samples) takes ``phi0`` from its first check instead.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "NorthWeightTrigger",
     "effective_dimension",
     "effective_rank",
+    "fan_in_matrix",
     "flat_rows",
     "is_conv_site",
 ]
@@ -50,6 +54,14 @@ def flat_rows(w: Tensor) -> Tensor:
     return w.detach().reshape(w.shape[0], -1)
 
 
+def fan_in_matrix(mods: SiteModules) -> Tensor:
+    """The NORTH-weight matrix of a site: one row per unit, its fan-in weights followed by
+    its bias (``(M, F + 1)``; ``(M, F)`` when the producer has no bias)."""
+    w = flat_rows(mods.producer.weight)
+    bias = mods.producer.bias
+    return w if bias is None else torch.cat([w, bias.detach().reshape(-1, 1).to(w.dtype)], dim=1)
+
+
 def is_conv_site(mods: SiteModules) -> bool:
     """True when the site's producer is a convolution (its weight has kernel dimensions)."""
     return mods.producer.weight.dim() > 2
@@ -71,16 +83,26 @@ class _NorthTrigger(Trigger):
         """``(count, width, conv)`` of ``site`` of ``model`` (``ctx.model``), or None to skip it now."""
         raise NotImplementedError
 
-    def check(self, ctx: TriggerContext) -> list[GrowthRequest]:
-        if ctx.phase != "step" or ctx.step <= 0 or ctx.step % self.check_every or ctx.model is None:
-            return []
-        model = ctx.model
+    def _measure_all(self, model: GrowableModel, ctx: TriggerContext) -> dict[str, tuple[int, int, bool] | None]:
         was_training = model.training
         model.eval()  # deterministic (no dropout draws) and no BatchNorm statistics updates
         try:
-            measured = {site: self._measure(model, ctx, site) for site in ctx.widths}
+            return {site: self._measure(model, ctx, site) for site in ctx.widths}
         finally:
             model.train(was_training)
+
+    def start(self, ctx: TriggerContext) -> None:
+        """``phi0`` of every site at initialisation (the paper's ``phi(f_0, l)``)."""
+        if ctx.model is None:
+            return
+        for site, m in self._measure_all(ctx.model, ctx).items():
+            if m is not None and site not in self.baseline:
+                self.baseline[site] = m[0] / m[1]
+
+    def check(self, ctx: TriggerContext) -> list[GrowthRequest]:
+        if ctx.phase != "step" or ctx.step <= 0 or ctx.step % self.check_every or ctx.model is None:
+            return []
+        measured = self._measure_all(ctx.model, ctx)
         requests = []
         for site, m in measured.items():
             if m is None:
@@ -165,8 +187,9 @@ class NorthWeightTrigger(_NorthTrigger):
     """NORTH-weight: the NORTH-act rule on each site's fan-in matrix.
 
     ``count`` = #singular values above ``epsilon`` of ``W / sqrt(F)``, ``W`` the ``M x F``
-    matrix of the units' fan-in vectors (conv: ``F = C_in*k*k``). Needs no data: a site is
-    skipped while ``F <= M`` (the analogue of NORTH's ``n > M``), not on ``ctx.batch``.
+    matrix of the units' fan-in vectors with the bias as its last column
+    (``fan_in_matrix``; conv: ``C_in*k*k`` weights + bias), ``F`` its number of columns.
+    Needs no data: a site is skipped while ``F <= M`` (the analogue of NORTH's ``n > M``).
 
     Args:
         check_every: evaluate every this many optimizer steps; >= 1.
@@ -184,7 +207,7 @@ class NorthWeightTrigger(_NorthTrigger):
 
     def _measure(self, model: GrowableModel, ctx: TriggerContext, site: str) -> tuple[int, int, bool] | None:
         mods = model.site_modules(site)
-        w = flat_rows(mods.producer.weight)
+        w = fan_in_matrix(mods)
         if w.shape[1] <= w.shape[0]:
             return None
         return effective_rank(w, self.epsilon), w.shape[0], is_conv_site(mods)

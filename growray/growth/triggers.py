@@ -71,6 +71,16 @@ class Trigger(ABC):
     def check(self, ctx: TriggerContext) -> list[GrowthRequest]:
         """Requests to grow now (often empty)."""
 
+    def start(self, ctx: TriggerContext) -> None:
+        """Measure what the trigger compares against at initialisation (default: nothing).
+
+        The growth hook calls it once, before the first optimizer step of a fresh run
+        (``ctx.step == 0``, ``ctx.batch`` = the first ``growth.buffer_size`` training
+        samples); a resumed run does not call it again (the state carries the result). A
+        trigger must still work when it is never called (direct use, older checkpoints).
+        """
+        return None
+
     def check_site(self, model: GrowableModel, site: str, limits: SiteLimits) -> str | None:
         """Why this trigger cannot watch ``site`` of ``model`` under ``limits`` (None: it can).
 

@@ -98,6 +98,24 @@ def test_act_trigger_fires_the_code_formula_and_caps():
     assert trig.check(_ctx(model, 3, _rank_data(200, 4))) == []  # 4 <= thr: no growth
 
 
+def test_act_trigger_takes_phi0_at_initialisation():
+    """``start`` (the growth hook calls it before the first step) fixes phi0; later checks
+    compare with it, not with their own first measurement."""
+    model = _LinearSite()
+    trig = NorthActTrigger(check_every=1)
+    trig.start(_ctx(model, 0, _rank_data(200, 4)))  # phi0 = 4/10 at initialisation
+    assert trig.state_dict() == {"baseline": {"s": 0.4}}
+    # rank 9 now: 9 - floor(0.97 * 0.4 * 10) = 9 - 3 = 6 (the first-check reading gives 9 - 8 = 1)
+    assert [r.n_units for r in trig.check(_ctx(model, 1, _rank_data(200, 9)))] == [6]
+    late = NorthActTrigger(check_every=1)
+    assert [r.n_units for r in late.check(_ctx(model, 1, _rank_data(200, 9)))] == [1]
+    trig.start(_ctx(model, 0, _rank_data(200, 9)))  # a second start keeps the first baseline
+    assert trig.state_dict() == {"baseline": {"s": 0.4}}
+    skipped = NorthActTrigger(check_every=1)
+    skipped.start(_ctx(model, 0, None))  # no batch: phi0 falls back to the first check
+    assert skipped.state_dict() == {"baseline": {}}
+
+
 def test_act_trigger_needs_more_samples_than_units_and_a_batch():
     model = _LinearSite()
     trig = NorthActTrigger(check_every=1)
@@ -161,7 +179,27 @@ def test_weight_trigger_on_fan_in_rows():
     with torch.no_grad():
         model.lin.weight[torch.arange(6), torch.arange(6)] = 0.5 * math.sqrt(20)
     assert [r.n_units for r in trig.check(_ctx(model, 2))] == [4]  # 6 - 2
-    assert NorthWeightTrigger(check_every=1).check(_ctx(_LinearSite(f=6, m=6), 1)) == []  # F <= M: skipped
+    # F + 1 columns (weights and bias) <= M: skipped; F = M leaves the bias column: measured.
+    assert NorthWeightTrigger(check_every=1).check(_ctx(_LinearSite(f=5, m=6), 1)) == []
+    assert NorthWeightTrigger(check_every=1).check(_ctx(_LinearSite(f=6, m=6), 1)) != []
+
+
+def test_weight_trigger_counts_the_bias_column():
+    """The fan-in matrix is [W | b]: a unit whose weights are zero but whose bias is not adds
+    a direction, and the scaling is 1/sqrt(F + 1)."""
+    model = _LinearSite(f=20, m=6)
+    with torch.no_grad():
+        model.lin.weight.zero_()
+        model.lin.weight[torch.arange(3), torch.arange(3)] = 0.5 * math.sqrt(21)
+    trig = NorthWeightTrigger(check_every=1)
+    trig.start(_ctx(model, 0))  # phi0 = 3 / 6 at initialisation
+    assert trig.state_dict()["baseline"] == {"s": 0.5}
+    with torch.no_grad():
+        model.lin.bias[3] = 0.5 * math.sqrt(21)  # weights unchanged, a 4th direction in the bias
+    assert [r.n_units for r in trig.check(_ctx(model, 1))] == [2]  # 4 - floor(0.99 * 0.5 * 6) = 2
+    with torch.no_grad():
+        model.lin.bias[3] = 0.005 * math.sqrt(21)  # singular value 0.005 < epsilon: not counted
+    assert [r.n_units for r in trig.check(_ctx(model, 2))] == [1]
 
 
 @pytest.mark.parametrize(
@@ -252,6 +290,8 @@ def test_pre_gives_pre_activations_orthogonal_to_the_current_ones():
     new = (batch[0].double() @ rows.t()).t()
     cos = (old @ new.t()) / (old.norm(dim=1)[:, None] * new.norm(dim=1)[None, :])
     assert cos.abs().max() < 1e-4
+    w = model.hidden[0].linear.weight.detach().double()
+    assert torch.allclose(rows.norm(dim=1), w.norm(dim=1).mean().expand(3), rtol=1e-5)  # incumbents' norm
 
 
 def test_weight_init_is_orthogonal_to_existing_rows():
@@ -262,7 +302,8 @@ def test_weight_init_is_orthogonal_to_existing_rows():
     assert (w @ new.t()).abs().max() < 1e-4 * w.norm(dim=1).max() * new.norm(dim=1).max()
     gram = new @ new.t()
     assert (gram - torch.diag(gram.diagonal())).abs().max() < 1e-4 * gram.diagonal().max()  # one at a time
-    assert new.norm(dim=1).max() <= math.sqrt(6 / (20 + 13)) * math.sqrt(20) + 1e-6  # a Glorot vector's length
+    # newborns at the incumbents' mean fan-in norm (the paper's rescaling), not a Glorot length
+    assert torch.allclose(new.norm(dim=1), w.norm(dim=1).mean().expand(5), rtol=1e-5)
 
 
 def test_weight_init_needs_width_below_fan_in():

@@ -76,6 +76,11 @@ class GrowthHook(Hook):
         unknown = sorted(set(self.sites or []) - set(model_sites))
         if unknown:
             raise ValueError(f"growth.sites: {unknown} are not sites of this model; its sites are {model_sites}")
+        if trainer.step == 0:  # a fresh run: what the trigger compares against at initialisation
+            x, y = trainer.data.train
+            model = trainer.growable_model()
+            first = (x[: self.buffer_size], y[: self.buffer_size])
+            self.strategy.trigger.start(TriggerContext(0, 0, "step", dict(model.widths()), model=model, batch=first))
 
     def _grow(self, trainer: Trainer, phase: Literal["step", "epoch"], **losses: float | None) -> None:
         model = trainer.growable_model()
