@@ -9,12 +9,15 @@ Triggers (``north_act``, ``north_weight``) compare the count with ``floor(gamma 
 and add the difference: the corrected NORTH formula ``max(0, ...)``, as the authors' code
 does (the paper prints ``min``). Placing the floor on the threshold (code) rather than on
 ``M * (phi - gamma * phi0)`` matters for narrow layers: with the latter a full-rank layer of
-fewer than ``1 / (1 - gamma)`` units could never grow. Dense sites keep ``phi0`` from the first evaluation; conv
-sites keep a running max of ``phi`` (late conv layers start near 0), updated after the
-comparison, as in the reference code.
+fewer than ``1 / (1 - gamma)`` units could never grow. ``phi0`` is measured at
+initialisation (``Trigger.start``, before the first optimizer step, as the paper's
+``phi(f_0, l)`` and the authors' ``svdinit``); dense sites keep it, conv sites keep a running
+max of ``phi`` (late conv layers start near 0), updated after the comparison, as in the
+reference code. ``north_weight`` measures the fan-in matrix with the bias as a last column.
 
 Initializers (``north_select``, ``north_pre``, ``north_weight``) set the new fan-out to 0, so
 growth preserves the function; new BatchNorm entries are fresh (1, 0, 0, 1) and biases 0.
+Dense newborns (and every NORTH-Weight newborn) get the incumbents' mean fan-in norm.
 Conv sites are supported: a candidate filter is a vector of ``C_in * k * k`` values and
 spatial positions count as samples.
 
