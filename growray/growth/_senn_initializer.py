@@ -101,6 +101,7 @@ class SENNInitializer(Initializer):
                     step_size=self.step_size,
                     tikhonov=self.tikhonov,
                     generator=gen,
+                    slope=data.slope,
                 )
                 u = fan_ins[sample_winner(gains, self.temperature, gen)]
                 data.add_input(data.activation((u @ data.inputs.t())[None])[0], g, g_hat, self.tikhonov)

@@ -35,6 +35,8 @@ class SiteData:
         activation: maps pre-activations ``(P, N)`` of width candidates to activations.
         depth_activation: the same for depth candidates (the site's activation, no norm).
         has_offset: whether ``inputs`` carries the bias column.
+        slope: derivative of ``activation`` (elementwise), or None (autograd finds it).
+        depth_slope: derivative of ``depth_activation``, or None.
     """
 
     stats: LayerStats
@@ -43,6 +45,8 @@ class SiteData:
     activation: Callable[[Tensor], Tensor]
     depth_activation: Callable[[Tensor], Tensor]
     has_offset: bool
+    slope: Callable[[Tensor], Tensor] | None = None
+    depth_slope: Callable[[Tensor], Tensor] | None = None
 
     def add_input(self, a_p: Tensor, g: Tensor, g_hat: Tensor, tikhonov: float) -> None:
         """Rescore as if the unit with activations ``a_p`` ``(N,)`` had been added (zero fan-out:
@@ -57,6 +61,19 @@ class SiteData:
 def _site_activation(mods: SiteModules) -> Callable[[Tensor], Tensor]:
     act = mods.act if mods.act is not None else (lambda t: t)
     return act
+
+
+def _site_slope(mods: SiteModules) -> Callable[[Tensor], Tensor] | None:
+    """The derivative of the site's activation in closed form, as autograd takes it (ReLU:
+    0 at 0), for the common ones; None otherwise."""
+    act = mods.act
+    if act is None or type(act) is nn.Identity:
+        return torch.ones_like
+    if type(act) is nn.ReLU:
+        return lambda z: (z > 0).to(z.dtype)
+    if type(act) is nn.Tanh:
+        return lambda z: 1 - torch.tanh(z) ** 2
+    return None
 
 
 def measure_site(
@@ -100,5 +117,7 @@ def measure_site(
     def width_act(z: Tensor) -> Tensor:
         return act((z * scale).to(torch.float64))
 
-    data = SiteData(stats, inputs, consumer_inputs, width_act, lambda z: act(z), has_offset)
+    slope = _site_slope(mods)
+    width_slope = None if slope is None else (lambda z: slope((z * scale).to(torch.float64)) * scale)
+    data = SiteData(stats, inputs, consumer_inputs, width_act, lambda z: act(z), has_offset, width_slope, slope)
     return data, g, g_hat

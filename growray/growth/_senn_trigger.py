@@ -104,7 +104,12 @@ class SENNTrigger(Trigger):
         return torch.Generator().manual_seed(key % (2**63 - 1))
 
     def _best(
-        self, feats: Tensor, act: Callable[[Tensor], Tensor], stats: LayerStats, gen: torch.Generator
+        self,
+        feats: Tensor,
+        act: Callable[[Tensor], Tensor],
+        stats: LayerStats,
+        gen: torch.Generator,
+        slope: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, float]:
         fan_ins, gains = optimize_proposals(
             feats,
@@ -115,6 +120,7 @@ class SENNTrigger(Trigger):
             step_size=self.step_size,
             tikhonov=self.tikhonov,
             generator=gen,
+            slope=slope,
         )
         i = sample_winner(gains, self.temperature, gen)
         return fan_ins[i], float(gains[i])
@@ -147,14 +153,16 @@ class SENNTrigger(Trigger):
                 eta, gsq = data.stats.eta, data.stats.grad_sq
                 if site not in width_best:
                     gen = self._generator(ctx.step, i, round_, 0)
-                    width_best[site] = self._best(data.inputs, data.activation, data.stats, gen)
+                    width_best[site] = self._best(data.inputs, data.activation, data.stats, gen, data.slope)
                 u, gain = width_best[site]
                 self.last_scores.setdefault(site, gain)
                 if self._passes(gain, eta, gsq) and (best is None or 1 + gain / max(eta, 1e-30) > best[0]):
                     best = (1 + gain / max(eta, 1e-30), "widen", site, gain, u)
                 if depth_ok and round_ == 0:
                     gen = self._generator(ctx.step, i, round_, 1)
-                    _, dgain = self._best(data.consumer_inputs, data.depth_activation, data.stats, gen)
+                    _, dgain = self._best(
+                        data.consumer_inputs, data.depth_activation, data.stats, gen, data.depth_slope
+                    )
                     dgain /= self.layer_cost
                     self.last_depth_scores[site] = dgain
                     if self._passes(dgain, eta, gsq) and (best is None or 1 + dgain / max(eta, 1e-30) > best[0]):

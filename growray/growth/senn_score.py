@@ -118,6 +118,47 @@ def candidate_gain(a_p: Tensor, stats: LayerStats, tikhonov: float = 0.1) -> Ten
     return quad / a_sq
 
 
+def _gains_and_ascent(
+    v: Tensor,
+    feats: Tensor,
+    activation: Callable[[Tensor], Tensor],
+    stats: LayerStats,
+    tikhonov: float,
+    with_grad: bool,
+    slope_of: Callable[[Tensor], Tensor] | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """``candidate_gain(activation(v @ feats.T))`` per row of ``v`` and, with ``with_grad``,
+    its gradient with respect to ``v``, in closed form (what autograd of ``candidate_gain``
+    gives, up to the order of floating-point operations; one forward, no graph over the
+    matmuls). The activation must be elementwise; its slope is ``slope_of(z)``, or from
+    autograd on the activation alone when ``slope_of`` is None."""
+    z = v @ feats.t()  # (P, N)
+    if with_grad and slope_of is not None:
+        a, slope = activation(z), slope_of(z)
+    elif with_grad:
+        with torch.enable_grad():
+            zz = z.detach().requires_grad_(True)
+            a = activation(zz)
+            (slope,) = torch.autograd.grad(a, zz, torch.ones_like(a))
+        a = a.detach()
+    else:
+        a = activation(z)
+    r = stats.residual.to(a.dtype)
+    s_inv = stats.s_inv.to(a.dtype)
+    n = a.shape[1]
+    m = a @ r / n  # (P, C): E[a_p g_r^T]
+    ms = m @ s_inv
+    quad = (ms * m).sum(dim=1)
+    a_sq = (a * a).mean(dim=1) * (1.0 + tikhonov) + _TINY
+    gains = quad / a_sq
+    if not with_grad:
+        return gains, None
+    # d gain / d a = (d quad / d m) r^T / (n a_sq) - quad / a_sq^2 * 2 (1 + tikhonov) a / n
+    grad_m = ms + m @ s_inv.t()
+    grad_a = (grad_m @ r.t()) / (n * a_sq)[:, None] - (quad / (a_sq * a_sq) * (2.0 * (1.0 + tikhonov) / n))[:, None] * a
+    return gains, (grad_a * slope) @ feats
+
+
 def optimize_proposals(
     features: Tensor,
     activation: Callable[[Tensor], Tensor],
@@ -128,14 +169,20 @@ def optimize_proposals(
     step_size: float = 0.3,
     tikhonov: float = 0.1,
     generator: torch.Generator | None = None,
+    slope: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Random fan-ins improved by a few steps of gradient ascent on ``d_eta'``.
 
     A proposal is a fan-in ``u`` over ``features`` (``(N, F)``, bias column included); its
-    activations are ``activation(features @ u)``. Starts: ``N(0, 1/F)`` entries. Each step moves
-    every proposal by ``step * ||u||`` along its normalised gradient (a scale-free step); a step
-    that does not raise that proposal's gain is undone and its step divided by 3 (per proposal;
-    starts at ``step_size``).
+    activations are ``activation(features @ u)`` (``activation`` elementwise). Starts:
+    ``N(0, 1/F)`` entries. Each step moves every proposal by ``step * ||u||`` along its
+    normalised gradient (a scale-free step); a step that does not raise that proposal's gain
+    is undone and its step divided by 3 (per proposal; starts at ``step_size``).
+
+    Each step evaluates the trial fan-ins once: their gains and (except in the last step)
+    their closed-form gradients, kept for the proposals that move (a proposal that stays
+    keeps its gain and gradient). ``slope`` (optional) is the activation's derivative,
+    elementwise; without it the derivative comes from autograd.
 
     Returns:
         ``(fan_ins (P, F), gains (P,))``, both detached, in float64.
@@ -145,24 +192,21 @@ def optimize_proposals(
     u = torch.randn(n_proposals, f, generator=generator, dtype=torch.float64) / math.sqrt(f)
     u = u.to(feats.device)
     step = torch.full((n_proposals,), float(step_size), dtype=torch.float64, device=feats.device)
-
-    def gains_of(v: Tensor) -> Tensor:
-        return candidate_gain(activation(v @ feats.t()), stats, tikhonov)
-
-    with torch.enable_grad():
-        for _ in range(n_steps):
-            v = u.clone().requires_grad_(True)
-            score = gains_of(v)
-            (grad,) = torch.autograd.grad(score.sum(), v)
-            with torch.no_grad():
-                direction = grad / grad.norm(dim=1, keepdim=True).clamp_min(_TINY)
-                trial = u + (step * u.norm(dim=1))[:, None] * direction
-                better = gains_of(trial) > score.detach()
-                u = torch.where(better[:, None], trial, u)
-                step = torch.where(better, step, step / 3.0)
     with torch.no_grad():
-        final = gains_of(u)
-    return u.detach(), final.detach()
+        gains, grad = _gains_and_ascent(u, feats, activation, stats, tikhonov, n_steps > 0, slope)
+        for i in range(n_steps):
+            assert grad is not None  # computed for every step but the last
+            direction = grad / grad.norm(dim=1, keepdim=True).clamp_min(_TINY)
+            trial = u + (step * u.norm(dim=1))[:, None] * direction
+            last = i + 1 == n_steps
+            t_gains, t_grad = _gains_and_ascent(trial, feats, activation, stats, tikhonov, not last, slope)
+            better = t_gains > gains
+            u = torch.where(better[:, None], trial, u)
+            gains = torch.where(better, t_gains, gains)
+            step = torch.where(better, step, step / 3.0)
+            if t_grad is not None:
+                grad = torch.where(better[:, None], t_grad, grad)
+    return u.detach(), gains.detach()
 
 
 def sample_winner(gains: Tensor, temperature: float, generator: torch.Generator | None = None) -> int:

@@ -306,3 +306,25 @@ class TestSENNTriggerConformance(TriggerConformance):
             {"name": "senn", "check_every": 60, "cooldown_epochs": 1, "alpha": 0.0, "n_proposals": 8}
         )
         assert any(trigger.check(ctx) for ctx in standard_contexts())
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh", "gelu"])
+def test_closed_form_ascent_matches_autograd(act):
+    """The optimiser's closed-form gradient (and closed-form ReLU/tanh slopes) is autograd's."""
+    from growray.growth.senn_score import _gains_and_ascent
+
+    torch.manual_seed(4)
+    n = 48
+    feats = with_bias_column(torch.randn(n, 5, dtype=torch.float64))
+    a_c = with_bias_column(torch.randn(n, 3, dtype=torch.float64))
+    g = torch.randn(n, 4, dtype=torch.float64)
+    stats = layer_stats(a_c, g, g / g.norm(dim=1, keepdim=True), 1.0, 0.1)
+    fn = make_activation(act).double()
+    slopes = {"relu": lambda z: (z > 0).double(), "tanh": lambda z: 1 - torch.tanh(z) ** 2, "gelu": None}
+    v = torch.randn(7, feats.shape[1], dtype=torch.float64, requires_grad=True)
+    gains = candidate_gain(fn(v @ feats.t()), stats, 0.1)
+    (expected,) = torch.autograd.grad(gains.sum(), v)
+    for slope in (slopes[act], None):
+        got_gains, got_grad = _gains_and_ascent(v.detach(), feats, fn, stats, 0.1, True, slope)
+        torch.testing.assert_close(got_gains, gains.detach(), rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(got_grad, expected, rtol=1e-10, atol=1e-13)
