@@ -26,6 +26,7 @@ from growray.growth.initializers import (
 from growray.growth.limits import SiteLimits
 from growray.growth.nest import NeSTInitializer
 from growray.growth.optim_state import OPTIMIZER_STATE_POLICIES, migrate_optimizer
+from growray.growth.random_expansion import RandomExpansionInitializer
 from growray.growth.strategy import GrowthStrategy
 from growray.growth.surgery import ParamChange, widen
 from growray.growth.triggers import (
@@ -57,6 +58,7 @@ __all__ = [
     "Net2WiderInitializer",
     "ParamChange",
     "PlateauTrigger",
+    "RandomExpansionInitializer",
     "RandomInitializer",
     "ScheduleTrigger",
     "SiteLimits",

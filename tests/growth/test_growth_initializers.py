@@ -20,7 +20,7 @@ def _grow(model, init, site="hidden.0", n=5, seed=0):
 
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_net2wider_exact_without_noise(batch_norm):
-    init = Net2WiderInitializer()
+    init = Net2WiderInitializer(noise=0.0)
     assert init.preserves_function
     err, p = _grow(make_probe_model(batch_norm), init, n=12)  # more copies than units: repeats
     assert err < 1e-5
@@ -33,7 +33,7 @@ def test_net2wider_copies_with_same_mapping(batch_norm):
     mods = model.site_modules("hidden.0")
     w, cw = mods.producer.weight.detach().clone(), mods.consumer.weight.detach().clone()
     b = mods.producer.bias.detach().clone()
-    _, p = _grow(model, Net2WiderInitializer(), n=9)
+    _, p = _grow(model, Net2WiderInitializer(noise=0.0), n=9)
     # recover g from the copied rows, then check bias / BN / consumer use the same g
     g = [int((w == row).all(1).nonzero()[0]) for row in p.fan_in]
     assert torch.equal(p.bias, b[g])
@@ -64,10 +64,10 @@ def test_random_exact(batch_norm):
         assert p.norm["bias"].eq(0).all() and p.norm["running_mean"].eq(0).all()
 
 
-@pytest.mark.parametrize("name", ["random", "net2wider"])
-def test_widen_twice_in_a_row(name):
+@pytest.mark.parametrize("section", [{"name": "random"}, {"name": "net2wider", "noise": 0.0}], ids=lambda s: s["name"])
+def test_widen_twice_in_a_row(section):
     model = make_probe_model(True)
-    init = INITIALIZERS.build(name)
+    init = INITIALIZERS.build(section)
     e1, _ = _grow(model, init, n=3, seed=1)
     e2, _ = _grow(model, init, n=4, seed=2)
     e3, _ = _grow(model, init, site="hidden.1", n=2, seed=3)

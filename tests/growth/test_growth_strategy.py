@@ -38,7 +38,7 @@ def test_schedule_strategy_grows_at_steps_and_respects_max_width(batch_norm):
     probe = (torch.randn(32, 2, 3), torch.randint(0, 4, (32,)))
     strategy = GrowthStrategy(
         ScheduleTrigger(every_steps=5, n_units=3),
-        Net2WiderInitializer(),
+        Net2WiderInitializer(noise=0.0),
         max_width=9,
         trigger_name="schedule",
         initializer_name="net2wider",

@@ -49,7 +49,7 @@ def _grow(model, init, site, n, seed=0):
 
 @pytest.mark.parametrize("site", SITES)
 @pytest.mark.parametrize("batch_norm", [False, True])
-@pytest.mark.parametrize("init", [RandomInitializer(scale=2.0), Net2WiderInitializer()], ids=["random", "net2wider"])
+@pytest.mark.parametrize("init", [RandomInitializer(scale=2.0), Net2WiderInitializer(noise=0.0)], ids=["random", "net2wider"])
 def test_exact_preservation(init, batch_norm, site):
     model = _model(batch_norm)
     err, _, _ = _grow(model, init, site, n=9)  # 9 > width: net2wider repeats sources
@@ -69,7 +69,7 @@ def test_net2wider_copies_filters_and_divides_consumer_slices(site):
     cw = mods.consumer.weight.detach().clone()
     width, spatial = w.shape[0], mods.spatial
     assert spatial == SITES[site]
-    _, p, _ = _grow(model, Net2WiderInitializer(), site, n=7)
+    _, p, _ = _grow(model, Net2WiderInitializer(noise=0.0), site, n=7)
     g = [int((w.flatten(1) == row.flatten()).all(1).nonzero()[0]) for row in p.fan_in]
     assert torch.equal(p.bias, b[g])
     for k, v in stats.items():  # same g for every BN entry; incumbents untouched
@@ -103,7 +103,7 @@ def test_conv_to_linear_blocks_appended_after_incumbents():
     consumer_change = next(c for c in changes if c.new is fc.weight)
     assert consumer_change.dim == 1 and consumer_change.n_old == 16
     # a new channel's block: column j*S + s of fan_out
-    p2 = Net2WiderInitializer().propose(model, "conv.1", 1)
+    p2 = Net2WiderInitializer(noise=0.0).propose(model, "conv.1", 1)
     assert torch.equal(join_unit_columns(split_unit_columns(p2.fan_out, 4)), p2.fan_out)
 
 
@@ -121,7 +121,7 @@ def test_optimizer_migration_of_conv_weights(opt_name, site):
         nn.functional.cross_entropy(model(X), y).backward()
         opt.step()
     old_state = {id(p): {k: v.clone() for k, v in opt.state[p].items()} for p in model.parameters()}
-    _, _, changes = _grow(model, Net2WiderInitializer(), site, n=3)
+    _, _, changes = _grow(model, Net2WiderInitializer(noise=0.0), site, n=3)
     migrate_optimizer(opt, changes)
     spatial = SITES[site]
     mods = model.site_modules(site)
@@ -182,7 +182,7 @@ def test_strategy_grows_every_cnn_site_and_preserves_function():
     model = _model().train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     probe = (X[:16], torch.randint(0, 3, (16,)))
-    strategy = GrowthStrategy(ScheduleTrigger(every_steps=1, n_units=2), Net2WiderInitializer())
+    strategy = GrowthStrategy(ScheduleTrigger(every_steps=1, n_units=2), Net2WiderInitializer(noise=0.0))
     ctx = TriggerContext(1, 0, "step", model.widths(), model=model, batch=(X, torch.randint(0, 3, (32,))))
     events = strategy.step(model, opt, ctx, probe)
     assert [e.site for e in events] == ["conv.0", "conv.1", "fc.0"]
