@@ -134,7 +134,7 @@ def test_resume_from_checkpoint_continues_the_search_exactly(images, tmp_path, m
 
 
 def test_retrain_builds_the_evaluation_network_from_the_genotype(images):
-    exp = _exp("darts", retrain={"epochs": 1, "channels": 3, "layers": 2, "drop_path": 0.1})
+    exp = _exp("darts", retrain={"epochs": 1, "channels": 3, "layers": 2, "drop_path": 0.1, "batch_size": 32})
     genotype = {
         "normal": [["sep_conv_3x3", 0], ["skip_connect", 1]],
         "normal_concat": [2],
@@ -146,7 +146,8 @@ def test_retrain_builds_the_evaluation_network_from_the_genotype(images):
     assert (rexp.model["channels"], rexp.model["layers"], rexp.trainer.epochs) == (3, 2, 1)
     rec = MemoryRecorder()
     metrics = retrain_genotype(exp, exp.kinds["nas"], genotype, images, recorder=rec)
-    assert 0 <= metrics["nas/retrain_val_acc"] <= 1
+    # it learned: 10 classes, chance 0.1; measured 0.59-0.74 over seeds 0-2 (0.08-0.12 with batch 256)
+    assert metrics["nas/retrain_val_acc"] > 0.3
     assert rec.artifacts["genotype.json"] == genotype
 
 

@@ -34,7 +34,7 @@ def sweep(ray_session, tmp_path_factory):
             "nas": {
                 "method": "darts",
                 "bn_calibration_batches": 1,
-                "retrain": {"enabled": True, "epochs": 1, "channels": 2, "layers": 1},
+                "retrain": {"enabled": True, "epochs": 1, "channels": 3, "layers": 2, "batch_size": 32},
             },
             "search": {
                 "space": {"nas.order": {"type": "categorical", "choices": [1, 2]}},
@@ -85,14 +85,15 @@ def test_retrain_stage_writes_a_linked_run_and_reports_to_optuna(sweep):
         search = by_id[r.data.tags["growray.search_run_id"]]
         assert search.data.tags["growray.retrain_run_id"] == r.info.run_id
         assert r.data.tags["mlflow.parentRunId"] == result.parent_run_id
-        assert 0 <= r.data.metrics["nas/retrain_val_acc"] <= 1
+        # the retrained cell learned (10 classes, chance 0.1; a hand-set cell scores 0.59-0.74 here)
+        assert 0.2 < r.data.metrics["nas/retrain_val_acc"] <= 1
         assert search.data.metrics["nas/retrain_val_acc"] == r.data.metrics["nas/retrain_val_acc"]
         assert "nas/retrain_gap" in search.data.metrics
         with open(client.download_artifacts(r.info.run_id, "genotype.json")) as f:
             retrained = json.load(f)
         with open(client.download_artifacts(search.info.run_id, "genotype.json")) as f:
             assert retrained == json.load(f)
-    assert all(t.metric == t.metric and 0 <= t.metric <= 1 for t in result.trials), "Optuna got nas/retrain_val_acc"
+    assert all(t.metric == t.metric and 0.2 < t.metric <= 1 for t in result.trials), "Optuna got nas/retrain_val_acc"
 
 
 def test_growray_retrain_command_trains_a_search_run_again(sweep, capsys):
