@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._reader import reader
 from ._recorder import Recorder
 from ._runs import set_run_tags
-from ._store import _client, child_runs
 from .tables import format_table, short_params
 
 __all__ = ["CONSTRAINTS_TAG", "OBJECTIVES_TAG", "ParetoReport", "record_front", "sweep_front"]
@@ -69,7 +69,8 @@ def sweep_front(tracking_uri: str, parent_run_id: str) -> ParetoReport:
     """Compute the front of one sweep from the store (nothing is written)."""
     from growray.search.pareto import pareto_front
 
-    parent = _client(tracking_uri).get_run(parent_run_id)
+    store = reader(tracking_uri)
+    parent = store.get_run(parent_run_id)
     raw = parent.data.tags.get(OBJECTIVES_TAG)
     if raw is None:
         raise ValueError(f"run {parent_run_id} is not a growray sweep with objectives (tag {OBJECTIVES_TAG} missing)")
@@ -78,7 +79,8 @@ def sweep_front(tracking_uri: str, parent_run_id: str) -> ParetoReport:
     metrics = [o["metric"] for o in objectives]
     modes = [o["mode"] for o in objectives]
     report = ParetoReport(metrics, modes)
-    for run in child_runs(tracking_uri, parent_run_id):
+    children = store.runs_tagged([parent.info.experiment_id], "mlflow.parentRunId", parent_run_id, newest_first=False)
+    for run in children:
         values = [run.data.metrics.get(m) for m in metrics]
         if any(v is None or not math.isfinite(v) for v in values):
             report.skipped += 1

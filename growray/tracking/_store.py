@@ -13,9 +13,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._reader import reader
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
+
+    from ._reader import Run as ReadRun
 
 __all__ = [
     "SWEEP_KIND",
@@ -224,13 +228,13 @@ def list_sweeps(tracking_uri: str, experiment: str | None = None) -> list[dict[s
     Raises:
         ValueError: ``experiment`` does not exist; the message lists the names that do.
     """
-    client = _client(tracking_uri)
+    store = reader(tracking_uri)  # sqlite without importing MLflow (``growray ls`` stays light)
     if experiment is None:
-        experiments = list(client.search_experiments())
+        experiments = store.search_experiments()
     else:
-        exp = client.get_experiment_by_name(experiment)
+        exp = store.get_experiment_by_name(experiment)
         if exp is None or exp.lifecycle_stage == "deleted":
-            existing = sorted(e.name for e in client.search_experiments())
+            existing = sorted(e.name for e in store.search_experiments())
             raise ValueError(
                 f"no experiment {experiment!r} in {tracking_uri}; existing: {', '.join(existing) or '(none)'}"
             )
@@ -238,12 +242,7 @@ def list_sweeps(tracking_uri: str, experiment: str | None = None) -> list[dict[s
     if not experiments:
         return []
     names = {e.experiment_id: e.name for e in experiments}
-    parents = _search_all(
-        client,
-        list(names),
-        f"tags.`growray.kind` = '{SWEEP_KIND}'",
-        ["attributes.start_time DESC"],
-    )
+    parents = store.runs_tagged(list(names), "growray.kind", SWEEP_KIND, newest_first=True)
     out = []
     for run in parents:
         info = run.info
@@ -256,26 +255,23 @@ def list_sweeps(tracking_uri: str, experiment: str | None = None) -> list[dict[s
                 "status": info.status,
                 "start_time": _fmt_time(info.start_time),
                 "end_time": _fmt_time(info.end_time),
-                "n_trials": len(child_runs(tracking_uri, info.run_id)),
+                "n_trials": len(
+                    store.runs_tagged([info.experiment_id], "mlflow.parentRunId", info.run_id, newest_first=False)
+                ),
                 "best_val_acc": run.data.metrics.get("best/val_acc"),
             }
         )
     return out
 
 
-def latest_sweep_run(tracking_uri: str, experiment: str) -> Run | None:
+def latest_sweep_run(tracking_uri: str, experiment: str) -> ReadRun | None:
     """The newest sweep (parent) run of an MLflow experiment, or None."""
-    client = _client(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
+    store = reader(tracking_uri)
+    exp = store.get_experiment_by_name(experiment)
     if exp is None:
-        names = sorted(e.name for e in client.search_experiments())
+        names = sorted(e.name for e in store.search_experiments())
         raise ValueError(
             f"no MLflow experiment {experiment!r} in {tracking_uri}; experiments: {', '.join(names) or '(none)'}"
         )
-    runs = client.search_runs(
-        [exp.experiment_id],
-        f"tags.`growray.kind` = '{SWEEP_KIND}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
+    runs = store.runs_tagged([exp.experiment_id], "growray.kind", SWEEP_KIND, newest_first=True, limit=1)
     return runs[0] if runs else None
