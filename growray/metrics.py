@@ -28,10 +28,15 @@ CORE_METRICS: dict[str, str] = {
     "cost/params": "current trainable parameter count",
     "cost/flops": "forward FLOPs per sample",
     "cost/train_seconds": "cumulative training wall time",
-    "cost/train_flops": "cumulative training compute: (forward + backward) FLOPs x samples seen, following growth",
+    "cost/train_flops": (
+        "cumulative training compute: (forward + backward) FLOPs x samples seen, following growth, plus "
+        "architecture steps and growth checks/initializers (cost/train_flops/<kind>)"
+    ),
+    "cost/eval_flops": "cumulative evaluation compute (validation, test, NAS gap passes): forward FLOPs x samples",
     "cost/gpu_seconds": "cumulative training time x the trial's GPU share (GPU trials)",
     "cost/latency_ms": "median inference latency at the protocol's first batch size, on the trial's device",
     "cost/latency_p95_ms": "95th percentile of the same measurement",
+    "cost/latency_spread": "(max - min) / min of the repeated latency measurements' medians: high when cores were shared",
     "growth/events": "number of architecture events (growth, depth) so far",
     "growth/depth": "number of hidden layers (models with width sites)",
     "epoch": "completed epochs",
@@ -39,6 +44,7 @@ CORE_METRICS: dict[str, str] = {
 CORE_METRIC_PREFIXES: dict[str, str] = {
     "growth/width/": "width of one site, e.g. growth/width/hidden.0",
     "cost/latency_ms/bs": "median latency at another protocol batch size, e.g. cost/latency_ms/bs256",
+    "cost/train_flops/": "the part of cost/train_flops beside the weight steps, per kind: arch, growth, sparse",
 }
 
 

@@ -98,8 +98,13 @@ class TrainingCompute:
     ``architecture_key`` and recounted (one small forward + backward pass) only for an
     architecture not seen before, e.g. after a growth event.
 
+    Compute spent beside the weight steps (architecture steps, growth trigger checks and
+    initializer proposals, RigL's dense gradients) enters through ``add_flops`` with a
+    ``kind``; it is part of ``total_flops`` and also kept per kind (``extra``).
+
     Attributes:
-        total_flops: forward + backward FLOPs of every sample seen so far.
+        total_flops: forward + backward FLOPs of every sample seen so far, plus ``extra``.
+        extra: FLOPs added by ``add_flops``, per kind (``arch``, ``growth``, ``sparse``, ...).
         n_samples: samples seen so far.
         n_steps: calls to ``add_step``.
         n_counts: how many times per-sample FLOPs were counted (architectures seen since
@@ -113,6 +118,7 @@ class TrainingCompute:
         self.n_steps = 0
         self.n_counts = 0
         self.flops_per_sample = 0
+        self.extra: dict[str, int] = {}
         self._cache: dict[Hashable, int] = {}
 
     def add_step(self, model: nn.Module, input_shape: Sequence[int], n_samples: int) -> None:
@@ -129,30 +135,41 @@ class TrainingCompute:
         self.n_samples += n_samples
         self.n_steps += 1
 
-    def add_flops(self, flops: int) -> None:
-        """Add compute spent outside the counted training steps (RigL's dense weight gradient
-        at its mask updates); it enters ``total_flops`` only."""
-        self.total_flops += check_int("flops", flops, minimum=0)
+    def add_flops(self, flops: int, kind: str = "other") -> None:
+        """Add compute spent outside the counted training steps (an architecture step, a
+        growth check, RigL's dense weight gradient); it enters ``total_flops`` and
+        ``extra[kind]``."""
+        flops = check_int("flops", flops, minimum=0)
+        self.total_flops += flops
+        self.extra[kind] = self.extra.get(kind, 0) + flops
 
-    def state_dict(self) -> dict[str, int]:
+    def state_dict(self) -> dict[str, Any]:
         """JSON-able totals for checkpoints (the cache is not saved: it is recounted on demand)."""
         return {
             "total_flops": self.total_flops,
             "n_samples": self.n_samples,
             "n_steps": self.n_steps,
             "flops_per_sample": self.flops_per_sample,
+            "extra": dict(self.extra),
         }
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Restore totals saved by ``state_dict``; unknown or missing keys are errors."""
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore totals saved by ``state_dict``; unknown or missing keys are errors (a
+        checkpoint written before ``extra`` existed loads with none)."""
         expected = set(self.state_dict())
+        if isinstance(state, dict) and "extra" not in state:
+            state = {**state, "extra": {}}
         if not isinstance(state, dict) or set(state) != expected:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"TrainingCompute state must have exactly the keys {sorted(expected)}; got {got}")
-        values = {k: check_int(f"state[{k!r}]", state[k], minimum=0) for k in sorted(expected)}
+        extra = state["extra"]
+        if not isinstance(extra, dict):
+            raise ValueError(f"TrainingCompute state['extra'] must be a dict of kind -> FLOPs; got {extra!r}")
+        values = {k: check_int(f"state[{k!r}]", state[k], minimum=0) for k in sorted(expected - {"extra"})}
         self.total_flops = values["total_flops"]
         self.n_samples = values["n_samples"]
         self.n_steps = values["n_steps"]
         self.flops_per_sample = values["flops_per_sample"]
+        self.extra = {str(k): check_int(f"state['extra'][{k!r}]", v, minimum=0) for k, v in extra.items()}
         self._cache = {}
         self.n_counts = 0

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from growray.checks import check_choice, check_int
-from growray.cost import count_params, forward_flops
+from growray.cost import count_flops, count_params, forward_flops
 from growray.growth.deepen import Deepener, DepthChange, add_new_parameters
 from growray.growth.events import GrowthEvent
 from growray.growth.initializers import Initializer, WidthProposal
@@ -101,6 +101,7 @@ class GrowthStrategy:
         self.optimizer_state = check_choice("optimizer_state", optimizer_state, OPTIMIZER_STATE_POLICIES)
         self.trigger_name = trigger_name or type(trigger).__name__
         self.initializer_name = initializer_name or type(initializer).__name__
+        self.overhead_flops = 0  # FLOPs of trigger checks and proposals not yet taken (take_overhead_flops)
 
     def step(
         self,
@@ -109,8 +110,10 @@ class GrowthStrategy:
         ctx: TriggerContext,
         probe: tuple[Tensor, Tensor],
     ) -> list[GrowthEvent]:
-        """Grow if the trigger asks; one event per grown site (often none)."""
-        requests = self.trigger.check(ctx)
+        """Grow if the trigger asks; one event per grown site (often none). The FLOPs of the
+        trigger's check and the initializer's proposals (what the method computes, not the
+        event's measurements) accumulate in ``overhead_flops``."""
+        requests = self._counted(self.trigger.check, ctx)
         if not requests:
             return []
         model_sites = model.sites()
@@ -138,6 +141,20 @@ class GrowthStrategy:
         finally:
             model.train(was_training)
         return events
+
+    def _counted(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        result, flops = count_flops(fn, *args, **kwargs)
+        self.overhead_flops += flops
+        return result
+
+    def start(self, ctx: TriggerContext) -> None:
+        """The trigger's measurement at initialisation (``Trigger.start``), counted."""
+        self._counted(self.trigger.start, ctx)
+
+    def take_overhead_flops(self) -> int:
+        """The FLOPs counted since the last call (and reset them)."""
+        flops, self.overhead_flops = self.overhead_flops, 0
+        return flops
 
     def _event(
         self, model: GrowableModel, ctx: TriggerContext, req: GrowthRequest, x: Tensor, **fields: Any
@@ -177,9 +194,9 @@ class GrowthStrategy:
         # Initializers learn from recent *training* samples, never from the held-out probe.
         if self.initializer.uses_hint:  # the uses_hint contract: propose takes hint=
             hinted = cast(_HintedInitializer, self.initializer)
-            proposal = hinted.propose(model, req.site, n, batch=ctx.batch, hint=req.payload)
+            proposal = self._counted(hinted.propose, model, req.site, n, batch=ctx.batch, hint=req.payload)
         else:
-            proposal = self.initializer.propose(model, req.site, n, batch=ctx.batch)
+            proposal = self._counted(self.initializer.propose, model, req.site, n, batch=ctx.batch)
         changes = widen(model, req.site, proposal)
         if optimizer is not None:
             sources = self._sources(model, req.site, width) if self.optimizer_state == "transplant" else None

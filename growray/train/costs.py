@@ -1,5 +1,6 @@
 """The cost metrics of a training run: params and FLOPs at every architecture change, latency
-at an interval, training compute as it accumulates (``cost/*``, DESIGN.md)."""
+at an interval, training compute as it accumulates, evaluation compute apart (``cost/*``,
+DESIGN.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from growray.config import CostsConfig
 from growray.cost import (
     LatencyProtocol,
     TrainingCompute,
+    architecture_key,
     count_params,
     forward_flops,
     mask_signature,
@@ -35,9 +37,11 @@ class CostMeter:
         self.input_shape = input_shape
         self.device = device
         self.compute = TrainingCompute()
+        self.eval_flops = 0  # forward FLOPs of every evaluated sample (val, test, NAS gap): not training
         self.latency: dict[str, float] = {}  # latest cost/latency_* values
         self._latency_arch: str | None = None  # the architecture they were measured on
         self._cache: tuple[tuple[Any, ...], int, int] | None = None
+        self._eval_cache: dict[Any, int] = {}
 
     def static(self, model: nn.Module, widths: dict[str, int]) -> dict[str, float]:
         """``cost/params`` and ``cost/flops`` (per sample), recomputed only when widths or weight
@@ -47,6 +51,23 @@ class CostMeter:
             self._cache = (key, count_params(model), forward_flops(model, self.input_shape))
         _, params, flops = self._cache
         return {"cost/params": float(params), "cost/flops": float(flops)}
+
+    def add_eval(self, model: nn.Module, n_samples: int) -> None:
+        """Count an evaluation pass of ``n_samples`` through ``model`` (forward only, effective
+        FLOPs for masked layers) into ``cost/eval_flops``; cached per architecture."""
+        key = architecture_key(model, self.input_shape)
+        flops = self._eval_cache.get(key)
+        if flops is None:
+            flops = self._eval_cache[key] = forward_flops(model, self.input_shape)
+        self.eval_flops += flops * int(n_samples)
+
+    def compute_metrics(self) -> dict[str, float]:
+        """``cost/train_flops`` (weight steps and everything added beside them),
+        ``cost/train_flops/<kind>`` (the part each kind added: ``arch``, ``growth``, ...)
+        and ``cost/eval_flops``."""
+        out = {"cost/train_flops": float(self.compute.total_flops), "cost/eval_flops": float(self.eval_flops)}
+        out.update({f"cost/train_flops/{kind}": float(v) for kind, v in sorted(self.compute.extra.items())})
+        return out
 
     def protocol(self) -> LatencyProtocol | None:
         """The latency protocol (logged as params), or None when latency is off."""
@@ -72,17 +93,27 @@ class CostMeter:
             return
         results = measure_latency(model, self.input_shape, protocol, self.device)
         head = results[0]
-        self.latency = {"cost/latency_ms": head.median_ms, "cost/latency_p95_ms": head.p95_ms}
+        self.latency = {
+            "cost/latency_ms": head.median_ms,
+            "cost/latency_p95_ms": head.p95_ms,
+            "cost/latency_spread": head.spread,  # repeats' medians: (max - min) / min
+        }
         for r in results[1:]:
             self.latency[f"cost/latency_ms/bs{r.batch_size}"] = r.median_ms
         self._latency_arch = arch
 
     def state_dict(self) -> dict[str, Any]:
-        return {"compute": self.compute.state_dict(), "latency": self.latency, "latency_arch": self._latency_arch}
+        return {
+            "compute": self.compute.state_dict(),
+            "eval_flops": self.eval_flops,
+            "latency": self.latency,
+            "latency_arch": self._latency_arch,
+        }
 
     def load_state_dict(self, meta: dict[str, Any]) -> None:
         """Restore from a checkpoint's meta (the keys ``state_dict`` wrote, at its top level)."""
         if "compute" in meta:
             self.compute.load_state_dict(meta["compute"])
+        self.eval_flops = int(meta.get("eval_flops", 0))
         self.latency = dict(meta.get("latency", {}))
         self._latency_arch = meta.get("latency_arch")

@@ -93,11 +93,12 @@ class DartsHook(NasHook):
         if trainer.epoch < self.cfg.warmup_epochs or self.architect is None:
             return
         batch = self._arch_batch(trainer)
+        step = self.architect.step  # its FLOPs (unrolled step and finite-difference HVP included) count
         if self.cfg.order == 1:  # first order under the trainer's autocast; the unrolled step stays float32
             with trainer.precision.autocast():
-                self.last_arch_stats = self.architect.step((xb, yb), batch, trainer.optimizer)
+                self.last_arch_stats = self._arch_compute(trainer, step, (xb, yb), batch, trainer.optimizer)
         else:
-            self.last_arch_stats = self.architect.step((xb, yb), batch, trainer.optimizer)
+            self.last_arch_stats = self._arch_compute(trainer, step, (xb, yb), batch, trainer.optimizer)
 
     def on_epoch_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> dict[str, float]:
         model = self._supernet(trainer)

@@ -99,7 +99,7 @@ class EnasHook(NasHook):
         return genotype
 
     def on_batch_start(self, trainer: Trainer, xb: torch.Tensor, yb: torch.Tensor) -> None:
-        self._supernet(trainer).set_arch(self._sample())
+        self._supernet(trainer).set_arch(self._arch_compute(trainer, self._sample))  # controller forward
 
     def _reward_fn(self, model: EnasSupernet) -> Callable[[Genotype], float]:
         def reward(genotype: Genotype) -> float:
@@ -111,13 +111,17 @@ class EnasHook(NasHook):
         """Train the controller; when due, derive a cell; evaluate the derived cell."""
         model = self._supernet(trainer)
         search = self._controller()
-        self._epoch_stats = {
-            k: float(v) for k, v in search.train_controller(self._reward_fn(model), self.cfg.controller.steps).items()
-        }
+        # controller training (rewards on architecture batches, REINFORCE) and deriving count as
+        # search compute (cost/train_flops/arch)
+        stats = self._arch_compute(trainer, search.train_controller, self._reward_fn(model), self.cfg.controller.steps)
+        self._epoch_stats = {k: float(v) for k, v in stats.items()}
         if self._due(trainer) or self.genotype is None:
             x_score, y_score = self.arch.next()
-            self.genotype, _ = search.derive(
-                lambda g: model.arch_accuracy(x_score, y_score, g), n_samples=self.cfg.derive_samples
+            self.genotype, _ = self._arch_compute(
+                trainer,
+                search.derive,
+                lambda g: model.arch_accuracy(x_score, y_score, g),
+                n_samples=self.cfg.derive_samples,
             )
             self._derived_at = trainer.epoch
         model.set_arch(self._current())  # the trainer's validation (and the final test) use the derived cell

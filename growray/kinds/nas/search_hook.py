@@ -20,12 +20,13 @@ says why once (printed, and tagged ``growray.benchmark``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
+from growray.cost import count_flops
 from growray.nas import (
     Genotype,
     Nb201Genotype,
@@ -44,6 +45,7 @@ from .config import NasConfig
 __all__ = ["AnyGenotype", "BatchCycler", "NasHook", "edge_labels", "genotype_from_dict"]
 
 AnyGenotype = Genotype | Nb201Genotype
+T = TypeVar("T")
 
 
 def genotype_from_dict(d: dict[str, Any]) -> AnyGenotype:
@@ -120,12 +122,23 @@ class NasHook(Hook):
         x, y = self.arch.next()
         return trainer.precision.batch(trainer.augment(x, trainer.step, stream=1)), y
 
+    @staticmethod
+    def _arch_compute(trainer: Trainer, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run the search's own compute (architecture steps, controller training, sampling,
+        deriving) and add its FLOPs to ``cost/train_flops`` (``cost/train_flops/arch``)."""
+        result, flops = count_flops(fn, *args, **kwargs)
+        trainer.costs.compute.add_flops(flops, "arch")
+        return result
+
     def _discrete_accuracy(self, trainer: Trainer, network: nn.Module) -> tuple[float, float]:
         network = trainer.precision.prepare_model(network.to(trainer.device))
         x_train, _ = trainer.data.train
         bs = trainer.cfg.batch_size
-        recalibrate_batchnorm(network, (x_train[i * bs : (i + 1) * bs] for i in range(self.cfg.bn_calibration_batches)))
+        calibration = [x_train[i * bs : (i + 1) * bs] for i in range(self.cfg.bn_calibration_batches)]
+        recalibrate_batchnorm(network, iter(calibration))
         x_val, y_val = trainer.data.val
+        # evaluation compute (cost/eval_flops): the calibration forwards and the validation pass
+        trainer.costs.add_eval(network, sum(len(x) for x in calibration) + len(x_val))
         return evaluate(network, x_val, y_val, trainer.cfg.eval_batch_size, precision=trainer.precision)
 
     def _benchmark_metrics(self, trainer: Trainer, genotype: AnyGenotype) -> dict[str, float]:

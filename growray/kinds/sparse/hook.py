@@ -168,7 +168,7 @@ class SparseHook(Hook):
         if missing:
             raise RuntimeError(f"no dense gradient was kept for {missing} at update step {step}")
         if self.updater.needs_gradient and trainer.last_batch is not None:
-            trainer.costs.compute.add_flops(self._dense_gradient_flops(trainer) * len(trainer.last_batch[0]))
+            trainer.costs.compute.add_flops(self._dense_gradient_flops(trainer) * len(trainer.last_batch[0]), "sparse")
         before = self._probe_loss(model)
         fraction = self.schedule.drop_fraction(step)
         layers: dict[str, dict[str, int]] = {}
