@@ -261,6 +261,7 @@ class Trainer:
     def evaluate(self, split: str) -> tuple[float, float]:
         """(mean loss, accuracy) on ``train``, ``val`` or ``test``, in eval mode."""
         x, y = getattr(self.data, split)
+        self.costs.add_eval(self.model, len(x))
         return evaluate(self.model, x, y, self.cfg.eval_batch_size, precision=self.precision)
 
     # ------------------------------------------------------------------ loop
@@ -387,12 +388,13 @@ class Trainer:
         last = self.finished
         self.costs.measure_latency_if_due(self.model, self.arch_json(), self.epoch, last)
         metrics.update(self.costs.latency)  # the latest measurement, so every report carries the current cost
-        metrics["cost/train_flops"] = float(self.costs.compute.total_flops)
+        metrics.update(self.costs.compute_metrics())  # cost/train_flops (+ per kind), cost/eval_flops
         if self.device.type == "cuda" and self.gpu_fraction > 0:
             metrics["cost/gpu_seconds"] = self.train_seconds * self.gpu_fraction
         if last:
             test_loss, test_acc = self.evaluate("test")
             metrics.update({"test/loss": test_loss, "test/acc": test_acc})
+            metrics["cost/eval_flops"] = float(self.costs.eval_flops)  # with the test pass
         at_step, logged = self._logged_at_step
         already = logged if at_step == self.step else {}
         self.recorder.log_metrics({k: v for k, v in metrics.items() if already.get(k) != v}, step=self.step)

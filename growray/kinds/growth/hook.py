@@ -80,7 +80,8 @@ class GrowthHook(Hook):
             x, y = trainer.data.train
             model = trainer.growable_model()
             first = (x[: self.buffer_size], y[: self.buffer_size])
-            self.strategy.trigger.start(TriggerContext(0, 0, "step", dict(model.widths()), model=model, batch=first))
+            self.strategy.start(TriggerContext(0, 0, "step", dict(model.widths()), model=model, batch=first))
+            trainer.costs.compute.add_flops(self.strategy.take_overhead_flops(), "growth")
 
     def _grow(self, trainer: Trainer, phase: Literal["step", "epoch"], **losses: float | None) -> None:
         model = trainer.growable_model()
@@ -94,6 +95,7 @@ class GrowthHook(Hook):
             **losses,
         )
         events = self.strategy.step(model, trainer.optimizer, ctx, self.probe)
+        trainer.costs.compute.add_flops(self.strategy.take_overhead_flops(), "growth")  # checks, proposals
         widened = [ev for ev in events if ev.kind == "widen"]
         if widened and self._diagnosing():
             for ev in widened:
