@@ -6,26 +6,33 @@
     >>> print(result.table()); result.best.mlflow_run_id
 
 Loading, validating and the store queries (``list_sweeps``, ``pareto_front``) never import
-Ray; ``run`` and ``resume`` import it when they start.
+Ray; ``run`` and ``resume`` import it when they start. Importing this module imports nothing
+heavy: each function imports what it needs, and the names re-exported from other modules
+(``ConfigError``, ``format_table``, ...) are imported on first use, so ``growray ls`` pays
+neither for the config layer's pydantic models nor for torch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from growray.config import ConfigError, Experiment, load_experiment, parse_overrides
-from growray.tracking.tables import format_table
-from growray.tune.storage import NothingToResume, SetupError
+from growray.plugins import PluginInfo
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from growray.config import ConfigError, Experiment, parse_overrides
     from growray.export import ExportReport
     from growray.tracking import LoggedModel, ParetoReport, UIProcess
+    from growray.tracking.tables import format_table
     from growray.tune.orchestrate import SweepResult
     from growray.tune.record import SweepRecord
+    from growray.tune.storage import NothingToResume, SetupError
+
+    #: what ``run``/``resume`` raise for a problem found before any trial started (exit 2)
+    NOTHING_STARTED: tuple[type[Exception], ...]
 
 __all__ = [
     "NOTHING_STARTED",
@@ -51,8 +58,25 @@ __all__ = [
     "to_yaml",
 ]
 
-#: what ``run``/``resume`` raise for a problem found before any trial started (exit 2)
-NOTHING_STARTED: tuple[type[Exception], ...] = (SetupError,)
+#: names re-exported from the module that defines them, imported on first use (PEP 562)
+_LAZY = {
+    "ConfigError": "growray.config",
+    "Experiment": "growray.config",
+    "parse_overrides": "growray.config",
+    "format_table": "growray.tracking.tables",
+    "NothingToResume": "growray.tune.storage",
+    "SetupError": "growray.tune.storage",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "NOTHING_STARTED":
+        return (__getattr__("SetupError"),)
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def prepare_ray_env(address: str | None) -> None:
@@ -70,6 +94,8 @@ def prepare_ray_env(address: str | None) -> None:
 
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Experiment:
     """Read and validate an experiment file. Imports neither Ray nor MLflow."""
+    from growray.config import load_experiment
+
     return load_experiment(path, overrides)
 
 
@@ -103,12 +129,15 @@ def run(
     On a multi-node cluster ``output_dir`` must be reachable from every node: a ``file:///``
     folder on a shared mount, an object-store URI, or a plain folder with ``shared_storage=True``.
     """
+    from growray.config import Experiment
+
     exp = experiment if isinstance(experiment, Experiment) else load(experiment, overrides)
     if overrides and isinstance(experiment, Experiment):
         exp = exp.with_overrides(overrides)
     prepare_ray_env(address)
     from growray.data import DatasetNotFoundError
     from growray.tune.orchestrate import run_sweep  # imports Ray only now
+    from growray.tune.storage import SetupError
 
     try:
         return run_sweep(
@@ -176,8 +205,14 @@ def pareto_front(
 
     name = str(experiment)
     if Path(experiment).suffix in (".yaml", ".yml") and Path(experiment).is_file():
-        exp = load(experiment)
-        name, tracking_uri = exp.experiment_name, tracking_uri or exp.tracking.uri
+        from growray.config.experiment import recorded_where
+
+        # the file's name and tracking section are enough, and read without importing any plug-in
+        where = recorded_where(Path(experiment))
+        if where is None:  # they do not validate: the whole file's errors (ConfigError)
+            exp = load(experiment)
+            where = exp.experiment_name, exp.tracking.uri
+        name, tracking_uri = where[0], tracking_uri or where[1]
     uri = existing_store(tracking_uri)
     if run_id is None:
         run = latest_sweep_run(uri, name)
@@ -314,7 +349,7 @@ def _export_run(
 ) -> tuple[ExportReport, LoggedModel | None]:
     """One run: its network (``network.json``, else its newest checkpoint), the files, the latency, the MLflow model."""
     from growray import export as ex
-    from growray.config import validate_dict
+    from growray.config import ConfigError, validate_dict
     from growray.plugins import load_plugins
     from growray.tracking import log_onnx_model, read_export_source, record_export_latency
     from growray.train import load_checkpoint
@@ -350,31 +385,10 @@ def _export_run(
     return report, logged
 
 
-@dataclass(frozen=True)
-class PluginInfo:
-    """One registered plug-in, as ``growray show plugins`` lists it."""
-
-    path: str  # where YAML names it: "growth.trigger", "nas.method", "kinds"
-    name: str
-    description: str
-    params: dict[str, Any]  # parameter -> default
-
-
 def plugins() -> list[PluginInfo]:
     """Every registered plug-in: the experiment kinds, then every plug-in section (the core's
-    and each kind's) and the kinds' other registries, with their parameters' defaults."""
-    from growray.config import plugin_schema, plugin_slots
-    from growray.kinds import KINDS, get_kind
-    from growray.plugins import load_plugins
+    and each kind's) and the kinds' other registries, with their parameters' defaults
+    (``growray.plugins.plugin_infos``: cached while growray's sources are unchanged)."""
+    from growray.plugins import plugin_infos
 
-    load_plugins()
-    out = [PluginInfo("kinds", n, KINDS.get(n).description, {}) for n in KINDS.names()]
-    for path, slot in plugin_slots().items():
-        for name in slot.registry.names():
-            props = plugin_schema(slot.registry, name).get("properties", {})
-            params = {k: v.get("default") for k, v in props.items()}
-            out.append(PluginInfo(path, name, slot.registry.get(name).description, params))
-    for kind_name in KINDS.names():  # names chosen in a kind's section (nas.method); settings live there
-        for path, registry in get_kind(kind_name).registries.items():
-            out += [PluginInfo(path, n, registry.get(n).description, {}) for n in registry.names()]
-    return out
+    return plugin_infos()

@@ -13,6 +13,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 def _resume_key(tmp_path_factory):
     """Sweeps sign their Ray Tune state with a key outside the home folder during tests."""
     os.environ["GROWRAY_RESUME_KEY"] = str(tmp_path_factory.mktemp("key") / "resume.key")
+    # ``growray show plugins`` caches its description under the home folder otherwise
+    os.environ.setdefault("GROWRAY_CACHE_DIR", str(tmp_path_factory.mktemp("growray-cache")))
 
 
 @pytest.fixture(scope="session")

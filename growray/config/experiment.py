@@ -9,6 +9,7 @@ set, so the resolved config reads like the file.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import (
@@ -31,7 +32,7 @@ from .schema import (
     TrainerConfig,
 )
 
-__all__ = ["CORE_SECTIONS", "Experiment", "kind_names"]
+__all__ = ["CORE_SECTIONS", "Experiment", "kind_names", "recorded_where"]
 
 
 def kind_names() -> list[str]:
@@ -146,3 +147,22 @@ class Experiment(Section):
 
 #: top-level keys of an experiment file besides the kind sections
 CORE_SECTIONS: tuple[str, ...] = tuple(k for k in Experiment.model_fields if k not in ("kinds", "augment"))
+
+
+def recorded_where(path: Path) -> tuple[str, str] | None:
+    """``(MLflow experiment name, tracking URI)`` of an experiment file from its ``name`` and
+    ``tracking`` sections alone, as ``Experiment.experiment_name`` and ``tracking.uri`` give
+    them; None when those do not validate. A store query (``growray pareto FILE``) needs no
+    more, and validating the whole file imports every plug-in (torch with them)."""
+    from pydantic import ValidationError
+
+    from .files import load_yaml
+
+    raw = load_yaml(path)
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        return None
+    try:
+        tracking = TrackingConfig.model_validate(raw.get("tracking") or {})
+    except ValidationError:
+        return None
+    return tracking.experiment or raw["name"], tracking.uri
