@@ -34,6 +34,7 @@ import numpy as np
 
 from growray.checks import check_int
 from growray.data._base import Dataset, DatasetNotFoundError, check_fractions, limited_splits, standardize_channels
+from growray.data._registry import DATASETS
 
 __all__ = ["CACHE_ROOT", "ENV_VAR", "FileSource", "Split", "find_files", "load_official", "search_folders"]
 
@@ -182,6 +183,62 @@ def locate(source: FileSource, root: object, download: object) -> dict[str, Path
         files = _download(source, root_s, folders)
     log.debug("%s: reading %s", source.name, next(iter(files.values())).parent)
     return files
+
+
+#: The Args/Raises part every official-files dataset's docstring shares.
+OFFICIAL_PARAMETERS = """
+    Args:
+        seed: seeds the subsets and the validation split.
+        root: folder holding the files (directly or in torchvision's layout); searched first.
+        val_fraction: share of the (limited) official training set held out, in (0, 1).
+        limit_train: use a stratified subset of this many official training samples
+            (train + val together); null for all.
+        limit_test: use a stratified subset of this many test samples; null for all.
+        download: when no folder holds the files, fetch them with torchvision into ``root``
+            (or ``~/.cache/growray``).
+
+    Raises:
+        DatasetNotFoundError: no folder holds the files and ``download`` is false.
+"""
+
+
+def official_dataset(
+    name: str, source: Callable[[], FileSource], doc: str, format_error: str
+) -> Callable[..., Dataset]:
+    """The loader of a dataset read from its official train/test files, registered as ``name``.
+
+    Every such dataset takes the same parameters (the config layer reads them from the
+    signature below, which is why it is written out once here rather than per dataset).
+
+    Args:
+        name: the registered name (``data.name``).
+        source: builds the dataset's :class:`FileSource` (per call, so folders are read when
+            the data is loaded).
+        doc: the docstring's summary and description; :data:`OFFICIAL_PARAMETERS` follow it.
+        format_error: the docstring's last ``Raises`` line (the reader's format error).
+    """
+
+    def load(
+        seed: int,
+        root: str | None = None,
+        val_fraction: float = 0.1,
+        limit_train: int | None = None,
+        limit_test: int | None = None,
+        download: bool = False,
+    ) -> Dataset:
+        return load_official(
+            source(),
+            seed=seed,
+            root=root,
+            val_fraction=val_fraction,
+            limit_train=limit_train,
+            limit_test=limit_test,
+            download=download,
+        )
+
+    load.__name__ = load.__qualname__ = name
+    load.__doc__ = f"{doc.rstrip()}\n{OFFICIAL_PARAMETERS}        {format_error}\n"
+    return DATASETS.register(name, describe=lambda **params: source().describe(**params))(load)
 
 
 def load_official(

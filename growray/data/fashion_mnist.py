@@ -14,10 +14,8 @@ search is ``growray.data._folders``'s, shared with mnist and CIFAR):
 
 from pathlib import Path
 
-from growray.data._base import Dataset
-from growray.data._folders import FileSource, load_official
+from growray.data._folders import FileSource, official_dataset
 from growray.data._idx import MNIST_FILES, read_mnist_layout
-from growray.data._registry import DATASETS
 
 __all__ = ["SYSTEM_FOLDERS", "fashion_mnist"]
 
@@ -51,45 +49,14 @@ def _source() -> FileSource:
     )
 
 
-def _describe(**params: object) -> tuple[tuple[int, ...], int]:
-    return _source().describe(**params)
-
-
-@DATASETS.register("fashion_mnist", describe=_describe)
-def fashion_mnist(
-    seed: int,
-    root: str | None = None,
-    val_fraction: float = 0.1,
-    limit_train: int | None = None,
-    limit_test: int | None = None,
-    download: bool = False,
-) -> Dataset:
+fashion_mnist = official_dataset(
+    "fashion_mnist",
+    _source,
     """Fashion-MNIST (28x28 grey images, 10 classes) read from the original IDX files.
 
-    Validation is a stratified, seeded split of the official training set; test is the
-    official test set. Pixels are scaled to [0, 1], then standardized with the scalar mean
-    and std of the training split (its one channel's).
-
-    Args:
-        seed: seeds the subsets and the validation split.
-        root: folder holding the files (directly or in ``FashionMNIST/raw``); searched first.
-        val_fraction: share of the (limited) official training set held out, in (0, 1).
-        limit_train: use a stratified subset of this many official training samples
-            (train + val together); null for all 60,000.
-        limit_test: use a stratified subset of this many test samples; null for all 10,000.
-        download: when no folder holds the files, fetch them with torchvision into ``root``
-            (or ``~/.cache/growray``).
-
-    Raises:
-        DatasetNotFoundError: no folder holds the files and ``download`` is false.
-        IDXFormatError: a file is corrupt.
-    """
-    return load_official(
-        _source(),
-        seed=seed,
-        root=root,
-        val_fraction=val_fraction,
-        limit_train=limit_train,
-        limit_test=limit_test,
-        download=download,
-    )
+    Validation is a stratified, seeded split of the official training set (60,000 images);
+    test is the official test set (10,000). Pixels are scaled to [0, 1], then standardized
+    with the scalar mean and std of the training split (its one channel's).
+    """,
+    "IDXFormatError: a file is corrupt.",
+)

@@ -31,11 +31,9 @@ them (:mod:`growray.train.augment`), never to validation or test data.
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from growray.data._base import Dataset
 from growray.data._cifar import CIFARFormatError, load_cifar_batch, read_cifar_batches
-from growray.data._folders import FileSource, Split, load_official
+from growray.data._folders import FileSource, Split, official_dataset
 from growray.data._idx import MNIST_FILES, read_mnist_layout
-from growray.data._registry import DATASETS
 
 __all__ = ["SOURCES", "CIFARFormatError", "cifar10", "cifar100", "load_cifar_batch", "mnist"]
 
@@ -114,99 +112,34 @@ SOURCES: dict[str, FileSource] = {
 # --- registered datasets -------------------------------------------------------------------------
 
 
-@DATASETS.register("mnist", describe=SOURCES["mnist"].describe)
-def mnist(
-    seed: int,
-    root: str | None = None,
-    val_fraction: float = 0.1,
-    limit_train: int | None = None,
-    limit_test: int | None = None,
-    download: bool = False,
-) -> Dataset:
+mnist = official_dataset(
+    "mnist",
+    lambda: SOURCES["mnist"],
     """MNIST (28x28 grey digits, 10 classes) from the IDX files in ``MNIST/raw``.
 
     Validation is a stratified, seeded split of the official training set; test is the
     official test set. Pixels are scaled to [0, 1], then standardized per channel with the
     training split's statistics (augmentation, if any, is the trainer's: ``data.augment``).
-
-    Args:
-        seed: seeds the subsets and the validation split.
-        root: folder holding the files (directly or in torchvision's layout); searched first.
-        val_fraction: share of the (limited) official training set held out, in (0, 1).
-        limit_train: use a stratified subset of this many official training samples
-            (train + val together); null for all.
-        limit_test: use a stratified subset of this many test samples; null for all.
-        download: when no folder holds the files, fetch them with torchvision into ``root``
-            (or ``~/.cache/growray``).
-
-    Raises:
-        DatasetNotFoundError: no folder holds the files and ``download`` is false.
-        IDXFormatError: a file is corrupt.
-    """
-    return load_official(
-        SOURCES["mnist"],
-        seed=seed,
-        root=root,
-        val_fraction=val_fraction,
-        limit_train=limit_train,
-        limit_test=limit_test,
-        download=download,
-    )
-
-
-@DATASETS.register("cifar10", describe=SOURCES["cifar10"].describe)
-def cifar10(
-    seed: int,
-    root: str | None = None,
-    val_fraction: float = 0.1,
-    limit_train: int | None = None,
-    limit_test: int | None = None,
-    download: bool = False,
-) -> Dataset:
+    """,
+    "IDXFormatError: a file is corrupt.",
+)
+cifar10 = official_dataset(
+    "cifar10",
+    lambda: SOURCES["cifar10"],
     """CIFAR-10 (32x32 colour images, 10 classes) from the pickled batches in ``cifar-10-batches-py``.
 
     Same parameters, splits and preprocessing as :func:`mnist`; 50,000 training and 10,000
     test images. The batches are read with the restricted unpickler (module docstring).
-
-    Raises:
-        DatasetNotFoundError: no folder holds the files and ``download`` is false.
-        CIFARFormatError: a batch is corrupt, or names a global the unpickler refuses.
-    """
-    return load_official(
-        SOURCES["cifar10"],
-        seed=seed,
-        root=root,
-        val_fraction=val_fraction,
-        limit_train=limit_train,
-        limit_test=limit_test,
-        download=download,
-    )
-
-
-@DATASETS.register("cifar100", describe=SOURCES["cifar100"].describe)
-def cifar100(
-    seed: int,
-    root: str | None = None,
-    val_fraction: float = 0.1,
-    limit_train: int | None = None,
-    limit_test: int | None = None,
-    download: bool = False,
-) -> Dataset:
+    """,
+    "CIFARFormatError: a batch is corrupt, or names a global the unpickler refuses.",
+)
+cifar100 = official_dataset(
+    "cifar100",
+    lambda: SOURCES["cifar100"],
     """CIFAR-100 (32x32 colour images, 100 fine classes) from ``cifar-100-python``.
 
     Same parameters, splits and preprocessing as :func:`mnist`; 50,000 training and 10,000
     test images; the 20 coarse labels are not used. Read with the restricted unpickler.
-
-    Raises:
-        DatasetNotFoundError: no folder holds the files and ``download`` is false.
-        CIFARFormatError: a batch is corrupt, or names a global the unpickler refuses.
-    """
-    return load_official(
-        SOURCES["cifar100"],
-        seed=seed,
-        root=root,
-        val_fraction=val_fraction,
-        limit_train=limit_train,
-        limit_test=limit_test,
-        download=download,
-    )
+    """,
+    "CIFARFormatError: a batch is corrupt, or names a global the unpickler refuses.",
+)
