@@ -119,6 +119,26 @@ def _kind_section_issues(raw: dict[str, Any]) -> list[ConfigIssue]:
     return issues
 
 
+def _apply_kind_defaults(raw: dict[str, Any]) -> None:
+    """Values each set kind section implies (``Kind.defaults``) at the paths the file leaves
+    unset; a section that does not validate adds none (its errors are reported later)."""
+    from growray.kinds import Kind, get_kind
+
+    for name in kind_names():
+        kind = get_kind(name)
+        value = raw.get(name)
+        if not isinstance(value, dict) or type(kind).defaults is Kind.defaults:
+            continue
+        try:
+            cfg = kind.section.model_validate(value)
+        except ValidationError:
+            continue
+        for path, default in kind.defaults(cfg).items():
+            parts = path.split(".")
+            if not get_path(raw, parts)[0] or get_path(raw, parts)[1] in (None, {}):
+                set_path(raw, parts, copy.deepcopy(default))
+
+
 def _dedupe(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     out: list[ConfigIssue] = []
     for issue in issues:
@@ -146,6 +166,7 @@ def validate_dict(
     issues = _top_level_issues(raw)
     issues += include_search_space(raw, base_dir, src)
     issues += include_model_space(raw, base_dir, src)
+    _apply_kind_defaults(raw)
     issues += _augment_issues(raw)
     issues += _plugin_issues(raw)
     issues += _kind_section_issues(raw)

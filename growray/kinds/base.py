@@ -144,6 +144,10 @@ class Kind(Generic[C]):
     metrics: ClassVar[Mapping[str, str]] = {}
     metric_prefixes: ClassVar[Mapping[str, str]] = {}
     columns: ClassVar[Sequence[Column]] = ()
+    #: a metric each trial reports as its cumulative cost (``cost/train_seconds``); a kind that
+    #: sets it makes ``search.time_budget_s`` a budget on the sum of that metric over the trials
+    #: (a simulated clock: a benchmark table's training times) instead of on wall-clock seconds
+    budget_metric: ClassVar[str | None] = None
 
     def tag(self, cfg: C) -> str:
         """The value of the runs' ``growray.kind`` tag (NAS: the method)."""
@@ -153,6 +157,17 @@ class Kind(Generic[C]):
         """Problems of ``cfg`` against the rest of the experiment (none by default); every
         issue names its YAML path, the bad value and what is accepted."""
         return []
+
+    def defaults(self, cfg: C) -> dict[str, Any]:
+        """Values the section implies for dotted paths the experiment file leaves unset
+        (``{"search.space": ...}``: a benchmark table's own space), applied before the
+        experiment is validated; none by default."""
+        return {}
+
+    def simulate(self, exp: Experiment, cfg: C) -> list[dict[str, float]] | None:
+        """The trial's results without training: one dict of metrics per report (a benchmark
+        table's kind looks them up). None (the default): the trial trains."""
+        return None
 
     def setup(self, exp: Experiment, cfg: C, splits: TensorSplits) -> KindSetup:
         """The kind's hooks for one trainer, and the splits it trains on."""

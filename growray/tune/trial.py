@@ -129,6 +129,10 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
 
     config = {k: v for k, v in config.items() if v is not None}  # None: inactive in this trial (PBT)
     exp = experiment.with_overrides(config)
+    simulated = _simulated_results(exp)
+    if simulated is not None:  # a benchmark table's trial: looked up, not trained
+        _simulated_trial(exp, config, simulated, dataset, sweep)
+        return
     torch.set_num_threads(max(1, round(exp.resources.cpu)))
     trial_name = tune.get_context().get_trial_name()
     gpu_ids = ",".join(str(g) for g in ray.get_gpu_ids())
@@ -226,6 +230,41 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
         raise
     recorder.close("FINISHED")
     _after_fit_stages(exp, trainer, final, dataset, sweep, recorder.run_id, report)
+
+
+def _simulated_results(exp: Experiment) -> list[dict[str, float]] | None:
+    """The results an active kind gives without training (``Kind.simulate``), or None."""
+    from growray.kinds import active_kinds
+
+    for kind, cfg in active_kinds(exp):
+        results = kind.simulate(exp, cfg)
+        if results is not None:
+            return results
+    return None
+
+
+def _simulated_trial(
+    exp: Experiment, config: dict[str, Any], results: list[dict[str, float]], dataset: Any, sweep: SweepContext
+) -> None:
+    """Record and report results that need no training: the same MLflow run as any trial
+    (params, tags, metrics at steps 1, 2, ...), closed before the reports, so a sweep that a
+    budget stops leaves no run open. A restarted trial continues its run; steps already stored
+    are skipped."""
+    import ray
+    from ray import tune
+
+    trial_name = tune.get_context().get_trial_name()
+    where = {"growray.pid": str(os.getpid()), "growray.node_id": ray.get_runtime_context().get_node_id()}
+    if run_id := _find_run(sweep, trial_name):
+        recorder: Any = _continue_run(sweep, run_id)
+        recorder.set_tags({"growray.restarted": "true", **where})
+    else:
+        recorder = _new_run(sweep, exp, dataset, trial_name, config, where)
+    for step, metrics in enumerate(results, start=1):
+        recorder.log_metrics(metrics, step)
+    recorder.close("FINISHED")
+    for step, metrics in enumerate(results, start=1):
+        tune.report({**metrics, "step": step, "mlflow_run_id": recorder.run_id})
 
 
 @dataclass(frozen=True)

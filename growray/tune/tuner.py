@@ -69,10 +69,18 @@ def build_tuner(
             num_samples=s.num_samples,
             max_concurrent_trials=s.max_concurrent,
             reuse_actors=s.reuse_actors,
-            time_budget_s=s.time_budget_s,
+            time_budget_s=None if budget_metric(exp) else s.time_budget_s,
         ),
         run_config=run_config,
     )
+
+
+def budget_metric(exp: Experiment) -> str | None:
+    """The reported cost that ``search.time_budget_s`` counts when an active kind simulates
+    its trials' time (``Kind.budget_metric``); None: the budget is wall-clock seconds."""
+    from growray.kinds import active_kinds
+
+    return next((k.budget_metric for k, _ in active_kinds(exp) if k.budget_metric), None)
 
 
 def signatures_path(record: SweepRecord) -> Path:
@@ -168,14 +176,19 @@ def _pbt_tuner(exp: Experiment, trainable: Any, run_config: tune.RunConfig) -> t
 def _run_config(
     exp: Experiment, record: SweepRecord, live_interval_s: float, extra_columns: Sequence[Column]
 ) -> tune.RunConfig:
+    from .budget import CostBudgetStopper
+
+    cost = budget_metric(exp)
+    budget = exp.search.time_budget_s
     return tune.RunConfig(
+        stop=CostBudgetStopper(cost, budget) if cost and budget else None,
         name=record.sweep,
         storage_path=record.ray_root,
         failure_config=tune.FailureConfig(max_failures=exp.search.max_failures),
         # Keep every checkpoint: a restored trial (and PBT, later) may need any of them.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         callbacks=[
-            LiveTrialTable(exp.search.metrics[0], interval_s=live_interval_s, extra_columns=extra_columns),
+            LiveTrialTable.for_experiment(exp, interval_s=live_interval_s, extra_columns=extra_columns),
             # Tune's state is pickles: signed as it is written, checked before a resume loads it
             SigningCallback(str(signatures_path(record))),
         ],
