@@ -96,6 +96,27 @@ def _candidate_values(p: SearchParam) -> list[Any]:
     return [p.low, p.high]
 
 
+def _holds(when: dict[str, Any], trial: dict[str, Any], base: dict[str, Any]) -> bool:
+    """Whether every condition of ``when`` holds for the sampled ``trial`` over ``base``."""
+    for path, expected in when.items():
+        value = trial[path] if path in trial else get_path(base, path.split("."))[1]
+        if value not in (expected if isinstance(expected, list) else [expected]):
+            return False
+    return True
+
+
+def _dependents(space: dict[str, SearchParam], key: str, trial: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """The parameters that a value of ``key`` switches on (their ``when`` names ``key`` and
+    holds for ``trial``), each at its first candidate value: a choice is checked together with
+    the settings that come with it (e.g. the sites an initializer is restricted to)."""
+    out: dict[str, Any] = {}
+    for other, p in space.items():
+        when = p.when or {}
+        if other != key and key in when and _holds(when, trial, base):
+            out[other] = _candidate_values(p)[0]
+    return out
+
+
 def check_space(exp: Experiment) -> list[ConfigIssue]:
     """Every searched path must exist, and every bound/choice must give a valid experiment."""
     from .validate import validate_dict
@@ -128,6 +149,7 @@ def check_space(exp: Experiment) -> list[ConfigIssue]:
             conditions[cond_path] = cond_value[0] if isinstance(cond_value, list) and cond_value else cond_value
         for value in _candidate_values(param):
             trial = {**conditions, key: value}
+            trial.update(_dependents(exp.search.space, key, trial, base))
             try:
                 validate_dict(apply_overrides(base, trial), check_space=False)
             except ConfigError as exc:
