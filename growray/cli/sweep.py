@@ -15,6 +15,15 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
+
+def paired_test_metric(metric: str) -> str:
+    """The test accuracy matching objective ``metric`` (``growray.tune.results.paired_test_metric``,
+    imported only when a sweep ran: this module stays light)."""
+    from growray.tune.results import paired_test_metric as _test_metric
+
+    return _test_metric(metric)
+
+
 _SHARED_STORAGE_HELP = (
     "output_dir is a folder mounted at the same path on every node (NFS...); without it, "
     "a plain folder is refused on a multi-node cluster (or give output_dir as file:///... or s3://...)"
@@ -56,15 +65,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _report(result: SweepResult, exp: Experiment, resume_hint: str) -> int:
+    counts = ", ".join(
+        f"{result.count(s)} {s.lower()}"
+        for s in ("TERMINATED", "STOPPED", "INTERRUPTED", "ERROR", "DIVERGED")
+        if result.count(s)
+    )
     if result.interrupted:
         print(
-            f"\nsweep {result.name} was INTERRUPTED after {result.seconds:.0f} s; unfinished trials keep their "
-            f"checkpoints.\ncontinue it with: growray resume {resume_hint}",
+            f"\nsweep {result.name} was INTERRUPTED after {result.seconds:.0f} s ({counts}); unfinished trials "
+            f"keep their checkpoints.\ncontinue it with: growray resume {resume_hint}",
             file=sys.stderr,
         )
         print(result.table())
         return EXIT_FAILED
-    print(f"\nsweep {result.name} finished in {result.seconds:.0f} s\n")
+    print(f"\nsweep {result.name} finished in {result.seconds:.0f} s: {len(result.trials)} trials ({counts})\n")
     print(result.table())
     best = result.best
     if result.pareto is not None:
@@ -72,9 +86,12 @@ def _report(result: SweepResult, exp: Experiment, resume_hint: str) -> int:
             f"\nPareto front ({len(result.pareto.front)} of {len(result.pareto.rows)} trials; tagged growray.pareto=true):"
         )
         print(result.pareto.table())
+    for warning in result.warnings():
+        print(f"growray: warning: {warning}", file=sys.stderr)
     print(f"\nMLflow: {result.tracking_uri} (experiment {exp.experiment_name!r}, parent run {result.parent_run_id})")
     if best is not None and best.metric is not None:
-        print(f"best trial: {best.trial_id}  {result.metric}={best.metric:.4f}  MLflow run {best.mlflow_run_id}")
+        test = f"  {paired_test_metric(result.metric)}={best.test_acc:.4f}" if best.test_acc is not None else ""
+        print(f"best trial: {best.trial_id}  {result.metric}={best.metric:.4f}{test}  MLflow run {best.mlflow_run_id}")
     print(f"compare the trials: growray ui --tracking-uri {result.tracking_uri}")
     if result.trials and result.n_errors == len(result.trials):
         print("growray: every trial failed; see the errors above and the growray.failure tags", file=sys.stderr)

@@ -39,8 +39,12 @@ class LatencyProtocol:
         threads: torch intra-op threads during the measurement (restored afterwards),
             or None to keep the current count.
         warmup: untimed forward passes per batch size before timing, >= 0.
-        min_run_time: seconds of timed runs per batch size, passed to
+        min_run_time: seconds of timed runs per batch size and repeat, passed to
             ``Timer.blocked_autorange(min_run_time=...)``; > 0.
+        repeats: independent ``blocked_autorange`` measurements per batch size, >= 1; their
+            medians' spread (``LatencyResult.spread``) tells a quiet measurement from one
+            that shared its cores with other work (another trial), where a single
+            measurement looks just as precise. The statistics pool every repeat's times.
     """
 
     batch_sizes: tuple[int, ...] = (1,)
@@ -48,6 +52,7 @@ class LatencyProtocol:
     threads: int | None = None
     warmup: int = 10
     min_run_time: float = 0.2
+    repeats: int = 3
 
     def __post_init__(self) -> None:
         bs = self.batch_sizes
@@ -58,6 +63,7 @@ class LatencyProtocol:
         check_choice("dtype", self.dtype, sorted(_DTYPES))
         check_int("threads", self.threads, minimum=1, optional=True)  # null: keep torch's current count
         check_int("warmup", self.warmup, minimum=0)
+        check_int("repeats", self.repeats, minimum=1)
         object.__setattr__(
             self, "min_run_time", check_number("min_run_time", self.min_run_time, low=0.0, low_open=True)
         )
@@ -73,6 +79,7 @@ class LatencyProtocol:
             "cost.latency.threads": "inherit" if self.threads is None else str(self.threads),
             "cost.latency.warmup": str(self.warmup),
             "cost.latency.min_run_time": repr(self.min_run_time),
+            "cost.latency.repeats": str(self.repeats),
         }
         if device is not None:
             params["cost.latency.device"] = str(device)
@@ -85,7 +92,9 @@ class LatencyResult:
 
     ``median_ms``, ``p95_ms`` and ``iqr_ms`` are statistics over the Measurement's
     per-call times: each is the mean over one block of calls of ``blocked_autorange``
-    (so p95 is the 95th percentile of block means, not of single calls).
+    (so p95 is the 95th percentile of block means, not of single calls), pooled over the
+    protocol's repeats. ``spread`` is ``(max - min) / min`` of the repeats' medians (0.0 for
+    one repeat): on a quiet core a few percent; trials sharing cores measured 2-5x.
     """
 
     batch_size: int
@@ -95,6 +104,7 @@ class LatencyResult:
     n_measurements: int
     device: str
     n_threads: int = 1
+    spread: float = 0.0
 
 
 @contextlib.contextmanager
@@ -188,17 +198,21 @@ def measure_latency(
                 x = torch.randn((bs, *shape), generator=gen).to(device=dev, dtype=dtype)
                 for _ in range(protocol.warmup):
                     model_run(x)
-                m = _timer(model_run, x, n_threads).blocked_autorange(min_run_time=protocol.min_run_time)
-                times = torch.tensor(m.times, dtype=torch.float64)
+                timer = _timer(model_run, x, n_threads)
+                runs = [timer.blocked_autorange(min_run_time=protocol.min_run_time) for _ in range(protocol.repeats)]
+                times = torch.tensor([t for m in runs for t in m.times], dtype=torch.float64)
+                medians = [m.median for m in runs]
+                q1, q3 = times.quantile(0.25).item(), times.quantile(0.75).item()
                 results.append(
                     LatencyResult(
                         batch_size=bs,
-                        median_ms=m.median * 1e3,
+                        median_ms=times.median().item() * 1e3 if len(runs) > 1 else runs[0].median * 1e3,
                         p95_ms=times.quantile(0.95).item() * 1e3,
-                        iqr_ms=m.iqr * 1e3,
-                        n_measurements=len(m.times),
+                        iqr_ms=(q3 - q1) * 1e3 if len(runs) > 1 else runs[0].iqr * 1e3,
+                        n_measurements=len(times),
                         device=str(dev),
                         n_threads=n_threads,
+                        spread=(max(medians) - min(medians)) / min(medians) if min(medians) > 0 else 0.0,
                     )
                 )
     finally:

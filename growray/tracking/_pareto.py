@@ -16,10 +16,13 @@ from ._recorder import Recorder
 from ._runs import set_run_tags
 from .tables import format_table, short_params
 
-__all__ = ["CONSTRAINTS_TAG", "OBJECTIVES_TAG", "ParetoReport", "record_front", "sweep_front"]
+__all__ = ["CONSTRAINTS_TAG", "LATENCY_SPREAD_LIMIT", "OBJECTIVES_TAG", "ParetoReport", "record_front", "sweep_front"]
 
 OBJECTIVES_TAG = "growray.objectives"
 CONSTRAINTS_TAG = "growray.constraints"
+#: a trial's ``cost/latency_spread`` (max - min over min of its repeated latency measurements)
+#: above which its latency is called noise (trials sharing cores vary 2-5x, STACK_NOTES)
+LATENCY_SPREAD_LIMIT = 0.25
 
 
 @dataclass
@@ -32,10 +35,46 @@ class ParetoReport:
     Trials violating a ``search.constraints`` entry are listed (``feasible`` false) but not
     ranked either, as Optuna's ``study.best_trials`` does."""
     skipped: int = 0  # trials missing an objective (failed early)
+    uses_latency: bool = False  # an objective or a constraint is measured latency
 
     @property
     def front(self) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["pareto"]]
+
+    @property
+    def ranked(self) -> list[dict[str, Any]]:
+        """The trials the front is computed from: finished, and feasible."""
+        return [r for r in self.rows if not r["stopped_early"] and r["feasible"]]
+
+    def marks(self) -> dict[str, str]:
+        """Each trial's mark by run id: ``yes`` (on the front), ``stopped`` (not ranked),
+        ``infeasible``, or ``""`` (ranked, dominated)."""
+        return {r["run_id"]: _mark(r) for r in self.rows}
+
+    def warnings(self) -> list[str]:
+        """Why this front may mislead: too few ranked trials (fewer than objectives + 1), or
+        latency that varied between repeated measurements (trials sharing CPU cores)."""
+        out = []
+        need = len(self.metrics) + 1
+        if len(self.ranked) < need:
+            stopped = sum(r["stopped_early"] for r in self.rows)
+            infeasible = sum(not r["feasible"] and not r["stopped_early"] for r in self.rows)
+            out.append(
+                f"the front comes from {len(self.ranked)} ranked trial(s), fewer than objectives + 1 = {need} "
+                f"({stopped} stopped early, {infeasible} infeasible, {self.skipped} without every objective): "
+                "it says little; run more trials (search.num_samples) or stop fewer early (search.scheduler)"
+            )
+        if self.uses_latency:
+            spreads = [r["latency_spread"] for r in self.rows if r.get("latency_spread") is not None]
+            noisy = [s for s in spreads if s > LATENCY_SPREAD_LIMIT]
+            if noisy:
+                out.append(
+                    f"latency is noisy: {len(noisy)} of {len(spreads)} trials measured a spread above "
+                    f"{LATENCY_SPREAD_LIMIT:.0%} between repeats (up to {max(noisy):.0%}, cost/latency_spread), "
+                    "likely trials sharing CPU cores; measure with search.max_concurrent: 1, or give each trial "
+                    "whole cores of its own (resources.cpu)"
+                )
+        return out
 
     def csv(self) -> str:
         buf = io.StringIO()
@@ -55,9 +94,7 @@ class ParetoReport:
             {
                 **r,
                 **{m: f"{r[m]:.4g}" for m in self.metrics},
-                "pareto": "yes"
-                if r["pareto"]
-                else ("stopped" if r["stopped_early"] else ("" if r["feasible"] else "infeasible")),
+                "pareto": _mark(r),
                 "config": short_params(json.loads(r["config"]) if r["config"] else {}, limit=90),
             }
             for r in rows
@@ -92,15 +129,23 @@ def sweep_front(tracking_uri: str, parent_run_id: str) -> ParetoReport:
                 "config": run.data.tags.get("growray.searched", ""),
                 "stopped_early": run.data.tags.get("growray.stopped_early") == "true",
                 "feasible": all(_holds(c, run.data.metrics.get(c["metric"])) for c in constraints),
+                "latency_spread": run.data.metrics.get("cost/latency_spread"),
                 **dict(zip(metrics, values)),
             }
         )
     ranked = [r for r in report.rows if not r["stopped_early"] and r["feasible"]]
+    report.uses_latency = any(m.startswith("cost/latency") for m in [*metrics, *(c["metric"] for c in constraints)])
     on_front = set(pareto_front([[r[m] for m in metrics] for r in ranked], modes)) if ranked else set()
     front_ids = {ranked[i]["run_id"] for i in on_front}
     for r in report.rows:
         r["pareto"] = r["run_id"] in front_ids
     return report
+
+
+def _mark(row: dict[str, Any]) -> str:
+    if row["pareto"]:
+        return "yes"
+    return "stopped" if row["stopped_early"] else ("" if row["feasible"] else "infeasible")
 
 
 def _holds(constraint: dict[str, Any], value: float | None) -> bool:
@@ -121,5 +166,9 @@ def record_front(tracking_uri: str, parent_run_id: str, parent_recorder: Recorde
         points = [[r[m] for m in report.metrics] for r in report.rows]
         fig = pareto_figure(points, report.metrics, report.modes, [r["pareto"] for r in report.rows])
         parent_recorder.log_figure(fig, "plots/pareto.png")
-    parent_recorder.log_metrics({"sweep/pareto_size": float(len(report.front))}, step=0)
+    parent_recorder.log_metrics(
+        {"sweep/pareto_size": float(len(report.front)), "sweep/n_ranked": float(len(report.ranked))}, step=0
+    )
+    if report.warnings():
+        parent_recorder.set_tags({"growray.warnings": "\n".join(report.warnings())[:5000]})
     return report

@@ -1,6 +1,9 @@
 """Plain-text tables of trials: the summary printed after a sweep, ``growray ls``, the
-Pareto front, and the rows of the live table (no terminal control codes, so logs stay
-readable). No Ray, no MLflow: the commands that only read the store stay light.
+Pareto front, and the rows of the live table (no terminal control codes here: the live view
+adds its own on a terminal). No Ray, no MLflow: the commands that only read the store stay light.
+
+:func:`format_table` can fit a table into a width (a terminal's): it drops the columns named
+droppable, then narrows one flexible column (the config), then cuts what still overflows.
 
 The trial tables take their columns as data: a :class:`Column` names its header, the key
 of the value it shows and how that value is written, so an experiment kind can add its own
@@ -18,8 +21,10 @@ __all__ = [
     "check_headers",
     "format_config",
     "format_config_long",
+    "format_metric",
     "format_table",
     "format_widths",
+    "metric_header",
     "render_rows",
     "render_table",
     "short_params",
@@ -77,8 +82,9 @@ def format_widths(widths: Mapping[str, Any] | Sequence[Any]) -> str:
 
 
 def format_config(config: Mapping[str, Any]) -> str:
-    """A trial's sampled values, compact (:func:`short_params`, 60 characters)."""
-    return short_params(config)
+    """A trial's sampled values, compact and whole (:func:`short_params` without a limit: a
+    table that must fit a width narrows its config column, :func:`format_table`)."""
+    return short_params(config, limit=None)
 
 
 def format_config_long(config: Mapping[str, Any]) -> str:
@@ -86,8 +92,27 @@ def format_config_long(config: Mapping[str, Any]) -> str:
     return short_params(config, limit=70)
 
 
-def short_params(config: Mapping[str, Any], limit: int = 60) -> str:
-    """``growth.trigger.name=plateau lr=0.0031`` — last path element, compact values."""
+def format_metric(value: Any) -> str:
+    """An objective's value: 4 significant digits (``0.8111``, ``0.157``), whole numbers from
+    1000 on (``cost/params`` 1066); ``-`` for NaN (not reported yet: a NAS trial's
+    ``nas/retrain_val_acc`` during its search)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if value != value:
+        return "-"
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def metric_header(metric: str) -> str:
+    """A short column header for a metric: ``cost/latency_ms`` -> ``latency_ms``,
+    ``nas/retrain_val_acc`` -> ``retrain_val_acc``; ``val/acc`` stays."""
+    section, _, name = metric.partition("/")
+    return name if section in ("cost", "nas", "sparse", "growth") and name else metric
+
+
+def short_params(config: Mapping[str, Any], limit: int | None = 60) -> str:
+    """``growth.trigger.name=plateau lr=0.0031`` — last path element, compact values; cut
+    to ``limit`` characters (None: whole)."""
 
     def short(path: list[str]) -> str:
         if path[-1] == "name" or path[-1].isdigit():  # growth.trigger.name -> trigger, model.hidden.0 -> hidden.0
@@ -106,7 +131,7 @@ def short_params(config: Mapping[str, Any], limit: int = 60) -> str:
             value = f"{value:.3g}"
         parts.append(f"{name}={value}")
     text = " ".join(parts)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 def check_headers(columns: Sequence[Column]) -> None:
@@ -132,11 +157,54 @@ def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -
     return format_table(render_rows(rows, columns), [c.header for c in columns])
 
 
-def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """Plain fixed-width table (no terminal control codes, so logs stay readable)."""
-    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def format_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    width: int | None = None,
+    flexible: str | None = None,
+    droppable: Sequence[str] = (),
+    hide_empty: Sequence[str] = (),
+) -> str:
+    """Plain fixed-width table (no terminal control codes, so logs stay readable).
+
+    Args:
+        rows: one mapping of cells (by header) per row.
+        columns: the headers, in order.
+        width: the most characters a line may have (None: no limit). To fit, the
+            ``droppable`` columns go first (in that order), then the ``flexible`` column is
+            narrowed (its cells cut with ``…``; dropped below 8 characters), and what still
+            overflows is cut at the end of the line.
+        flexible: the column that takes the space left (the config).
+        droppable: columns given up, in this order, before the flexible one narrows.
+        hide_empty: columns left out when no row has a value in them.
+    """
+    cells = [{c: str(r.get(c, "")) for c in columns} for r in rows]
+    shown = [c for c in columns if c not in hide_empty or any(row[c] for row in cells)]
+    natural = {c: max([len(c)] + [len(row[c]) for row in cells]) for c in shown}
+
+    def total(cols: Sequence[str]) -> int:
+        return sum(natural[c] for c in cols) + 2 * max(0, len(cols) - 1)
+
+    if width is not None:
+        for c in droppable:
+            if total(shown) <= width:
+                break
+            if c in shown:
+                shown.remove(c)
+        if flexible in shown and total(shown) > width:
+            room = width - (total(shown) - natural[flexible])
+            if room >= max(8, len(flexible)):
+                natural[flexible] = room
+            else:
+                shown.remove(flexible)
+    widths = [natural[c] for c in shown]
+    out = ["  ".join(c.ljust(w) for c, w in zip(shown, widths)), "  ".join("-" * w for w in widths)]
+    out += ["  ".join(_cut(row[c], w).ljust(w) for c, w in zip(shown, widths)) for row in cells]
+    if width is not None:
+        out = [_cut(line.rstrip(), width) if len(line) > width else line for line in out]
     return "\n".join(out)

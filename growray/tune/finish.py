@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from .record import SweepRecord
-from .results import SweepResult, summaries
+from .results import SweepResult, paired_test_metric, summaries, trial_statuses
 
 if TYPE_CHECKING:
     from ray.tune import ResultGrid
@@ -41,7 +41,7 @@ def finish_sweep(
     from growray.tracking import finalize_child_run, record_front
 
     uri = record.tracking_uri
-    trials = summaries(results, exp.search.metrics[0], exp.trainer.epochs)
+    trials = summaries(results, exp.search.metrics[0], exp.trainer.epochs, trial_statuses(results))
     result = SweepResult(
         name=record.sweep,
         output_dir=record.state_dir,
@@ -58,6 +58,7 @@ def finish_sweep(
         interrupted=results.num_terminated + results.num_errors < len(results)
         or (exp.search.time_budget_s is None and len(results) < exp.search.num_samples),
         extra_columns=tuple(extra_columns),
+        objectives=tuple(zip(exp.search.metrics, exp.search.modes, strict=True)),
     )
     # Tune ends trials inside report() and may tear their actor down before the trial's own
     # close reaches MLflow (finished trials too); an errored one may not have closed either.
@@ -71,17 +72,11 @@ def finish_sweep(
                 stopped_at_epoch=t.epochs if t.stopped_early else None,
                 error=t.error,
             )
-    best = result.best
-    if best is not None and best.metric is not None:
-        parent.log_metrics({f"best/{result.metric.replace('/', '_')}": best.metric}, step=0)
-        if best.best_val_acc is not None:
-            parent.log_metrics({"best/val_acc": best.best_val_acc}, step=0)
-        parent.set_tags({"growray.best_run_id": best.mlflow_run_id or "", "growray.best_trial": best.trial_id})
-    parent.log_metrics({"sweep/n_trials": float(len(trials)), "sweep/n_errors": float(result.n_errors)}, step=0)
+    _log_summary(result, parent)
     if not result.interrupted and exp.search.scheduler.name != "pbt":  # PBT runs without an Optuna study
         fail_orphaned_optuna_trials(record.sweep, record.optuna_storage)
     if exp.search.multi_objective and not result.interrupted:
-        result.pareto = record_front(uri, record.parent_run_id, parent)
+        result.pareto = record_front(uri, record.parent_run_id, parent)  # sweep/pareto_size, sweep/n_ranked
     parent.log_text(result.table() + "\n", "trials.txt")
     parent.log_dict([asdict(t) for t in trials], "trials.json")
     if not result.interrupted:
@@ -95,6 +90,26 @@ def finish_sweep(
         delete_run_tag(uri, record.parent_run_id, "growray.interrupted")  # a resume that finished
         parent.close("FAILED" if trials and result.n_errors == len(trials) else "FINISHED")
     return result
+
+
+def _log_summary(result: SweepResult, parent: Recorder) -> None:
+    """The summary numbers on the parent run, the same as the final table's and ``growray ls``'s:
+    ``sweep/n_trials`` (trials, not retrain runs) and a count per status; for one objective the
+    best trial's ``best/<objective>`` and the matching test accuracy (``best/test_acc``, a NAS
+    sweep's ``best/nas_retrain_test_acc``); a multi-objective sweep has no best trial, its
+    front is recorded by ``record_front``."""
+    counts = {f"sweep/n_{s.lower()}": float(result.count(s)) for s in ("STOPPED", "INTERRUPTED", "DIVERGED")}
+    parent.log_metrics(
+        {"sweep/n_trials": float(len(result.trials)), "sweep/n_errors": float(result.n_errors), **counts}, step=0
+    )
+    best = result.best
+    if best is None or best.metric is None:
+        return
+    metrics = {f"best/{result.metric.replace('/', '_')}": best.metric}
+    if best.test_acc is not None:
+        metrics[f"best/{paired_test_metric(result.metric).replace('/', '_')}"] = best.test_acc
+    parent.log_metrics(metrics, step=0)
+    parent.set_tags({"growray.best_run_id": best.mlflow_run_id or "", "growray.best_trial": best.trial_id})
 
 
 def _log_kind_artifacts(exp: Experiment, result: SweepResult, parent: Recorder) -> None:

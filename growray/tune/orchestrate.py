@@ -81,13 +81,21 @@ def run_sweep(
     )
 
     from .finish import finish_sweep
-    from .session import check_cluster_resources, check_cluster_storage, git_commit, init_ray, sweep_session
+    from .session import (
+        check_cluster_resources,
+        check_cluster_storage,
+        git_commit,
+        init_ray,
+        quiet_noise,
+        sweep_session,
+    )
     from .signing import sign_folder
     from .trial import SweepContext
     from .tuner import build_trainable, build_tuner, signatures_path
     from .writer import start_writer
 
     t0 = time.perf_counter()
+    quiet_noise(verbose)
     storage = resolve_storage(exp.output_dir, exp.name, shared=shared_storage)
     check_storage_reachable(storage)
     sweep_name = f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -180,13 +188,14 @@ def resume_sweep(
     from growray.tracking import MlflowRecorder, ensure_store, run_status, run_tags
 
     from .finish import finish_sweep
-    from .session import check_cluster_resources, check_cluster_storage, init_ray, sweep_session
+    from .session import check_cluster_resources, check_cluster_storage, init_ray, quiet_noise, sweep_session
     from .signing import resume_key_path, sign_folder, verify_folder
     from .trial import SweepContext
     from .tuner import build_trainable, restore_tuner, signatures_path
     from .writer import start_writer
 
     t0 = time.perf_counter()
+    quiet_noise(verbose)
     record = find_sweep(target)
     exp = record.load_experiment()
     columns = kind_columns(exp) if extra_columns is None else tuple(extra_columns)

@@ -5,12 +5,20 @@ Optuna user attributes set just before ``tell``:
 
 * ``growray.trial_id`` and ``growray.mlflow_run_id``: the study alone then leads back to
   each trial's MLflow run (``growray pareto`` uses this);
+* the objective at every report as the trial's *intermediate values* (step = Tune's
+  ``training_iteration``, one per epoch), so optuna-dashboard draws learning curves. Ray
+  reports them for one objective; Optuna's ``Trial.report`` refuses a multi-objective study,
+  so there the first objective's values are written through the study's storage
+  (``set_trial_intermediate_value``, what ``Trial.report`` calls), user attribute
+  ``growray.intermediate_metric`` naming the metric. Values not there yet (NaN placeholders,
+  a NAS trial's ``nas/retrain_val_acc`` before it is retrained) are skipped;
 * one Optuna constraint per ``search.constraints`` entry (``Trial.set_constraint``, Optuna 5's
   replacement for ``constraints_func``): <= 0 when it holds. Constraint-aware samplers (TPE,
   NSGA-II/III, GP) and ``study.best_trials`` read them; a trial that reported no value for a
   constrained metric counts as violating it.
 
-This is the only module that touches OptunaSearch internals (``_ot_trials``).
+This is the only module that touches OptunaSearch internals (``_ot_trials``, ``_ot_study``)
+and Optuna's (``Trial._trial_id``).
 """
 
 from __future__ import annotations
@@ -42,10 +50,21 @@ class GrowrayOptunaSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         # Intermediate objective values that are not there yet (NaN placeholders, e.g.
         # nas/retrain_val_acc before the retrain stage) are not reported to Optuna.
-        value = result.get(self.metric) if isinstance(self.metric, str) else None
-        if isinstance(value, float) and not math.isfinite(value):
+        metric = self.metric if isinstance(self.metric, str) else (self.metric or [None])[0]
+        value = result.get(metric) if metric else None
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             return
-        super().on_trial_result(trial_id, result)
+        if isinstance(self.metric, str):
+            super().on_trial_result(trial_id, result)
+            return
+        # several objectives: the first one's curve, through the storage (Trial.report refuses)
+        ot_trial = self._ot_trials.get(trial_id)
+        step = result.get("training_iteration")
+        if ot_trial is None or self._ot_study is None or trial_id in self._completed_trials or step is None:
+            return
+        if not ot_trial.user_attrs.get("growray.intermediate_metric"):
+            ot_trial.set_user_attr("growray.intermediate_metric", metric)
+        self._ot_study._storage.set_trial_intermediate_value(ot_trial._trial_id, int(step), float(value))
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)

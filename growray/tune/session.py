@@ -4,6 +4,7 @@ and end the sweep's parent run, writer and Ray together."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 from collections.abc import Iterator
@@ -16,7 +17,55 @@ from growray.tracking import Recorder
 from .storage import SetupError, SweepStorage, require_shared_storage
 from .writer import WriterHandle, stop_writer
 
-__all__ = ["check_cluster_resources", "check_cluster_storage", "git_commit", "init_ray", "sweep_session"]
+__all__ = [
+    "check_cluster_resources",
+    "check_cluster_storage",
+    "git_commit",
+    "init_ray",
+    "quiet_noise",
+    "sweep_session",
+]
+
+# What Ray, Optuna and MLflow print that growray says better, or that does not apply: hidden
+# unless --verbose. Keyed by logger, the messages' distinctive parts.
+_NOISE = {
+    # every fresh local ray.init (Ray 2.59+): token auth stays on, only the notice goes
+    "ray._private.authentication.authentication_token_setup": ("Token authentication is enabled",),
+    # on Ctrl-C: growray prints its own `growray resume ...` line and the INTERRUPTED trials
+    "ray.tune.tune": ("Tuner.restore(", "has been interrupted", "Trials did not complete"),
+}
+
+
+class _DropMessages(logging.Filter):
+    """Drops records whose message contains one of ``needles``."""
+
+    def __init__(self, needles: tuple[str, ...]) -> None:
+        super().__init__()
+        self.needles = needles
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(n in message for n in self.needles)
+
+
+def quiet_noise(verbose: bool) -> None:
+    """Hide Ray's, Optuna's and MLflow's chatter about things growray reports itself, unless
+    ``verbose``: the token-auth notice, Ray's experiment box and TensorBoard hint (the
+    ``RAY_AIR_NEW_OUTPUT=0`` output engine, which prints nothing at ``verbose=0``), Ray's
+    ``Tuner.restore(...)`` advice on Ctrl-C, Optuna's "A new study created in RDB" and MLflow's
+    "Creating initial MLflow database tables". Warnings and errors of these libraries otherwise stay.
+    An explicit ``RAY_AIR_NEW_OUTPUT`` in the environment is respected."""
+    if verbose:
+        return
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    for name, needles in _NOISE.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(_DropMessages(needles))
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def init_ray(address: str | None, verbose: bool) -> bool:

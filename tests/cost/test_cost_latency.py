@@ -73,6 +73,7 @@ def test_protocol_params():
         "cost.latency.threads": "1",
         "cost.latency.warmup": "10",
         "cost.latency.min_run_time": "0.2",
+        "cost.latency.repeats": "3",
     }
     params = LatencyProtocol().as_params(device="cpu")
     assert params["cost.latency.threads"] == "inherit" and params["cost.latency.device"] == "cpu"
@@ -95,6 +96,7 @@ def test_protocol_params():
         ("min_run_time", 0),
         ("min_run_time", float("nan")),
         ("min_run_time", "0.2"),
+        ("repeats", 0),
     ],
 )
 def test_invalid_protocol_names_the_field(field, value):
@@ -130,3 +132,27 @@ def test_cuda_copy_leaves_the_cpu_model_alone(dtype):
     assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in m.parameters())
     for k, v in m.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+class _Slowing(nn.Module):
+    """A forward pass that gets 20x slower 40 ms after its first call: a core another trial started to share."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+        self.start = None
+
+    def forward(self, x):
+        import time
+
+        self.start = self.start or time.monotonic()
+        time.sleep(0.001 if time.monotonic() - self.start < 0.04 else 0.02)
+        return self.linear(x)
+
+
+def test_repeats_report_the_spread_of_their_medians():
+    quiet = measure_latency(nn.Linear(4, 2), (4,), LatencyProtocol(threads=1, repeats=1, **FAST))[0]
+    assert quiet.spread == 0.0
+    (r,) = measure_latency(_Slowing(), (4,), LatencyProtocol(threads=1, repeats=3, warmup=0, min_run_time=0.03))
+    assert r.spread > 1.0, r  # ~19 (1 ms, then 20 ms); a single measurement could not tell
+    assert r.n_measurements >= 3

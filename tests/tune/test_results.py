@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ray.tune import Result
 
-from growray.tune.results import stopped_early, summaries
+from growray.tune.results import paired_test_metric, stopped_early, summaries
 
 
 @pytest.mark.parametrize(
@@ -54,6 +54,22 @@ def test_summaries_from_tune_results(tmp_path):
     assert a.metric == pytest.approx(0.8) and a.test_acc == pytest.approx(0.79)
     assert a.metrics["best/val_acc"] == pytest.approx(0.85) and "training_iteration" not in a.metrics
     assert b.trial_id == "3c5e1_00001"  # no trial_id in the result: taken from Tune's folder name
-    assert b.status == "TERMINATED" and b.stopped_early and b.epochs == 1
+    assert b.status == "STOPPED" and b.stopped_early and b.epochs == 1
     assert c.status == "DIVERGED" and not c.stopped_early
     assert d.status == "ERROR" and d.error == "last line" and not d.stopped_early
+
+
+def test_an_interrupted_sweep_marks_its_unfinished_trials(tmp_path):
+    """Ray's status of each trial tells the trials a Ctrl-C left running from those a scheduler stopped."""
+    partial = {"epoch": 1.0, "val/acc": 0.3, "mlflow_run_id": "r0"}
+    results = [_result(tmp_path, "trial_fn_abc_00000_0", partial), _result(tmp_path, "trial_fn_abc_00001_1", partial)]
+    running, stopped = summaries(results, "val/acc", epochs=3, statuses=["RUNNING", "TERMINATED"])
+    assert (running.status, running.stopped_early) == ("INTERRUPTED", False)
+    assert (stopped.status, stopped.stopped_early) == ("STOPPED", True)
+
+
+def test_a_nas_trial_summary_carries_its_retrained_test_accuracy(tmp_path):
+    last = {"epoch": 2.0, "val/acc": 0.19, "test/acc": 0.18, "nas/retrain_val_acc": 0.69, "nas/retrain_test_acc": 0.66}
+    (t,) = summaries([_result(tmp_path, "trial_fn_abc_00000_0", last)], "nas/retrain_val_acc", epochs=2)
+    assert t.metric == pytest.approx(0.69) and t.test_acc == pytest.approx(0.66)  # not the supernet's 0.18
+    assert paired_test_metric("val/acc") == "test/acc" and paired_test_metric("cost/params") == "test/acc"

@@ -1,38 +1,6 @@
-"""The live trial table: where each trial runs (host, pid, GPUs) and compact configs."""
+"""Plain-text tables: alignment, and fitting into a terminal's width."""
 
-from types import SimpleNamespace
-
-from growray.tracking.tables import format_table, short_params
-from growray.tune.table import LiveTrialTable
-
-
-def test_rows_show_placement_widths_and_config():
-    table = LiveTrialTable("val/acc")
-    trial = SimpleNamespace(
-        trial_id="t1",
-        status="RUNNING",
-        config={"growth.trigger.name": "plateau", "model.hidden.0": 12, "trainer.lr": 0.00312},
-    )
-    table.on_trial_result(
-        0,
-        [trial],
-        trial,
-        {
-            "epoch": 3,
-            "val/acc": 0.91234,
-            "cost/params": 610.0,
-            "growth/width/hidden.0": 14.0,
-            "hostname": "node-a",
-            "pid": 42,
-            "gpu_ids": "0",
-        },
-    )
-    (row,) = table.rows([trial])
-    assert row["where"] == "node-a:42:gpu0"
-    assert row["widths"] == "[14]" and row["val/acc"] == "0.9123"
-    assert row["config"] == "trigger=plateau hidden.0=12 lr=0.00312"
-    cpu = SimpleNamespace(trial_id="t2", status="PENDING", config={})
-    assert table.rows([cpu])[0]["where"] == ""
+from growray.tracking.tables import format_metric, format_table, metric_header, short_params
 
 
 def test_format_table_aligns_columns():
@@ -40,3 +8,28 @@ def test_format_table_aligns_columns():
     lines = text.splitlines()
     assert lines[0].index("b") == lines[2].index("long")
     assert short_params({"x.y": "z" * 100}, limit=10).endswith("…")
+    assert not short_params({"x.y": "z" * 100}, limit=None).endswith("…")
+
+
+def test_format_table_fits_a_width_dropping_then_narrowing_then_cutting():
+    rows = [{"trial": "t1", "where": "node-a:1234", "config": "lr=0.01 " * 20, "x": ""}]
+    cols = ["trial", "where", "config", "x"]
+    text = format_table(rows, cols, width=40, flexible="config", droppable=("where",), hide_empty=("x",))
+    lines = text.splitlines()
+    assert all(len(line) <= 40 for line in lines)
+    assert "where" not in lines[0] and " x" not in lines[0] and lines[2].rstrip().endswith("…")
+    wide = format_table(rows, cols, width=400, flexible="config", droppable=("where",))
+    assert "node-a:1234" in wide and "…" not in wide
+    tiny = format_table(rows, cols, width=12, flexible="config", droppable=("where",))
+    assert all(len(line) <= 12 for line in tiny.splitlines())
+
+
+def test_metric_cells_and_headers():
+    assert [format_metric(v) for v in (0.81111, 0.157, 1066.0, float("nan"), "x")] == [
+        "0.8111",
+        "0.157",
+        "1066",
+        "-",
+        "x",
+    ]
+    assert metric_header("cost/latency_ms") == "latency_ms" and metric_header("val/acc") == "val/acc"
