@@ -129,6 +129,10 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
 
     config = {k: v for k, v in config.items() if v is not None}  # None: inactive in this trial (PBT)
     exp = experiment.with_overrides(config)
+    if any(k.split(".")[0] == "data" for k in config):  # a searched data parameter (data.rank): own data
+        from growray.data import load_dataset
+
+        dataset = load_dataset(exp.data, seed=exp.seed)
     simulated = _simulated_results(exp)
     if simulated is not None:  # a benchmark table's trial: looked up, not trained
         _simulated_trial(exp, config, simulated, dataset, sweep)
