@@ -14,13 +14,19 @@ would. Dense FLOPs come from ``FlopCounterMode`` per module (the same counter as
 (1 - d) x that module's FLOPs``. RigL's dense weight gradient at a mask update costs the
 difference on top (``growray.cost.dense_gradient_extra_flops``, added by the caller at
 those steps).
+
+Masks that are not buffers (``growray.sparse.UnitMasks``: whole units switched off by a
+forward hook, as in Grow vs Prune) take part through ``register_mask_provider``: the owner
+registers a callable returning ``(module, weight-shaped 0/1 mask)`` pairs for the model, and
+every cost above counts them like buffers (a masked unit's fan-in row and fan-out column
+are inactive weights; a layer between two masked sites gets the product of both).
 """
 
 from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +40,8 @@ __all__ = [
     "masked_saving",
     "module_flops",
     "n_masked_out",
+    "register_mask_provider",
+    "unregister_mask_provider",
 ]
 
 #: the buffer name that marks a module's inactive weights
@@ -42,6 +50,27 @@ MASK_BUFFER = "weight_mask"
 # mask tensor id -> (a weak reference to it, its version counter, its non-zero count); the
 # count is recomputed only after an in-place change (every in-place op bumps ``_version``)
 _ACTIVE: dict[int, tuple[weakref.ref[Tensor], int, int]] = {}
+
+
+MaskProvider = Callable[[], Sequence[tuple[nn.Module, Tensor]]]
+# model -> the providers of its non-buffer masks (UnitMasks), weakly keyed: a model dropped
+# with its masks attached leaves nothing behind
+_PROVIDERS: weakref.WeakKeyDictionary[nn.Module, list[MaskProvider]] = weakref.WeakKeyDictionary()
+
+
+def register_mask_provider(model: nn.Module, provider: MaskProvider) -> None:
+    """Let ``provider()`` (``(module, mask)`` pairs, masks shaped like the module's weight)
+    count as weight masks of ``model`` until ``unregister_mask_provider``."""
+    _PROVIDERS.setdefault(model, []).append(provider)
+
+
+def unregister_mask_provider(model: nn.Module, provider: MaskProvider) -> None:
+    """Undo ``register_mask_provider`` (no error when it was not registered)."""
+    providers = _PROVIDERS.get(model, [])
+    if provider in providers:
+        providers.remove(provider)
+    if not providers:
+        _PROVIDERS.pop(model, None)
 
 
 def _forget(key: int, _ref: object = None) -> None:
@@ -80,7 +109,23 @@ def masked_modules(model: nn.Module) -> list[tuple[str, nn.Module, Tensor]]:
                 f"its weight's is {tuple(weight.shape)}"
             )
         out.append((name, module, mask))
+    providers = _PROVIDERS.get(model)
+    if providers:
+        out = _with_provided(model, out, providers)
     return out
+
+
+def _with_provided(
+    model: nn.Module, found: list[tuple[str, nn.Module, Tensor]], providers: list[MaskProvider]
+) -> list[tuple[str, nn.Module, Tensor]]:
+    """``found`` (buffer masks) combined with the providers' masks, product per module, in
+    ``named_modules`` order."""
+    masks: dict[int, Tensor] = {id(module): mask for _, module, mask in found}
+    for provider in providers:
+        for module, mask in provider():
+            prev = masks.get(id(module))
+            masks[id(module)] = mask if prev is None else prev * mask
+    return [(name, module, masks[id(module)]) for name, module in model.named_modules() if id(module) in masks]
 
 
 def n_masked_out(model: nn.Module) -> int:

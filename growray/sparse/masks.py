@@ -29,7 +29,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from growray.models.sites import GrowableModel
+from growray.cost.masked import register_mask_provider, unregister_mask_provider
+from growray.models.sites import GrowableModel, as_module
 
 __all__ = ["UnitMasks", "UnitSlice", "count_weights", "raw_activations", "site_slices"]
 
@@ -146,6 +147,7 @@ class UnitMasks:
         self._handles: list[RemovableHandle] = []
         self._held: dict[str, list[tuple[UnitSlice, Tensor, Tensor]]] = {}
         self._raw: dict[str, Tensor] | None = None
+        self._weight_cache: tuple[tuple[object, ...], list[tuple[nn.Module, Tensor]]] | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -216,13 +218,42 @@ class UnitMasks:
         self._model = model
         for site in self._masks:
             self._handles.append(_act_module(model, site).register_forward_hook(self._hook(site)))
+        register_mask_provider(as_module(model), self.weight_masks)  # costs count active units only
         return self
 
     def detach(self) -> None:
         """Remove the forward hooks; the model computes densely again."""
         for h in self._handles:
             h.remove()
+        if self._model is not None:
+            unregister_mask_provider(as_module(self._model), self.weight_masks)
         self._handles, self._model, self._held = [], None, {}
+
+    def weight_masks(self) -> list[tuple[nn.Module, Tensor]]:
+        """``(module, 0/1 mask shaped like its weight)`` for every producer and consumer of the
+        masked sites: a masked unit's fan-in row and fan-out columns are 0 (a layer between
+        two masked sites gets the product). ``growray.cost`` counts these as weight masks
+        (effective FLOPs and parameters) while the masks are attached. Cached until a mask
+        or a width changes."""
+        model = self._bound()
+        key = (tuple((s, m._version, m.numel()) for s, m in self._masks.items()), tuple(model.widths().items()))
+        if self._weight_cache is not None and self._weight_cache[0] == key:
+            return self._weight_cache[1]
+        owners = {id(mod.weight): mod for mod in as_module(model).modules() if isinstance(mod, (nn.Linear, nn.Conv2d))}
+        out: dict[int, tuple[nn.Module, Tensor]] = {}
+        for site, m in self._masks.items():
+            for sl in site_slices(model, site):
+                module = owners.get(id(sl.tensor))
+                if module is None:
+                    continue  # biases and BatchNorm entries carry no matmul FLOPs
+                vec = m.to(sl.tensor.dtype).repeat_interleave(sl.block)
+                shape = [1] * sl.tensor.dim()
+                shape[sl.dim] = -1
+                prev = out[id(module)][1] if id(module) in out else torch.ones_like(sl.tensor.detach())
+                out[id(module)] = (module, prev * vec.reshape(shape))
+        result = list(out.values())
+        self._weight_cache = (key, result)
+        return result
 
     @property
     def model(self) -> GrowableModel | None:

@@ -149,3 +149,25 @@ def test_masked_layer_counts_effective_flops_by_hand():
     restored.load_state_dict(old)
     assert restored.extra == {}
     _ = F  # (imported for symmetry with the other cost tests)
+
+
+def test_unit_masks_count_active_units_only_by_hand():
+    """Grow vs Prune's unit masks: 2 of 8 hidden units active in a 10-8-3 MLP. Both layers then
+    have density 2/8 (the masked units' fan-in rows and fan-out columns are inactive), in the
+    forward pass, the weight gradients and the hidden layer's input gradient; detached, the
+    count is dense again."""
+    from growray.cost import count_params, forward_flops
+    from growray.sparse import UnitMasks
+
+    torch.manual_seed(0)
+    model = GrowableMLP((10,), 3, hidden=[8])
+    dense = training_flops_per_sample(model, (10,))
+    assert dense == 2 * (10 * 8) * 2 + 2 * (8 * 3) * 3
+    masks = UnitMasks({"hidden.0": torch.tensor([1.0, 0, 0, 1, 0, 0, 0, 0])}).attach(model)
+    assert training_flops_per_sample(model, (10,)) == dense // 4
+    assert forward_flops(model, (10,)) == 2 * (10 * 8 + 8 * 3) // 4
+    assert count_params(model) == count_params(model, dense=True) - 6 * 10 - 6 * 3
+    masks.set_units("hidden.0", torch.tensor([1]), True)  # 3 of 8: the cache follows the change
+    assert training_flops_per_sample(model, (10,)) == dense * 3 // 8
+    masks.detach()
+    assert training_flops_per_sample(model, (10,)) == dense
