@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import functional_call
 
 from growray.checks import check_bool, check_int, check_number
+from growray.growth.capture import capture_site
 from growray.growth.gradmax import columns_to_fan_out, existing_fan_out_columns
 from growray.growth.initializers import INITIALIZERS, Initializer, WidthProposal, _fresh_norm
 from growray.growth.surgery import widen
@@ -27,6 +30,33 @@ def _unit_rows(t: Tensor) -> Tensor:
 
 def _param_name(model: GrowableModel, param: Tensor) -> str:
     return next(name for name, p in model.named_parameters() if p is param)
+
+
+def _layer(module: nn.Module, inputs: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``module`` (Linear or Conv2d) applied to ``inputs`` with another weight and bias."""
+    if isinstance(module, nn.Conv2d):
+        return module._conv_forward(inputs, weight, bias)
+    return F.linear(inputs, weight, bias)
+
+
+def _unit_slice(t: Tensor, start: int, end: int, spatial: int) -> Tensor:
+    """Units ``[start, end)`` of a consumer input (channels of a conv input; ``spatial``
+    consecutive columns per unit of a Linear input)."""
+    return t[:, start:end] if t.dim() > 2 else t[:, start * spatial : end * spatial]
+
+
+@contextmanager
+def _forward_replaced(module: nn.Module, fn: Callable[[Tensor], Tensor]) -> Iterator[None]:
+    """Within the block, calling ``module`` runs ``fn`` on its input instead (hooks still run)."""
+    saved = module.__dict__.get("forward")
+    module.forward = fn  # an instance attribute shadows the method
+    try:
+        yield
+    finally:
+        if saved is None:
+            del module.forward
+        else:
+            module.forward = saved
 
 
 @INITIALIZERS.register("firefly")
@@ -126,23 +156,29 @@ class FireflyInitializer(Initializer):
                 norm,
             ),
         )
-        smods = scratch.site_modules(site)
-        p_name, c_name = _param_name(scratch, smods.producer.weight), _param_name(scratch, smods.consumer.weight)
-        for p in scratch.parameters():
-            p.requires_grad_(False)
+        loss_of: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+        if model.training:  # batch statistics, dropout: the whole widened copy, every step
+            smods = scratch.site_modules(site)
+            p_name, c_name = _param_name(scratch, smods.producer.weight), _param_name(scratch, smods.consumer.weight)
+            for p in scratch.parameters():
+                p.requires_grad_(False)
 
-        def loss_of(delta: Tensor, v: Tensor, g_split: Tensor, g_fresh: Tensor) -> Tensor:
-            rows, new_cols = assemble(delta, v, g_split, g_fresh)
-            pw = torch.cat([theta, rows]).reshape(-1, *w.shape[1:])
-            pc = columns_to_fan_out(torch.cat([inc_cols, new_cols]), cw, spatial)
-            return F.cross_entropy(functional_call(as_module(scratch), {p_name: pw, c_name: pc}, (x,)), y)
+            def loss_of(delta: Tensor, v: Tensor, g_split: Tensor, g_fresh: Tensor) -> Tensor:
+                rows, new_cols = assemble(delta, v, g_split, g_fresh)
+                pw = torch.cat([theta, rows]).reshape(-1, *w.shape[1:])
+                pc = columns_to_fan_out(torch.cat([inc_cols, new_cols]), cw, spatial)
+                return F.cross_entropy(functional_call(as_module(scratch), {p_name: pw, c_name: pc}, (x,)), y)
+
+        else:
+            loss_of = self._cached_loss(model, site, x, y, scratch, assemble, n_split, n_fresh)
 
         with torch.enable_grad():
             delta, v = delta.clone().requires_grad_(True), v.clone().requires_grad_(True)
             opt = torch.optim.Adam([delta, v], lr=self.lr)
             for _ in range(self.opt_steps):
-                opt.zero_grad()
-                loss_of(delta, v, ones_s, ones_f).backward()
+                # autograd.grad: the model's own parameters never get a .grad
+                loss = loss_of(delta, v, ones_s, ones_f)
+                delta.grad, v.grad = torch.autograd.grad(loss, [delta, v], allow_unused=True)  # None: Adam skips
                 opt.step()
                 with torch.no_grad():
                     delta.copy_(_unit_rows(delta))
@@ -166,6 +202,63 @@ class FireflyInitializer(Initializer):
                 columns_to_fan_out(inc, cw, spatial) if bool(is_split.any()) else None,
                 out_norm,
             )
+
+    @staticmethod
+    def _cached_loss(
+        model: GrowableModel,
+        site: str,
+        x: Tensor,
+        y: Tensor,
+        scratch: GrowableModel,
+        assemble: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]],
+        n_split: int,
+        n_fresh: int,
+    ) -> Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]:
+        """The batch loss of the widened model as a function of ``(delta, v, g_split,
+        g_fresh)``, in eval mode, from activations computed once.
+
+        The incumbents' and the new neurons' consumer inputs do not depend on the optimised
+        tensors, so they are captured once (the new neurons' from ``scratch``, the widened
+        copy); each call recomputes only the split copies' pre-activations on the cached
+        producer input, runs them through ``model``'s own norm, activation and pooling (a
+        split copy uses its incumbent's entries), and runs the consumer on the concatenated
+        inputs (incumbents, splits, new neurons: the widened copy's own layout, so the sums
+        are the same) and the layers after it. It relies, as surgery does, on each unit's
+        consumer inputs depending on its own pre-activation only.
+        """
+        mods = model.site_modules(site)
+        producer, consumer, spatial = mods.producer, mods.consumer, mods.spatial
+        w, cw = producer.weight.detach(), consumer.weight.detach()
+        width = w.shape[0]
+        with torch.no_grad():
+            cap = capture_site(model, site, x)
+            new_inputs = capture_site(scratch, site, x).consumer_inputs
+        fresh_inputs = _unit_slice(new_inputs, width + n_split, width + n_split + n_fresh, spatial)
+        cw_inc = cw / 2 if n_split else cw  # a split halves its incumbent's fan-out (both halves)
+        c_bias = None if consumer.bias is None else consumer.bias.detach()
+        p_bias = None if producer.bias is None else producer.bias.detach()
+
+        def loss_of(delta: Tensor, v: Tensor, g_split: Tensor, g_fresh: Tensor) -> Tensor:
+            rows, new_cols = assemble(delta, v, g_split, g_fresh)
+            new_w = columns_to_fan_out(new_cols, cw, spatial)  # (splits, new neurons)
+            if n_split:  # split copy j of incumbent j: the incumbent's bias, norm entries and halved fan-out
+                pre = _layer(producer, cap.inputs, rows[:n_split].reshape(-1, *w.shape[1:]), p_bias)
+
+                def consume(split_inputs: Tensor) -> Tensor:
+                    inputs = torch.cat([cap.consumer_inputs, split_inputs, fresh_inputs], 1)
+                    return _layer(consumer, inputs, torch.cat([cw_inc, new_w], 1), c_bias)
+
+            else:
+                pre = cap.pre
+
+                def consume(split_inputs: Tensor) -> Tensor:
+                    inputs = torch.cat([cap.consumer_inputs, fresh_inputs], 1)
+                    return _layer(consumer, inputs, torch.cat([cw_inc, new_w], 1), c_bias)
+
+            with _forward_replaced(producer, lambda _: pre), _forward_replaced(consumer, consume):
+                return F.cross_entropy(model(x), y)
+
+        return loss_of
 
     @staticmethod
     def _bias(mods: SiteModules, split_src: Tensor, n_fresh: int) -> Tensor | None:

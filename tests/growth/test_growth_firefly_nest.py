@@ -153,3 +153,29 @@ def test_nest_kept_pairs_and_path_signs():
 def test_nest_rejects_bad_params(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         NeSTInitializer(**kwargs)
+
+
+@pytest.mark.parametrize("site", ["conv.0", "conv.1", "fc.0"])
+def test_firefly_cached_path_matches_the_widened_copy(site):
+    """Eval mode scores on cached activations; train mode runs the whole widened copy. Without
+    BatchNorm or dropout both modes are the same function, so both paths must agree."""
+    from growray.models import GrowableCNN
+
+    torch.manual_seed(0)
+    model = GrowableCNN((1, 8, 8), 4, channels=[3, 4], hidden=[5], batch_norm=False)
+    g = torch.Generator().manual_seed(1)
+    batch = (torch.randn(32, 1, 8, 8, generator=g), torch.randint(0, 4, (32,), generator=g))
+    ff = FireflyInitializer(n_candidates=6, opt_steps=3)
+    out = []
+    for train in (False, True):
+        model.train(train)
+        torch.manual_seed(2)
+        out.append(ff.propose(model, site, 3, batch=batch))
+    for a, b in zip(
+        (out[0].fan_in, out[0].fan_out, out[0].incumbent_fan_out),
+        (out[1].fan_in, out[1].fan_out, out[1].incumbent_fan_out),
+    ):
+        if a is None or b is None:
+            assert a is None and b is None
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
