@@ -96,4 +96,4 @@ class PlasticityKind(Kind[PlasticityConfig]):
     def setup(self, exp: Experiment, cfg: PlasticityConfig, splits: TensorSplits) -> KindSetup:
         x_val, y_val = splits.val
         k = min(exp.trainer.probe_size, len(x_val))
-        return KindSetup([PlasticityHook(cfg, (x_val[:k], y_val[:k]))], splits)
+        return KindSetup([PlasticityHook(cfg, (x_val[:k], y_val[:k]), seed=exp.seed)], splits)

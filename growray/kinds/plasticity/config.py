@@ -74,7 +74,17 @@ class PlasticityConfig(Section):
     wt_epochs: StrictInt | None = Field(
         None, ge=1, description="winning-ticket retraining epochs (default: trainer.epochs)"
     )
-    wt_seed: StrictInt = Field(0, description="seed of the winning ticket's re-initialisation and data order")
+    wt_init: Literal["fresh", "original", "rewind"] = Field(
+        "fresh",
+        description="the winning ticket's weights: fresh (a new draw, seeded from the experiment seed) | "
+        "original (the run's own initial weights, as the lottery-ticket hypothesis resets them) | "
+        "rewind (prune: the IMP rewind weights at plasticity.rewind_step)",
+    )
+    wt_seed: StrictInt | None = Field(
+        None,
+        description="seed of the winning ticket's data order (null: the experiment seed); its fresh draw uses "
+        "this seed + 1000003, so it differs from the run's own initialisation",
+    )
 
     @field_validator("score")
     @classmethod
@@ -85,6 +95,15 @@ class PlasticityConfig(Section):
         if v not in UNIT_SCORERS:  # a ValueError, so pydantic reports it with its path
             raise ValueError(str(UnknownNameError("unit scorer", v, UNIT_SCORERS.names())))
         return v
+
+    @model_validator(mode="after")
+    def _rewind_needs_prune(self) -> PlasticityConfig:
+        if self.winning_ticket and self.wt_init == "rewind" and self.arm != "prune":
+            raise ValueError(
+                "wt_init=rewind uses the prune arm's IMP rewind weights; the grow arm has none: "
+                "use wt_init: original or fresh"
+            )
+        return self
 
     @model_validator(mode="after")
     def _grow_below_budget(self) -> PlasticityConfig:

@@ -19,9 +19,12 @@ dormant units (ALGORITHMS.md §7, §12). Logged (MLflow keys):
     Post on the network just before the removal (pruned units have no activity afterwards,
     so Exit and End are grow-only).
 ``plasticity/wt_acc``, ``plasticity/wt_val_acc``
-    the winning ticket: the final mask frozen, the weights re-initialised (the model's own
-    init scheme under ``wt_seed``) and trained from scratch for ``wt_epochs`` by a second
-    Trainer; ``wt_acc`` is its *test* accuracy and ``wt_val_acc`` its final val accuracy.
+    the winning ticket: the final mask frozen, the weights set by ``wt_init`` — ``fresh``
+    (the model's own init scheme, a new draw), ``original`` (the run's initial weights,
+    Frankle & Carbin's reset) or ``rewind`` (the prune arm's IMP rewind weights at
+    ``rewind_step``) — and trained from scratch for ``wt_epochs`` by a second Trainer, its
+    data order and fresh draw seeded from the experiment seed (or ``wt_seed``); ``wt_acc`` is
+    its *test* accuracy and ``wt_val_acc`` its final val accuracy.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ from .config import PlasticityConfig
 __all__ = ["FrozenMaskHook", "PlasticityHook"]
 
 _P = "plasticity/"
+#: added to the seed of a fresh winning-ticket draw (the run's own init used the seed itself)
+_FRESH_OFFSET = 1_000_003
 
 
 class FrozenMaskHook(Hook):
@@ -86,10 +91,12 @@ class PlasticityHook(Hook):
 
     name = "plasticity"
 
-    def __init__(self, cfg: PlasticityConfig, probe_batch: tuple[Tensor, Tensor]):
+    def __init__(self, cfg: PlasticityConfig, probe_batch: tuple[Tensor, Tensor], seed: int = 0):
         if len(probe_batch) != 2 or len(probe_batch[0]) < 1:
             raise ValueError("probe_batch must be a non-empty (inputs, labels) pair")
         self.cfg = cfg
+        self.seed = seed  # the experiment's: the winning ticket's seeds derive from it
+        self.initial: RewindSnapshot | None = None  # wt_init=original: the weights at step 0
         self.probe = probe_batch
         self.masks: UnitMasks | None = None
         self.snapshot: RewindSnapshot | None = None
@@ -144,6 +151,8 @@ class PlasticityHook(Hook):
             self.masks.snapshot_inactive()
         if self.cfg.arm == "prune" and self.snapshot is None and trainer.step == self.cfg.rewind_step:
             self.snapshot = RewindSnapshot.capture(trainer.growable_model(), trainer.step)
+        if self._wants_initial and self.initial is None and trainer.step == 0:
+            self.initial = RewindSnapshot.capture(trainer.growable_model(), 0)
         if trainer.step == 0:  # the series start at the initial mask
             trainer.recorder.log_metrics(self._unit_metrics(trainer), step=0)
 
@@ -285,23 +294,56 @@ class PlasticityHook(Hook):
             self.wt_metrics = self._winning_ticket(trainer)
         return dict(self.wt_metrics)
 
-    def _winning_ticket(self, trainer: Trainer) -> dict[str, float]:
-        """Freeze the mask, re-initialise under ``wt_seed`` and train from scratch (no report)."""
+    @property
+    def _wants_initial(self) -> bool:
+        return self.cfg.winning_ticket and self.cfg.wt_init == "original"
+
+    def _ticket_weights(self) -> RewindSnapshot | None:
+        """The snapshot ``wt_init`` starts the ticket from (None: a fresh draw)."""
+        if self.cfg.wt_init == "fresh":
+            return None
+        weights = self.initial if self.cfg.wt_init == "original" else self.snapshot
+        if weights is None:
+            raise RuntimeError(
+                f"plasticity.wt_init={self.cfg.wt_init}: no such weights were captured in this run "
+                "(a run restored from a checkpoint taken before this setting existed?)"
+            )
+        return weights
+
+    @property
+    def ticket_seed(self) -> int:
+        """The winning ticket's seed: ``wt_seed``, or the experiment seed."""
+        return self.cfg.wt_seed if self.cfg.wt_seed is not None else self.seed
+
+    def ticket_start(self, trainer: Trainer) -> torch.nn.Module:
+        """The ticket's network before its training (the mask is applied by its trainer):
+        a fresh draw under ``ticket_seed + 1000003`` (the run's own initialisation was drawn
+        under the experiment seed, so a fresh draw must not repeat it), then, for ``original``
+        and ``rewind``, the stored weights. Draws from the global RNG: call it inside a fork."""
         from growray.models import build_model
 
+        torch.manual_seed(self.ticket_seed + _FRESH_OFFSET)
+        model = build_model(trainer.arch.spec()).to(trainer.device)
+        weights = self._ticket_weights()
+        if weights is not None:
+            weights.rewind(model)  # type: ignore[arg-type]
+        return model
+
+    def _winning_ticket(self, trainer: Trainer) -> dict[str, float]:
+        """Freeze the mask, set the weights by ``wt_init`` and train from scratch (no report)."""
         assert self.masks is not None
         epochs = self.cfg.wt_epochs or trainer.cfg.epochs
+        seed = self.ticket_seed
         devices = [trainer.device] if trainer.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # the outer run's RNG streams are left alone
-            torch.manual_seed(self.cfg.wt_seed)
-            model = build_model(trainer.arch.spec()).to(trainer.device)
+            model = self.ticket_start(trainer)
             masks = UnitMasks.from_state_dict(self.masks.state_dict())
             wt = Trainer(
                 model,
                 trainer.data,
                 trainer.cfg.model_copy(update={"epochs": epochs}),
                 hooks=[FrozenMaskHook(masks)],
-                seed=self.cfg.wt_seed,
+                seed=seed,
                 device=trainer.device,
             )
             final = wt.fit()
@@ -328,6 +370,8 @@ class PlasticityHook(Hook):
             out["masks"] = self.masks.state_dict()
         if self.snapshot is not None:
             out["rewind"] = self.snapshot.state_dict()
+        if self.initial is not None:
+            out["initial"] = self.initial.state_dict()
         return out
 
     def load_tensor_state(self, state: dict[str, Any]) -> None:
@@ -335,6 +379,7 @@ class PlasticityHook(Hook):
             self.masks.detach()
         self.masks = UnitMasks.from_state_dict(state["masks"]) if "masks" in state else None
         self.snapshot = RewindSnapshot.from_state_dict(state["rewind"]) if "rewind" in state else None
+        self.initial = RewindSnapshot.from_state_dict(state["initial"]) if "initial" in state else None
 
 
 def _mean(values: Any) -> float:
