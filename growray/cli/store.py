@@ -22,10 +22,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no sweeps in {uri}")
         return EXIT_OK
-    for r in rows:
-        if isinstance(r.get("best_val_acc"), float):
-            r["best_val_acc"] = f"{r['best_val_acc']:.4f}"
-    print(api.format_table(rows, ["experiment", "name", "status", "start_time", "n_trials", "best_val_acc", "run_id"]))
+    # result: the sweep's objective(s), as on its parent run and in its final table
+    print(api.format_table(rows, ["experiment", "name", "status", "start_time", "n_trials", "result", "run_id"]))
     return EXIT_OK
 
 
@@ -62,6 +60,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     modes = ", ".join(f"{m} {d}" for m, d in zip(report.metrics, report.modes, strict=True))
     print(f"sweep run {run_id}: {len(report.front)} of {len(report.rows)} trials on the front ({modes})")
     print(report.table(only_front=not args.all))
+    for warning in report.warnings():
+        print(f"growray pareto: warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 

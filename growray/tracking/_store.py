@@ -7,6 +7,7 @@ a new sqlite file by several workers corrupts its schema (STACK_NOTES §5, pitfa
 from __future__ import annotations
 
 import fcntl
+import json
 import re
 import urllib.request
 from datetime import datetime
@@ -215,6 +216,9 @@ def _fmt_time(ms: int | None) -> str | None:
 def list_sweeps(tracking_uri: str, experiment: str | None = None) -> list[dict[str, Any]]:
     """One dict per sweep (parent run), newest first, for ``growray ls``.
 
+    The numbers are the ones the sweep's final table and its parent run show (one source:
+    the parent run's ``best/*`` and ``sweep/*`` metrics, written by the sweep's end).
+
     Args:
         tracking_uri: the store.
         experiment: an experiment name; None lists the sweeps of every active experiment.
@@ -222,8 +226,11 @@ def list_sweeps(tracking_uri: str, experiment: str | None = None) -> list[dict[s
     Returns:
         dicts with ``experiment``, ``experiment_id``, ``run_id``, ``name``, ``status``,
         ``start_time`` and ``end_time`` (local ``YYYY-mm-dd HH:MM:SS`` or None),
-        ``n_trials`` (child runs) and ``best_val_acc`` (the parent's ``best/val_acc``
-        metric, or None).
+        ``objectives`` (``[(metric, mode), ...]`` from the ``growray.objectives`` tag),
+        ``n_trials`` (the trial runs, not the retrain runs nested beside them), ``best``
+        (one objective: the parent's ``best/<objective>`` metric, or None), ``pareto_size``
+        (several objectives: the parent's ``sweep/pareto_size``, or None) and ``result`` (the
+        text ``growray ls`` shows: ``val/acc=0.8444``, ``front 3 (val/acc max, cost/params min)``).
 
     Raises:
         ValueError: ``experiment`` does not exist; the message lists the names that do.
@@ -246,6 +253,15 @@ def list_sweeps(tracking_uri: str, experiment: str | None = None) -> list[dict[s
     out = []
     for run in parents:
         info = run.info
+        objectives = _objectives(run)
+        metrics = run.data.metrics
+        trials = [
+            c
+            for c in store.runs_tagged([info.experiment_id], "mlflow.parentRunId", info.run_id, newest_first=False)
+            if c.data.tags.get("growray.kind") != "retrain"
+        ]
+        best = metrics.get(f"best/{objectives[0][0].replace('/', '_')}") if len(objectives) == 1 else None
+        pareto_size = metrics.get("sweep/pareto_size") if len(objectives) > 1 else None
         out.append(
             {
                 "experiment": names.get(info.experiment_id, info.experiment_id),
@@ -255,13 +271,33 @@ def list_sweeps(tracking_uri: str, experiment: str | None = None) -> list[dict[s
                 "status": info.status,
                 "start_time": _fmt_time(info.start_time),
                 "end_time": _fmt_time(info.end_time),
-                "n_trials": len(
-                    store.runs_tagged([info.experiment_id], "mlflow.parentRunId", info.run_id, newest_first=False)
-                ),
-                "best_val_acc": run.data.metrics.get("best/val_acc"),
+                "objectives": objectives,
+                "n_trials": len(trials),
+                "best": best,
+                "pareto_size": pareto_size,
+                "result": _result_text(objectives, best, pareto_size),
             }
         )
     return out
+
+
+def _objectives(run: Run | ReadRun) -> list[tuple[str, str]]:
+    """A sweep's ``(metric, mode)`` objectives from its ``growray.objectives`` tag (a sweep
+    recorded before the tag: ``val/acc max``)."""
+    raw = run.data.tags.get("growray.objectives")
+    try:
+        parsed = json.loads(raw) if raw else []
+        objectives = [(str(o["metric"]), str(o["mode"])) for o in parsed]
+    except (ValueError, TypeError, KeyError):
+        objectives = []
+    return objectives or [("val/acc", "max")]
+
+
+def _result_text(objectives: list[tuple[str, str]], best: float | None, pareto_size: float | None) -> str:
+    if len(objectives) > 1:
+        described = ", ".join(f"{m} {d}" for m, d in objectives)
+        return f"front {int(pareto_size)} ({described})" if pareto_size is not None else f"no front ({described})"
+    return f"{objectives[0][0]}={best:.4f}" if best is not None else ""
 
 
 def latest_sweep_run(tracking_uri: str, experiment: str) -> ReadRun | None:
