@@ -3,7 +3,6 @@ evaluation apart, masked layers effective, each against a hand count."""
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from growray.config import TrainerConfig
@@ -148,7 +147,6 @@ def test_masked_layer_counts_effective_flops_by_hand():
     old = {k: v for k, v in meter.state_dict().items() if k != "extra"}  # a checkpoint from before `extra`
     restored.load_state_dict(old)
     assert restored.extra == {}
-    _ = F  # (imported for symmetry with the other cost tests)
 
 
 def test_unit_masks_count_active_units_only_by_hand():
@@ -171,3 +169,50 @@ def test_unit_masks_count_active_units_only_by_hand():
     assert training_flops_per_sample(model, (10,)) == dense * 3 // 8
     masks.detach()
     assert training_flops_per_sample(model, (10,)) == dense
+
+
+def _nas_trial(method: str, **nas):
+    from growray.config.validate import validate_dict
+    from growray.train import build_trainer
+
+    model = {
+        "name": f"{method}_supernet",
+        "layers": 1,
+        "channels": 2,
+        "nodes": 1,
+        "ops": ["skip_connect", "sep_conv_3x3"],
+    }
+    if method == "darts":
+        model["multiplier"] = 1
+    exp = validate_dict(
+        {
+            "name": "nas",
+            "seed": 2,
+            "data": {"name": "digits", "image": True},
+            "model": model,
+            "trainer": {"epochs": 1, "batch_size": 256, "optimizer": "sgd", "lr": 0.05, "eval_batch_size": 2048},
+            "nas": {"method": method, "controller": {"steps": 2, "samples_per_step": 2}, "derive_samples": 2, **nas},
+            "costs": {"latency": {"enabled": False}},
+        }
+    )
+    from growray.data import load_dataset
+
+    trainer = build_trainer(exp, load_dataset({"name": "digits", "image": True}, seed=0))
+    return trainer, trainer.fit()
+
+
+@pytest.mark.slow  # three short supernet trials (~2 min under load)
+def test_nas_trials_add_their_search_compute_to_train_flops():
+    """The hooks' architecture side reaches cost/train_flops (and cost/train_flops/arch): the
+    second-order DARTS step costs more than twice the first-order one (hand count above);
+    ENAS's controller sampling, training and deriving count too."""
+    arch = {}
+    for order in (1, 2):
+        trainer, m = _nas_trial("darts", order=order)
+        weights = trainer.costs.compute.total_flops - m["cost/train_flops/arch"]
+        assert m["cost/train_flops"] == pytest.approx(weights + m["cost/train_flops/arch"]) and weights > 0
+        arch[order] = m["cost/train_flops/arch"]
+        assert m["cost/eval_flops"] > 0
+    assert arch[2] > 2 * arch[1] > 0
+    _, m = _nas_trial("enas")
+    assert m["cost/train_flops/arch"] > 0
