@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from growray.checks import check_int, check_number
-from growray.growth._north_triggers import flat_rows, is_conv_site
+from growray.growth._north_triggers import flat_rows, is_conv_site, singular_values
 from growray.growth.capture import capture_site, units_matrix
 from growray.growth.initializers import INITIALIZERS, Initializer, WidthProposal, _fresh_norm
 from growray.growth.limits import SiteLimits
@@ -84,8 +84,9 @@ def _span_basis(h: Tensor, epsilon: float) -> Tensor:
     singular values of ``h / sqrt(n)`` exceed ``epsilon`` (the effective span)."""
     if h.numel() == 0:
         return h.new_zeros((h.shape[1], 0))
-    _, s, vh = torch.linalg.svd(h / math.sqrt(h.shape[1]), full_matrices=False)
-    return vh[s > epsilon].t()
+    _, basis = singular_values(h / math.sqrt(h.shape[1]), epsilon, with_basis=True)
+    assert basis is not None  # with_basis
+    return basis
 
 
 def _greedy_orthogonal(cand: Tensor, basis: Tensor, k: int) -> list[int]:

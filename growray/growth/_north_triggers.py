@@ -31,16 +31,52 @@ __all__ = [
     "fan_in_matrix",
     "flat_rows",
     "is_conv_site",
+    "singular_values",
 ]
 
 _TOL = 1e-9  # floor() guard against 0.97 * 100 = 97.00000000000001
+
+
+_GRAM_ASPECT = 4  # the Gram route needs the long side >= 4 x the short one (else the SVD is as cheap)
+_GRAM_RANGE = 1e-8  # ... and epsilon^2 >= 1e-8 * sigma_max^2, so float64 eigenvalues resolve epsilon
+
+
+def singular_values(h: Tensor, epsilon: float, with_basis: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Singular values of ``h`` (``(M, n)``, float64), descending, and with ``with_basis`` an
+    orthonormal basis ``(n, r)`` of the right singular vectors whose values exceed ``epsilon``.
+
+    A wide or tall matrix (conv activations: ``M`` channels x ``N*H*W`` positions) goes
+    through the eigendecomposition of its small Gram matrix instead of an SVD: the same
+    values up to float64 rounding (an eigenvalue error of ~1e-16 * sigma_max^2, far below
+    ``epsilon^2`` under the ``_GRAM_RANGE`` condition, which otherwise sends it to the SVD).
+    """
+    m, n = h.shape
+    if min(m, n) > 0 and max(m, n) >= _GRAM_ASPECT * min(m, n):
+        wide = m <= n
+        gram = h @ h.t() if wide else h.t() @ h
+        if with_basis:
+            lam, vec = torch.linalg.eigh(gram)
+            lam, vec = lam.flip(0), vec.flip(1)
+        else:
+            lam, vec = torch.linalg.eigvalsh(gram).flip(0), None
+        lam = lam.clamp_min(0)
+        if float(lam[0]) * _GRAM_RANGE <= epsilon**2:
+            sigma = lam.sqrt()
+            if vec is None:
+                return sigma, None
+            keep = sigma > epsilon
+            return sigma, (h.t() @ vec[:, keep]) / sigma[keep] if wide else vec[:, keep]
+    if with_basis:
+        _, s, vh = torch.linalg.svd(h, full_matrices=False)
+        return s, vh[s > epsilon].t()
+    return torch.linalg.svdvals(h), None
 
 
 def effective_rank(h: Tensor, epsilon: float = 0.01) -> int:
     """``#{sigma in SVD(h / sqrt(n)) : sigma > epsilon}`` for ``h`` of shape ``(M, n)``."""
     if h.dim() != 2 or h.shape[1] == 0:
         raise ValueError(f"effective_rank needs a 2-D (units x samples) matrix with samples; got {tuple(h.shape)}")
-    sigma = torch.linalg.svdvals(h.detach().double() / math.sqrt(h.shape[1]))
+    sigma, _ = singular_values(h.detach().double() / math.sqrt(h.shape[1]), epsilon)
     return int((sigma > epsilon).sum().item())
 
 

@@ -359,3 +359,22 @@ def test_conv_select_beats_random_filters():
 
     rand = torch.empty(100, 2, 3, 3).uniform_(-0.3, 0.3)
     assert orthogonality_scores(act(sel), cur).min() > orthogonality_scores(act(rand), cur).median()
+
+
+@pytest.mark.parametrize("shape", [(6, 200), (200, 6), (6, 9)])
+def test_singular_values_match_the_svd(shape):
+    """The Gram route (wide/tall) gives LAPACK's values and the same span above epsilon."""
+    from growray.growth._north_triggers import singular_values
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(*shape, generator=g, dtype=torch.float64) @ torch.diag(torch.logspace(0, -3, shape[1]).double())
+    eps = 1e-2
+    sigma, basis = singular_values(h, eps, with_basis=True)
+    _, s, vh = torch.linalg.svd(h, full_matrices=False)
+    torch.testing.assert_close(sigma, s, rtol=1e-9, atol=1e-12)
+    ref = vh[s > eps].t()
+    assert basis is not None and basis.shape == ref.shape
+    torch.testing.assert_close(basis @ basis.t(), ref @ ref.t(), rtol=0, atol=1e-9)  # same projector
+    # a threshold the Gram eigenvalues cannot resolve goes to the SVD
+    tiny, _ = singular_values(h * 1e6, 1e-3)
+    torch.testing.assert_close(tiny, torch.linalg.svdvals(h * 1e6))
