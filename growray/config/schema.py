@@ -8,6 +8,7 @@ against the registered plug-in (``config.plugins``); here they are plain dicts.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator, model_validator
@@ -183,11 +184,14 @@ class SchedulerConfig(Section):
     """Trial scheduler: ``fifo`` runs every trial to the end; ``asha`` stops weak trials early
     on the first objective; ``pareto`` stops trials by non-dominated rank on all objectives;
     ``pbt`` (population-based training) copies the weights *and architecture* of good trials
-    into weak ones and mutates the ``mutate`` parameters."""
+    into weak ones and mutates the ``mutate`` parameters; ``hyperband`` runs HyperBand's
+    brackets of successive halving (epochs as the fidelity; paused trials resume from their
+    checkpoint, grown architecture included); ``bohb`` is HyperBand with BOHB's model-based
+    sampling (Ray Tune's TuneBOHB in place of search.sampler; needs ``growray[bohb]``)."""
 
-    name: Literal["fifo", "asha", "pareto", "pbt"] = "fifo"
+    name: Literal["fifo", "asha", "pareto", "pbt", "hyperband", "bohb"] = "fifo"
     grace_period: StrictInt = Field(2, ge=1, description="ASHA/pareto: epochs before a trial may be stopped")
-    reduction_factor: StrictFloat = Field(2.0, gt=1)
+    reduction_factor: StrictFloat = Field(2.0, gt=1, description="ASHA/pareto/hyperband/bohb: the halving rate")
     perturbation_interval: StrictInt = Field(2, ge=1, description="PBT: epochs between exploit/explore decisions")
     mutate: list[str] = Field(default_factory=list, description="PBT: search-space parameters to perturb")
     quantile_fraction: StrictFloat = Field(
@@ -239,6 +243,20 @@ class SearchConfig(Section):
             raise ValueError("set either metric/mode (one objective) or objectives (several), not both")
         if self.scheduler.name == "pareto" and not self.objectives:
             raise ValueError("scheduler 'pareto' ranks trials on several objectives: set search.objectives")
+        if self.scheduler.name in ("hyperband", "bohb") and self.objectives:
+            raise ValueError(f"scheduler {self.scheduler.name!r} halves on one metric: use metric/mode, or pareto")
+        if self.scheduler.name == "bohb":
+            missing = [m for m in ("hpbandster", "ConfigSpace") if importlib.util.find_spec(m) is None]
+            if missing:
+                raise ValueError(
+                    f"scheduler 'bohb' needs {' and '.join(missing)}: pip install 'growray[bohb]' "
+                    "(or: pip install hpbandster ConfigSpace)"
+                )
+            conditional = [k for k, p in self.space.items() if p.when]
+            if conditional:
+                raise ValueError(
+                    f"scheduler 'bohb' samples a flat space; these are conditional: {', '.join(conditional)}"
+                )
         if self.scheduler.name == "pbt":
             if self.objectives:
                 raise ValueError("scheduler 'pbt' exploits on one metric: use metric/mode, not objectives")

@@ -73,7 +73,7 @@ def finish_sweep(
                 error=t.error,
             )
     _log_summary(result, parent)
-    if not result.interrupted and exp.search.scheduler.name != "pbt":  # PBT runs without an Optuna study
+    if not result.interrupted and exp.search.scheduler.name not in ("pbt", "bohb"):  # no Optuna study
         fail_orphaned_optuna_trials(record.sweep, record.optuna_storage)
     if exp.search.multi_objective and not result.interrupted:
         result.pareto = record_front(uri, record.parent_run_id, parent)  # sweep/pareto_size, sweep/n_ranked

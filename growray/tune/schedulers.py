@@ -19,7 +19,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from growray.search.pareto import MODES, rank_order
 
-__all__ = ["ParetoHalvingScheduler"]
+__all__ = ["ParetoHalvingScheduler", "multi_fidelity", "tune_space"]
 
 logger = logging.getLogger(__name__)
 
@@ -284,3 +284,46 @@ class ParetoHalvingScheduler(FIFOScheduler):
             decision,
         )
         return decision
+
+
+def tune_space(space: dict[str, Any]) -> dict[str, Any]:
+    """The experiment's flat search space (``{path: SearchParam}``) as a Ray Tune param space,
+    for searchers that take Tune's domains (BOHB converts it to a ConfigSpace). Categorical
+    choices are their labels, as with Optuna (the trial decodes them)."""
+    from ray import tune
+
+    out: dict[str, Any] = {}
+    for path, p in space.items():
+        if p.type == "categorical":
+            out[path] = tune.choice(p.labels())
+        elif p.type == "int":
+            low, high = int(p.low), int(p.high)
+            out[path] = tune.lograndint(low, high + 1) if p.log else tune.randint(low, high + 1)
+        elif p.step:
+            out[path] = tune.quniform(p.low, p.high, p.step)
+        else:
+            out[path] = tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
+    return out
+
+
+def multi_fidelity(
+    name: str, metric: str, mode: str, max_t: int, reduction_factor: float, space: dict[str, Any], seed: int
+) -> tuple[Any, Any]:
+    """``(scheduler, searcher)`` of ``hyperband`` (Ray Tune's HyperBandScheduler; the searcher
+    is growray's OptunaSearch, so None here) or ``bohb`` (HyperBandForBOHB with the TuneBOHB
+    searcher over ``space``), with ``training_iteration`` (epochs) as the fidelity.
+
+    HyperBand (Li et al. 2018) runs brackets of successive halving; Ray's synchronous version
+    PAUSEs a trial at a rung until the rung is full and resumes the survivors from their last
+    checkpoint, so a growing trial continues its grown architecture (the trial rebuilds the
+    model from the checkpoint's spec, as after PBT's exploit or a crash).
+    """
+    from ray.tune.schedulers import HyperBandForBOHB, HyperBandScheduler
+
+    if name == "hyperband":
+        return HyperBandScheduler(time_attr="training_iteration", max_t=max_t, reduction_factor=reduction_factor), None
+    from ray.tune.search.bohb import TuneBOHB
+
+    searcher = TuneBOHB(space=tune_space(space), metric=metric, mode=mode, seed=seed)
+    scheduler = HyperBandForBOHB(time_attr="training_iteration", max_t=max_t, reduction_factor=reduction_factor)
+    return scheduler, searcher

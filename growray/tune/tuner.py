@@ -48,6 +48,8 @@ def build_tuner(
     if exp.search.scheduler.name == "pbt":
         return _pbt_tuner(exp, trainable, run_config)
     s = exp.search
+    if s.scheduler.name == "bohb":
+        return _bohb_tuner(exp, trainable, run_config)
     search = GrowrayOptunaSearch(
         SpaceFunction.from_experiment(exp),
         # one objective: plain names; several: lists (STACK_NOTES §1)
@@ -105,6 +107,13 @@ def _scheduler(exp: Experiment) -> TrialScheduler | None:
         return tune.schedulers.ASHAScheduler(
             time_attr="training_iteration", max_t=epochs, grace_period=grace, reduction_factor=cfg.reduction_factor
         )
+    if cfg.name == "hyperband":
+        from .schedulers import multi_fidelity
+
+        scheduler, _ = multi_fidelity(
+            "hyperband", exp.search.metric, exp.search.mode, epochs, cfg.reduction_factor, {}, exp.seed
+        )
+        return scheduler
     if cfg.name == "pareto":
         from .schedulers import ParetoHalvingScheduler
 
@@ -117,6 +126,33 @@ def _scheduler(exp: Experiment) -> TrialScheduler | None:
             reduction_factor=cfg.reduction_factor,
         )
     return None
+
+
+def _bohb_tuner(exp: Experiment, trainable: Any, run_config: tune.RunConfig) -> tune.Tuner:
+    """BOHB: Ray Tune's TuneBOHB searcher (no Optuna study) with HyperBandForBOHB."""
+    from growray.kinds import active_kinds
+
+    from .schedulers import multi_fidelity
+
+    s = exp.search
+    epochs = exp.trainer.epochs + sum(kind.reports_after_fit(section) for kind, section in active_kinds(exp))
+    scheduler, searcher = multi_fidelity(
+        "bohb", s.metric, s.mode, epochs, s.scheduler.reduction_factor, dict(s.space), exp.seed
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            metric=s.metric,
+            mode=s.mode,
+            num_samples=s.num_samples,
+            max_concurrent_trials=s.max_concurrent,
+            reuse_actors=s.reuse_actors,
+            time_budget_s=s.time_budget_s,
+        ),
+        run_config=run_config,
+    )
 
 
 def _bounds(name: str, p: SearchParam) -> tuple[float, float]:
