@@ -112,12 +112,20 @@ def _log_summary(result: SweepResult, parent: Recorder) -> None:
     parent.set_tags({"growray.best_run_id": best.mlflow_run_id or "", "growray.best_trial": best.trial_id})
 
 
+def _outcome_status(status: str) -> str:
+    """A summary's status as ``TrialOutcome`` states it: STOPPED trials are TERMINATED there
+    (kinds read ``stopped_early`` semantics from their own metrics, e.g. ``test/acc``)."""
+    return "TERMINATED" if status == "STOPPED" else status
+
+
 def _log_kind_artifacts(exp: Experiment, result: SweepResult, parent: Recorder) -> None:
     """Each active kind's sweep report (``Kind.sweep_artifacts``) on the parent run."""
     from growray.kinds import TrialOutcome, active_kinds
 
     outcomes = [
-        TrialOutcome(t.trial_id, t.status, dict(t.config), dict(t.metrics), t.mlflow_run_id) for t in result.trials
+        # the protocol's statuses (TERMINATED, ERROR, DIVERGED): a stopped trial ended normally
+        TrialOutcome(t.trial_id, _outcome_status(t.status), dict(t.config), dict(t.metrics), t.mlflow_run_id)
+        for t in result.trials
     ]
     for kind, cfg in active_kinds(exp):
         for path, artifact in kind.sweep_artifacts(exp, cfg, outcomes).items():

@@ -112,6 +112,13 @@ class LiveTrialTable(tune.Callback):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "stream": None}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a sweep started by an older growray pickled a table without these (tuner.pkl)
+        defaults = {"epochs": None, "num_samples": None, "tty": None, "size": None, "_drawn": 0}
+        self.__dict__.update({**defaults, **state, "_t0": time.monotonic()})
+        if "metrics" not in state:
+            self.metrics = [state.get("metric", "val/acc")]
+
     def __init__(
         self,
         metrics: str | Sequence[str],
