@@ -111,6 +111,7 @@ class Trainer:
         self.costs = CostMeter(costs, data.input_shape, self.device)
         self.gpu_fraction = gpu_fraction
         self.stop_reason: str | None = None  # set by request_stop: the loop ends after this epoch
+        self._stop_now = False  # request_stop(now=True): ... or after this step
 
     # ------------------------------------------------------------------ the model's architecture
     def widths(self) -> dict[str, int]:
@@ -145,9 +146,11 @@ class Trainer:
         which parameters exist or train); the moments start at zero."""
         self.optimizer = make_optimizer(self.model, self.cfg)
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: str, now: bool = False) -> None:
         """End training after the current epoch (its evaluation, checkpoint and report run as
-        for the last epoch). The reason is tagged ``growray.stop_reason`` on the run."""
+        for the last epoch); ``now``: after the current step (the epoch ends there). The
+        reason is tagged ``growray.stop_reason`` on the run."""
+        self._stop_now = self._stop_now or now
         if self.stop_reason is None:
             self.stop_reason = reason
             self.recorder.set_tags({"growray.stop_reason": reason})
@@ -326,6 +329,8 @@ class Trainer:
                 window = []
             for hook in self.hooks:
                 hook.on_step_end(self, lv)
+            if self._stop_now:
+                break
         self.epoch += 1
         self.train_seconds += time.perf_counter() - t0
         return loss_sum / max(seen, 1), correct / max(seen, 1)

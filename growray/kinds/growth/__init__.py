@@ -63,14 +63,19 @@ class GrowthKind(Kind[GrowthConfig]):
         return issues + _check_against_model(exp, cfg)
 
     def setup(self, exp: Experiment, cfg: GrowthConfig, splits: TensorSplits) -> KindSetup:
+        # a baselines arm (growray.kinds.baselines) that never grows, or grows with random newborns
+        arm = getattr(exp.kinds.get("baselines"), "arm", "grown")
+        if arm not in ("grown", "random_expansion"):
+            return KindSetup([], splits)
+        initializer = {"name": "random_expansion"} if arm == "random_expansion" else cfg.initializer
         strategy = GrowthStrategy(
             TRIGGERS.build(cfg.trigger),
-            INITIALIZERS.build(cfg.initializer),
+            INITIALIZERS.build(initializer),
             max_width=cfg.max_width,
             sites=cfg.sites,
             optimizer_state=cfg.optimizer_state,
             trigger_name=cfg.trigger["name"],
-            initializer_name=cfg.initializer["name"],
+            initializer_name=initializer["name"],
             deepener=DEEPENERS.build(cfg.deepen) if cfg.deepen is not None else None,
             deepener_name=cfg.deepen["name"] if cfg.deepen is not None else "",
             max_depth=cfg.max_depth,
@@ -78,7 +83,12 @@ class GrowthKind(Kind[GrowthConfig]):
         x_val, y_val = splits.val
         k = min(exp.trainer.probe_size, len(x_val))
         hook = GrowthHook(
-            strategy, (x_val[:k], y_val[:k]), buffer_size=cfg.buffer_size, diagnostics=cfg.diagnostics, sites=cfg.sites
+            strategy,
+            (x_val[:k], y_val[:k]),
+            buffer_size=cfg.buffer_size,
+            diagnostics=cfg.diagnostics,
+            sites=cfg.sites,
+            lr_factor_after_growth=cfg.lr_factor_after_growth,
         )
         return KindSetup([hook], splits)
 

@@ -39,3 +39,9 @@ class GrowthConfig(Section):
         256, ge=2, description="recent training samples kept for data-driven triggers and initializers"
     )
     diagnostics: NewbornDiagnosticsConfig = Field(default_factory=NewbornDiagnosticsConfig)
+    lr_factor_after_growth: StrictFloat | None = Field(
+        None,
+        gt=0,
+        description="multiply the learning rate by this at every growth event, on top of trainer.lr_schedule "
+        "(the Net2Net course project decayed it after growth, e.g. 0.1); null: unchanged",
+    )

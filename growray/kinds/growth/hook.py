@@ -9,7 +9,7 @@ import torch
 
 from growray.growth import GrowthStrategy, TriggerContext, advance_dropin
 from growray.growth.diagnostics import newborn_parity
-from growray.train import Hook, Trainer
+from growray.train import Hook, Trainer, scheduled_lr
 
 from .config import NewbornDiagnosticsConfig
 
@@ -33,6 +33,10 @@ class GrowthHook(Hook):
         buffer_size: recent training samples kept for data-driven triggers and initializers.
         diagnostics: the newborn diagnostics settings; None measures none.
         sites: the sites allowed to grow (checked against the model at the start).
+        lr_factor_after_growth: multiply the learning rate by this at every step with a growth
+            event (compounding over events), on top of ``trainer.lr_schedule``: every batch's
+            rate is the schedule's times the product of the factors so far, in every parameter
+            group (new units' groups included); the product is checkpointed. None: unchanged.
     """
 
     name = "growth"
@@ -44,6 +48,7 @@ class GrowthHook(Hook):
         buffer_size: int = 256,
         diagnostics: NewbornDiagnosticsConfig | None = None,
         sites: list[str] | None = None,
+        lr_factor_after_growth: float | None = None,
     ):
         self.strategy = strategy
         self.probe = probe
@@ -54,6 +59,8 @@ class GrowthHook(Hook):
         self._recent: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._n_recent = 0
         self._written_events = -1
+        self.lr_factor_after_growth = lr_factor_after_growth
+        self.lr_scale = 1.0  # product of lr_factor_after_growth over the events so far
 
     def _remember(self, batch: tuple[torch.Tensor, torch.Tensor] | None) -> None:
         """Keep the most recent ``buffer_size`` training samples (views, no copies)."""
@@ -105,6 +112,9 @@ class GrowthHook(Hook):
                 if ev.site in parities:
                     ev.newborn_act_parity, ev.newborn_grad_parity = parities[ev.site]
         trainer.record_events(events)
+        if events and self.lr_factor_after_growth is not None:
+            self.lr_scale *= self.lr_factor_after_growth
+            self._scale_lr(trainer)
         if events:
             error = max(ev.preservation_error for ev in events)
             trainer.recorder.log_metrics({"growth/preservation_error": float(error)}, step=trainer.step)
@@ -143,6 +153,15 @@ class GrowthHook(Hook):
         ]
         self._measure(trainer, due)
 
+    def _scale_lr(self, trainer: Trainer) -> None:
+        lr = scheduled_lr(trainer.cfg, trainer.epoch) * self.lr_scale
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = lr
+
+    def on_batch_start(self, trainer: Trainer, xb: torch.Tensor, yb: torch.Tensor) -> None:
+        if self.lr_scale != 1.0:  # the trainer sets the schedule's rate at each epoch's start
+            self._scale_lr(trainer)
+
     def on_step_end(self, trainer: Trainer, loss: float) -> None:
         self._remember(trainer.last_batch)
         advance_dropin(trainer.model)
@@ -168,8 +187,9 @@ class GrowthHook(Hook):
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"strategy": self.strategy.state_dict(), "cohorts": self._cohorts}
+        return {"strategy": self.strategy.state_dict(), "cohorts": self._cohorts, "lr_scale": self.lr_scale}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.strategy.load_state_dict(state.get("strategy", {}))
         self._cohorts = {k: list(v) for k, v in state.get("cohorts", {}).items()}
+        self.lr_scale = float(state.get("lr_scale", 1.0))
