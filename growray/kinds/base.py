@@ -113,6 +113,7 @@ class TrialOutcome:
         config: the values the searcher chose (dotted paths).
         metrics: the trial's last reported result (``val/acc``, ``cost/train_flops``, ...).
         mlflow_run_id: the trial's MLflow run.
+        tracking_uri: the sweep's MLflow store (a report that reads the runs back).
     """
 
     trial_id: str
@@ -120,6 +121,7 @@ class TrialOutcome:
     config: Mapping[str, Any]
     metrics: Mapping[str, float]
     mlflow_run_id: str | None = None
+    tracking_uri: str | None = None
 
 
 class Kind(Generic[C]):

@@ -124,7 +124,9 @@ def _log_kind_artifacts(exp: Experiment, result: SweepResult, parent: Recorder) 
 
     outcomes = [
         # the protocol's statuses (TERMINATED, ERROR, DIVERGED): a stopped trial ended normally
-        TrialOutcome(t.trial_id, _outcome_status(t.status), dict(t.config), dict(t.metrics), t.mlflow_run_id)
+        TrialOutcome(
+            t.trial_id, _outcome_status(t.status), dict(t.config), dict(t.metrics), t.mlflow_run_id, result.tracking_uri
+        )
         for t in result.trials
     ]
     for kind, cfg in active_kinds(exp):
