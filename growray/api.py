@@ -45,6 +45,7 @@ __all__ = [
     "export",
     "find_sweep",
     "format_table",
+    "growth_report",
     "list_sweeps",
     "load",
     "pareto_front",
@@ -220,6 +221,22 @@ def pareto_front(
             raise LookupError(f"no sweep recorded for experiment {name!r} in {uri}")
         run_id = str(run.info.run_id)
     return run_id, sweep_front(uri, run_id)
+
+
+def growth_report(target: str | Path, *, tracking_uri: str | None = None) -> tuple[str, str]:
+    """``(sweep run id, growth report as Markdown)`` of a growth sweep with baselines, from MLflow
+    alone; ``target`` is the experiment file, its MLflow experiment name (the latest sweep), or a
+    sweep's or trial's run id (ValueError: none of these)."""
+    from growray.kinds.baselines import growth_report as _report
+    from growray.tracking.growth_report import resolve_sweep_run
+
+    name = str(target)
+    if Path(target).suffix in (".yaml", ".yml") and Path(target).is_file():
+        exp = load(target)
+        name, tracking_uri = exp.experiment_name, tracking_uri or exp.tracking.uri
+    uri = existing_store(tracking_uri)
+    run_id = resolve_sweep_run(uri, name)
+    return run_id, _report(uri, run_id)[0]
 
 
 def start_ui(

@@ -1,4 +1,4 @@
-"""``growray``: validate | run | resume | ls | pareto | ui | retrain | export | show.
+"""``growray``: validate | run | resume | ls | pareto | ui | retrain | export | report | show.
 
 The command line is a thin layer over :mod:`growray.api`: it parses arguments, calls the API
 and prints. Each command group is one module of this package with a ``register(sub)``
@@ -15,13 +15,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from growray.cli import models, show, store, sweep
+from growray.cli import models, report, show, store, sweep
 from growray.cli._common import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 
 __all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "build_parser", "main"]
 
 #: The command modules, in the order ``growray --help`` lists them.
-COMMANDS = (sweep, store, models, show)
+COMMANDS = (sweep, store, models, report, show)
 
 
 def build_parser() -> argparse.ArgumentParser:
