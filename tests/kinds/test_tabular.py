@@ -78,6 +78,7 @@ def test_the_space_is_generated_from_the_table():
     ]
     fc = _exp(benchmark="fcnet", dataset="naval_propulsion")
     assert fc.search.space["tabular.config.init_lr"].choices == [5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 1e-1]
+    assert exp.trainer.epochs == 1  # one report: a finished trial, not one stopped early
     trial = exp.with_overrides({f"tabular.config.{k}": v for k, v in ALL_SKIP.items()})
     assert trial.kind == "tabular:nb201" and trial.kinds["tabular"].config == ALL_SKIP
 
@@ -196,3 +197,30 @@ def test_a_simulated_budget_stops_the_sweep(ray_session, tmp_path):
         history = client.get_metric_history(run.info.run_id, "val/acc")
         assert [m.value for m in history] == [pytest.approx(t.metrics["val/acc"])]
         assert run.data.params["tabular.benchmark"] == "nb201"
+
+
+def test_sampler_report_groups_replicates_by_sampler():
+    import statistics
+
+    from growray.kinds import TrialOutcome
+    from growray.kinds.tabular.report import sampler_report
+
+    exp = _exp(simulate={"sampler": {"name": "random"}, "budget_s": 1000})
+    cfg = exp.kinds["tabular"]
+    best = {"tpe": [0.91, 0.915, 0.912], "random": [0.90, 0.905]}
+    trials = [
+        TrialOutcome(
+            f"{name}{i}",
+            "TERMINATED",
+            {"tabular.simulate.sampler": f'{{"name": "{name}"}}'},
+            {"tabular/best": v, "tabular/evaluations": 10.0},
+        )
+        for name, values in best.items()
+        for i, v in enumerate(values)
+    ] + [TrialOutcome("err", "ERROR", {}, {})]
+    md, rows = sampler_report(cfg, cfg.simulate, trials)
+    by = {r["sampler"]: r for r in rows}
+    assert set(by) == {"tpe", "random"} and by["tpe"]["replicates"] == 3
+    assert by["tpe"]["best_mean"] == pytest.approx(100 * statistics.fmean(best["tpe"]))
+    assert by["random"]["best_std"] == pytest.approx(100 * statistics.stdev(best["random"]))
+    assert "| tpe | 3 |" in md

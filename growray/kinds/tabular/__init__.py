@@ -58,7 +58,11 @@ class TabularKind(Kind[TabularConfig]):
 
     def defaults(self, cfg: TabularConfig) -> dict[str, Any]:
         # no data is read and no model is built: the smallest registered ones fill the schema
-        out: dict[str, Any] = {"data": {"name": "synthetic", "n_samples": 100}, "model": {"name": "mlp", "hidden": [1]}}
+        out: dict[str, Any] = {
+            "data": {"name": "synthetic", "n_samples": 100},
+            "model": {"name": "mlp", "hidden": [1]},
+            "trainer.epochs": 1,  # one report, the table's final values: the trial is complete after it
+        }
         table = get_table(cfg.benchmark)
         if cfg.simulate is None:
             out["search.space"] = table.search_space()

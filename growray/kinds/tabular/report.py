@@ -42,7 +42,7 @@ def sampler_report(
     unit = " (%)" if scale == 100.0 else ""
     groups: dict[str, list[TrialOutcome]] = {}
     for t in trials:
-        if t.status == "TERMINATED" and "tabular/best" in t.metrics:
+        if t.status not in ("ERROR", "DIVERGED") and "tabular/best" in t.metrics:
             groups.setdefault(sampler_of(dict(t.config), str(sim.sampler["name"])), []).append(t)
     optimum = table_optimum(cfg.benchmark, cfg.dataset, first, modes[0]) * scale
     rows: list[dict[str, Any]] = []
