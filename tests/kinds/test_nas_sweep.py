@@ -122,3 +122,13 @@ def test_growray_retrain_refuses_a_run_without_a_genotype(sweep, capsys):
     code = main(["retrain", result.parent_run_id, "--tracking-uri", result.tracking_uri])
     assert code == 2
     assert "only DARTS/ENAS search runs can be retrained" in capsys.readouterr().err
+
+
+def test_summaries_agree_with_the_store(sweep, capsys):
+    """ls, the final table, the parent run and the report show the objective nas/retrain_val_acc
+    and the retrained test accuracy (not the supernet's), and count the trials, not the retrain runs."""
+    from _summaries import check_summaries
+
+    exp, result, _ = sweep
+    check_summaries(result, exp, capsys)
+    assert all(t.test_acc == t.metrics["nas/retrain_test_acc"] for t in result.trials)

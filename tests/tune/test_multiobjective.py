@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _summaries import check_summaries
 from conftest import tiny_experiment
 
 from growray.search.pareto import pareto_front
@@ -120,3 +121,33 @@ def test_growray_pareto_prints_the_front_later(mo_sweep, capsys):
     for row in result.pareto.front:
         assert row["run_id"] in out
     assert main(["pareto", "nope", "--tracking-uri", result.tracking_uri]) == 2
+
+
+def test_summaries_agree_with_the_store(mo_sweep, capsys):
+    exp, result, _ = mo_sweep
+    check_summaries(result, exp, capsys)
+    # a front from fewer ranked trials than objectives + 1 says so
+    assert (len(result.pareto.ranked) < 3) == any("fewer than objectives + 1" in w for w in result.warnings())
+
+
+def test_the_study_holds_the_first_objectives_curve(mo_sweep):
+    """Optuna refuses Trial.report on a multi-objective study: growray writes the first
+    objective's values per epoch through the storage, so optuna-dashboard draws them."""
+    import optuna
+    from mlflow import MlflowClient
+
+    _, result, tmp = mo_sweep
+    study = optuna.load_study(study_name=result.name, storage=f"sqlite:///{tmp / 'runs' / 'mo' / 'optuna.db'}")
+    client = MlflowClient(result.tracking_uri)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert done
+    for t in done:
+        assert t.user_attrs["growray.intermediate_metric"] == "val/acc"
+        history = sorted(
+            client.get_metric_history(t.user_attrs["growray.mlflow_run_id"], "val/acc"), key=lambda m: m.step
+        )
+        assert [t.intermediate_values[k] for k in sorted(t.intermediate_values)] == pytest.approx(
+            [m.value for m in history]
+        )
+        run = client.get_run(t.user_attrs["growray.mlflow_run_id"])
+        assert run.data.metrics["cost/latency_spread"] >= 0.0 and run.data.params["cost.latency.repeats"] == "3"
