@@ -12,8 +12,9 @@ Layer pairs (flattened "grow matrix", as in the reference's conv path):
 - Conv2d -> Conv2d: the composition of the two convolutions is the auxiliary conv with
   kernel k1+k2-1; M is its gradient unfolded to ``(C_out*k2h*k2w) x (C_in*k1h*k1w)``:
   ``M = sum_{n,p} D[n,:,p] P[n,:,p]^T`` with P the producer's input patches (``unfold``) and
-  D the consumer's output gradient scattered back to producer-output positions
-  (``conv_transpose2d`` with one-hot kernels). Exact for stride, padding and dilation.
+  D the consumer's output gradient scattered back to producer-output positions; computed
+  in one pass as the consumer's weight gradient with P as its input
+  (``torch.nn.grad.conv2d_weight``). Exact for stride, padding and dilation.
 - Conv2d -> Linear through a flatten (``spatial`` = S columns per channel):
   ``M[(c, p), :] = sum_n delta[n, c] P[n, :, p]``, i.e. every spatial column of the new
   channel is a separate consumer input.
@@ -33,6 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.grad import conv2d_weight
 
 from growray.checks import check_int, check_number
 from growray.growth.capture import SiteCapture, capture_site
@@ -113,15 +115,8 @@ def _producer_patches(producer: nn.Module, inputs: Tensor, pre: Tensor) -> Tenso
     raise NotImplementedError(f"auxiliary gradient: unsupported producer {producer!r}")
 
 
-def _onehot_kernels(c_out: int, kh: int, kw: int, like: Tensor) -> Tensor:
-    """``(C_out, C_out*K, kh, kw)``: kernel[c, c*K + b] is one at tap b (K = kh*kw)."""
-    k = kh * kw
-    eye = torch.eye(c_out * k, dtype=like.dtype, device=like.device)
-    return eye.reshape(c_out, k, c_out * k).transpose(1, 2).reshape(c_out, c_out * k, kh, kw)
-
-
 def auxiliary_gradient(
-    model: GrowableModel, site: str, batch: tuple[Tensor, Tensor], *, center: bool = False, chunk: int = 64
+    model: GrowableModel, site: str, batch: tuple[Tensor, Tensor], *, center: bool = False
 ) -> AuxiliaryGradient:
     """The auxiliary (grow) gradient M of ``site`` on ``batch`` (mean cross-entropy), in
     the model's current mode; the model is left unchanged (see module docstring).
@@ -162,28 +157,18 @@ def auxiliary_gradient(
             patches = F.adaptive_avg_pool2d(patches, grid)
         c_out = consumer.out_channels
         kh, kw = consumer.kernel_size
-        kern = _onehot_kernels(c_out, kh, kw, delta)
-        pad = _conv_padding(consumer)
-        out_pad = []
-        for i in range(2):
-            full = (
-                (delta.shape[2 + i] - 1) * consumer.stride[i]
-                - 2 * pad[i]
-                + consumer.dilation[i] * (consumer.kernel_size[i] - 1)
-                + 1
-            )
-            out_pad.append(grid[i] - full)
-        m = torch.zeros(c_out * kh * kw, d_in, dtype=delta.dtype, device=delta.device)
-        for start in range(0, n_samples, chunk):
-            d = F.conv_transpose2d(
-                delta[start : start + chunk],
-                kern,
-                stride=consumer.stride,
-                padding=pad,
-                output_padding=tuple(out_pad),
-                dilation=consumer.dilation,
-            )  # (n, C_out*K, H, W): dL/dz scattered back to the positions each tap reads
-            m += torch.einsum("nap,nip->ai", d.flatten(2), patches[start : start + chunk].flatten(2))
+        # M[(c, tap), i] = sum_{n,q} delta[n, c, q] * P[n, i, position tap reads for output q]:
+        # the consumer's weight gradient with the patches as its input (one pass, no scatter),
+        # accumulated in float64: sums over N*H*W terms, as accurate as the chunked float32 sum
+        wg = conv2d_weight(
+            patches.double(),
+            (c_out, d_in, kh, kw),
+            delta.double(),
+            stride=consumer.stride,
+            padding=_conv_padding(consumer),
+            dilation=consumer.dilation,
+        )
+        m = wg.permute(0, 2, 3, 1).reshape(c_out * kh * kw, d_in).to(delta.dtype)
         return AuxiliaryGradient(m, cap)
     raise NotImplementedError(f"auxiliary gradient: unsupported consumer {consumer!r}")
 
