@@ -41,10 +41,6 @@ class Hook:
     def on_fit_start(self, trainer: Trainer) -> None:
         """Called once before the first step (also after a restore)."""
 
-    def on_epoch_start(self, trainer: Trainer) -> None:
-        """Called before each epoch's training pass, before its learning rate is set: a hook may
-        switch ``trainer.data`` here (the next task of a continual-learning sequence)."""
-
     def loss_penalty(self, trainer: Trainer) -> torch.Tensor | None:
         """A term added to each batch's training loss, after the forward pass (a regulariser
         such as EWC's); None adds nothing."""

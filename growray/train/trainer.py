@@ -132,20 +132,6 @@ class Trainer:
             raise TypeError(f"this hook edits width sites (mlp, cnn models); got a {type(self.model).__name__}")
         return self.model
 
-    def replace_model(self, model: nn.Module) -> None:
-        """Train ``model`` from now on (a hook that restructures the network, e.g. a continual
-        method's network before its first task); the optimizer is rebuilt over it."""
-        self.model = model
-        self.arch = spec_model(model)
-        self.precision.prepare_model(model)
-        self.initial_widths = dict(self.widths())
-        self.rebuild_optimizer()
-
-    def rebuild_optimizer(self) -> None:
-        """A fresh ``trainer.optimizer`` over the model's trainable weights (after a hook changed
-        which parameters exist or train); the moments start at zero."""
-        self.optimizer = make_optimizer(self.model, self.cfg)
-
     def request_stop(self, reason: str, now: bool = False) -> None:
         """End training after the current epoch (its evaluation, checkpoint and report run as
         for the last epoch); ``now``: after the current step (the epoch ends there). The
@@ -285,8 +271,6 @@ class Trainer:
 
     def _train_epoch(self) -> tuple[float, float]:
         """One pass over the training split; returns its mean loss and accuracy."""
-        for hook in self.hooks:
-            hook.on_epoch_start(self)
         self.model.train()
         epoch_progress(self.model, self.epoch, self.cfg.epochs)  # e.g. a drop-path ramp
         for group in self.optimizer.param_groups:
@@ -306,9 +290,7 @@ class Trainer:
             with self.precision.autocast():
                 logits = self.model(xb)
             loss = training_loss(self.model, logits, yb)  # + an auxiliary head's, if any
-            for hook in self.hooks:
-                if (penalty := hook.loss_penalty(self)) is not None:
-                    loss = loss + penalty
+            loss = sum((p for h in self.hooks if (p := h.loss_penalty(self)) is not None), loss)  # e.g. EWC
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
                     f"training loss became {loss.item()} at step {self.step} (epoch {self.epoch}); "
