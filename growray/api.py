@@ -246,13 +246,16 @@ def start_ui(
     answers; the caller stops it (``proc.stop()``).
 
     Raises:
-        RuntimeError: the server exited before answering (its output is in the message).
+        LookupError: no sqlite store at that path (the message says where it looked).
+        OSError: the port is taken (``PortInUseError``).
+        RuntimeError: the server exited before answering (its output is in the message), or
+            another server answered on the port.
         TimeoutError: it did not answer within ``timeout`` seconds.
     """
     from growray.tracking import start_ui as _start
     from growray.tracking import wait_healthy
 
-    proc = _start(absolute_tracking_uri(tracking_uri), host=host, port=port)
+    proc = _start(existing_store(tracking_uri), host=host, port=port)  # never creates a store
     try:
         wait_healthy(proc.url, timeout=timeout, process=proc)
     except BaseException:

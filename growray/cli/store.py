@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Any
 
@@ -27,20 +28,48 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _Stopped(Exception):
+    """SIGINT, SIGTERM or SIGHUP reached ``growray ui``."""
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise _Stopped(signum)
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
+    """Start ``mlflow server`` on the store; SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it."""
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then never
+    # raises KeyboardInterrupt (`growray ui &`, then `kill -INT`)
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, _raise_stopped) for s in stops}
     try:
-        uri = api.absolute_tracking_uri(args.tracking_uri)
-        proc = api.start_ui(uri, host=args.host, port=args.port)
-    except (ValueError, RuntimeError, TimeoutError) as exc:
-        print(f"growray ui: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    try:
-        print(f"MLflow UI for {uri}: {proc.url}  (Ctrl-C to stop)", flush=True)
-        proc.wait()
-    except KeyboardInterrupt:
+        try:
+            uri = api.absolute_tracking_uri(args.tracking_uri)
+            proc = api.start_ui(uri, host=args.host, port=args.port)
+        except (OSError, ValueError, LookupError, RuntimeError) as exc:  # TimeoutError is an OSError
+            print(f"growray ui: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        try:
+            print(f"MLflow UI for {uri}: {proc.url}  (Ctrl-C to stop)")
+            links = proc.links()
+            for name, link in links[:5]:
+                print(f"  {name}: {link}")
+            if len(links) > 5:
+                print(f"  ... {len(links) - 5} more experiments (the 'Model training' tab of {proc.url})")
+            sys.stdout.flush()
+            code = proc.wait()
+        finally:
+            proc.stop()
+        print(
+            f"growray ui: mlflow server exited by itself (code {code}); its output ends with:\n{proc.log_tail()}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    except (KeyboardInterrupt, _Stopped):  # start_ui stops a server it started before raising
         pass
     finally:
-        proc.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return EXIT_OK
 
 

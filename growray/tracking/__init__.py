@@ -18,10 +18,12 @@ from ._models import (
     record_export_latency,
     register_model,
 )
+from ._params import SEARCHED_PREFIX, describe_param, param_value, sweep_params, trial_params
 from ._pareto import CONSTRAINTS_TAG, OBJECTIVES_TAG, ParetoReport, record_front, sweep_front
-from ._recorder import MemoryRecorder, NullRecorder, Recorder, close_figure, flatten_params
+from ._recorder import MemoryRecorder, NullRecorder, ProgressRecorder, Recorder, close_figure, flatten_params
 from ._retrain import SearchRun, link_retrain, load_search_run, open_retrain_run, run_config, search_run_in_hand
 from ._runs import (
+    RUNS_VIEW_KEY,
     clear_failure,
     create_sweep_run,
     delete_run_tag,
@@ -32,9 +34,11 @@ from ._runs import (
     max_logged_step,
     run_status,
     run_tags,
+    runs_view_url,
     set_run_tags,
+    set_runs_view,
 )
-from ._server import UIProcess, start_ui, ui_command, wait_healthy
+from ._server import PortInUseError, UIProcess, check_port_free, serves_port, start_ui, ui_command, wait_healthy
 from ._store import (
     absolute_tracking_uri,
     child_runs,
@@ -50,6 +54,8 @@ from .plots import growth_timeline_figure, pareto_figure
 __all__ = [
     "CONSTRAINTS_TAG",
     "OBJECTIVES_TAG",
+    "RUNS_VIEW_KEY",
+    "SEARCHED_PREFIX",
     "ExportSource",
     "ExportTarget",
     "LoggedModel",
@@ -57,16 +63,20 @@ __all__ = [
     "MlflowRecorder",
     "NullRecorder",
     "ParetoReport",
+    "PortInUseError",
+    "ProgressRecorder",
     "Recorder",
     "SearchRun",
     "UIProcess",
     "absolute_tracking_uri",
+    "check_port_free",
     "child_runs",
     "clear_failure",
     "close_figure",
     "create_sweep_run",
     "default_artifact_location",
     "delete_run_tag",
+    "describe_param",
     "ensure_store",
     "export_targets",
     "finalize_child_run",
@@ -84,6 +94,7 @@ __all__ = [
     "max_logged_step",
     "open_retrain_run",
     "open_store",
+    "param_value",
     "pareto_figure",
     "read_export_source",
     "record_export_latency",
@@ -92,10 +103,15 @@ __all__ = [
     "run_config",
     "run_status",
     "run_tags",
+    "runs_view_url",
     "search_run_in_hand",
+    "serves_port",
     "set_run_tags",
+    "set_runs_view",
     "start_ui",
     "sweep_front",
+    "sweep_params",
+    "trial_params",
     "ui_command",
     "wait_healthy",
 ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import io
+import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -17,6 +19,7 @@ __all__ = [
     "RUN_STATUSES",
     "MemoryRecorder",
     "NullRecorder",
+    "ProgressRecorder",
     "Recorder",
     "check_status",
     "close_figure",
@@ -202,6 +205,60 @@ class MemoryRecorder(_ClosingMixin):
         if key not in self.metrics:
             raise KeyError(f"no metric {key!r} was flushed; known: {sorted(self.metrics)}")
         return self.metrics[key][-1][1]
+
+
+class ProgressRecorder(_ClosingMixin):
+    """Passes everything to ``inner`` and, at each flush that follows an epoch's metrics,
+    writes one line: ``epoch 3/20  train/loss 0.412  val/acc 0.8125  (41 s)``.
+
+    For commands that train in the foreground (``growray retrain``); the trainer flushes once
+    per epoch, after logging ``epoch`` among that epoch's metrics.
+    """
+
+    SHOWN = ("train/loss", "train/acc", "val/loss", "val/acc", "test/acc")
+
+    def __init__(self, inner: Recorder, epochs: int, write: Callable[[str], Any] = print) -> None:
+        self.inner, self.epochs, self.write = inner, int(epochs), write
+        self._epoch: float | None = None
+        self._latest: dict[str, float] = {}
+        self._t0 = time.perf_counter()
+
+    @property
+    def run_id(self) -> str | None:
+        return self.inner.run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self.inner.log_params(params)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self._latest.update({k: float(v) for k, v in metrics.items() if k in self.SHOWN})
+        if "epoch" in metrics:
+            self._epoch = float(metrics["epoch"])
+        self.inner.log_metrics(metrics, step)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.inner.set_tags(tags)
+
+    def log_dict(self, obj: Any, artifact_file: str) -> None:
+        self.inner.log_dict(obj, artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.inner.log_text(text, artifact_file)
+
+    def log_figure(self, fig: Any, artifact_file: str) -> None:
+        self.inner.log_figure(fig, artifact_file)
+
+    def flush(self) -> None:
+        self.inner.flush()
+        if self._epoch is None:
+            return
+        shown = "  ".join(f"{k} {self._latest[k]:.4f}" for k in self.SHOWN if k in self._latest)
+        elapsed = time.perf_counter() - self._t0
+        self.write(f"epoch {int(self._epoch)}/{self.epochs}  {shown}  ({elapsed:.0f} s)")
+        self._epoch = None
+
+    def close(self, status: str = "FINISHED") -> None:
+        self.inner.close(status)
 
 
 def close_figure(fig: Any) -> None:

@@ -3,29 +3,57 @@ the tags and metrics the orchestration reads back."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ._params import SEARCHED_PREFIX
 from ._recorder import check_status
 from ._store import SWEEP_KIND, _client
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
 __all__ = [
+    "EXPERIMENT_KIND_TAG",
+    "MODEL_TRAINING_KIND",
+    "RUNS_VIEW_KEY",
+    "SHARED_VIEW_TAG",
     "clear_failure",
     "create_sweep_run",
     "delete_run_tag",
+    "experiment_links",
     "finalize_child_run",
     "find_trial_run",
     "finish_run",
     "last_metric",
+    "mark_model_training",
     "max_logged_step",
     "run_status",
     "run_tags",
+    "runs_view_url",
     "set_run_tags",
+    "set_runs_view",
 ]
 
+#: MLflow's experiment type (``mlflow.experimentKind``); 3.17's UI also needs
+#: ``workflowType=machine_learning`` in the address (``runs_view_url``)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+#: MLflow's shared runs views: an experiment tag per view key
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
+RUNS_VIEW_KEY = "growray"
 
-def create_sweep_run(tracking_uri: str, experiment_id: str, *, run_name: str, tags: dict[str, str]) -> str:
+
+def create_sweep_run(
+    tracking_uri: str, experiment_id: str, *, run_name: str, tags: dict[str, str], searched: Sequence[str] = ()
+) -> str:
     """Create the parent run of a sweep and return its id.
 
     The run carries ``growray.kind=sweep``, ``growray.sweep=<run_name>`` and
-    ``growray.version`` in addition to ``tags`` (which cannot override the kind).
+    ``growray.version`` in addition to ``tags`` (which cannot override the kind). The
+    experiment is marked as a model-training one and gets the runs view ``growray`` (see
+    :func:`set_runs_view`): this sweep's ``searched`` paths and objectives as columns.
     """
     from growray import __version__
 
@@ -33,8 +61,61 @@ def create_sweep_run(tracking_uri: str, experiment_id: str, *, run_name: str, ta
     all_tags.update({str(k): str(v) for k, v in tags.items()})
     all_tags["growray.kind"] = SWEEP_KIND
     all_tags["mlflow.runName"] = run_name
-    run = _client(tracking_uri).create_run(str(experiment_id), tags=all_tags, run_name=run_name)
+    from ._pareto import OBJECTIVES_TAG  # _pareto imports this module
+
+    client = _client(tracking_uri)
+    mark_model_training(client, str(experiment_id))
+    objectives = [o["metric"] for o in json.loads(all_tags.get(OBJECTIVES_TAG, "[]"))]
+    set_runs_view(client, str(experiment_id), searched, objectives or ["val/acc"])
+    run = client.create_run(str(experiment_id), tags=all_tags, run_name=run_name)
     return run.info.run_id
+
+
+def mark_model_training(client: MlflowClient, experiment_id: str) -> None:
+    """Tag the experiment as a model-training one, so that MLflow's UI opens it on its runs.
+
+    MLflow 3.17's UI reads the experiment tag ``mlflow.experimentKind``: without it an
+    experiment opens on the GenAI overview (traces, an assistant panel), with
+    ``custom_model_development`` ("Machine learning" in its experiment-type menu) on the runs
+    table. A kind the user chose (set in the UI) is kept.
+    """
+    exp = client.get_experiment(experiment_id)
+    if EXPERIMENT_KIND_TAG not in exp.tags:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+
+
+def set_runs_view(client: MlflowClient, experiment_id: str, searched: Sequence[str], metrics: Sequence[str]) -> None:
+    """Store the experiment's runs view ``growray``: runs grouped by sweep (the parent run and
+    its trials together, expanded), the searched params and the objectives as the first
+    columns. MLflow 3.17 opens it at ``#/experiments/<id>/runs?viewStateShareKey=growray``
+    (:func:`runs_view_url`); it is MLflow's "shared view", an experiment tag
+    ``mlflow.sharedViewState.<key>`` holding the view as JSON. MLflow keeps each browser's own
+    view apart; a shared view cannot expand nested runs, so the runs are grouped instead."""
+    columns = [f"params.`{SEARCHED_PREFIX}{p}`" for p in searched] + [f"metrics.`{m}`" for m in metrics]
+    view = {
+        "groupBy": {"aggregateFunction": "max", "groupByKeys": [{"mode": "tag", "groupByData": "growray.sweep"}]},
+        "groupsExpanded": {},
+        "selectedColumns": columns,
+    }
+    client.set_experiment_tag(experiment_id, f"{SHARED_VIEW_TAG}{RUNS_VIEW_KEY}", json.dumps(view))
+
+
+def runs_view_url(ui_url: str, experiment_id: str) -> str:
+    """The UI address that opens an experiment on its runs, in the view of :func:`set_runs_view`
+    (``workflowType=machine_learning``: MLflow 3.17 otherwise opens its GenAI overview)."""
+    return (
+        f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
+        f"?workflowType=machine_learning&viewStateShareKey={RUNS_VIEW_KEY}"
+    )
+
+
+def experiment_links(tracking_uri: str, ui_url: str) -> list[tuple[str, str]]:
+    """``(experiment name, address)`` of every experiment with growray's runs view, the most
+    recently updated first: where ``growray ui`` sends the user."""
+    client = _client(tracking_uri)
+    view = f"{SHARED_VIEW_TAG}{RUNS_VIEW_KEY}"
+    experiments = client.search_experiments(order_by=["last_update_time DESC"])
+    return [(e.name, runs_view_url(ui_url, e.experiment_id)) for e in experiments if view in e.tags]
 
 
 def finish_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:

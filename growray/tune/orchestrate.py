@@ -76,8 +76,8 @@ def run_sweep(
         MlflowRecorder,
         create_sweep_run,
         ensure_store,
-        flatten_params,
         get_or_create_experiment,
+        sweep_params,
     )
 
     from .finish import finish_sweep
@@ -127,9 +127,10 @@ def run_sweep(
             CONSTRAINTS_TAG: json.dumps([c.model_dump() for c in exp.search.constraints]),
             **provenance,
         },
+        searched=list(exp.search.space),
     )
     parent = MlflowRecorder(uri, experiment_id, run_id=parent_id)
-    parent.log_params(flatten_params(exp.to_dict()))
+    parent.log_params(sweep_params(exp.to_dict()))  # the searched paths: their distributions
     parent.log_dict(exp.to_dict(), "config.yaml")
 
     record = SweepRecord(

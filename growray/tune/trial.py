@@ -84,7 +84,7 @@ def _new_run(
     """The trial's child run under the sweep's parent, with the resolved config as params
     (one write for the tags, one for the params, one artifact)."""
     from growray import __version__
-    from growray.tracking import flatten_params
+    from growray.tracking import flatten_params, trial_params
 
     all_tags = {
         "growray.kind": exp.kind,
@@ -110,9 +110,8 @@ def _new_run(
             parent_run_id=sweep.parent_run_id,
             tags=all_tags,
         )
-    resolved = exp.to_dict()
-    resolved["search"].pop("space", None)  # the space is on the parent run; trials log values
-    params = flatten_params(resolved)
+    # searched values as search.<path>, then a compact rest; the whole config is config.yaml
+    params = trial_params(exp.to_dict(), config)
     params.update(flatten_params({f"data.{k}": v for k, v in dataset.summary().items()}))
     recorder.log_params(params)
     recorder.log_dict(exp.to_dict(), "config.yaml")

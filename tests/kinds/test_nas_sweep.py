@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from growray.tracking import param_value
+
 pytestmark = pytest.mark.timeout(400)
 
 
@@ -65,7 +67,7 @@ def test_search_runs_hold_gap_curves_genotype_and_plots(sweep):
     client, runs = _runs(result)
     searches = [r for r in runs if r.data.tags.get("growray.kind") == "darts"]
     assert len(searches) == 2
-    assert sorted(r.data.params["nas.order"] for r in searches) == ["1", "2"]  # the grid, each once
+    assert sorted(param_value(r.data.params, "nas.order") for r in searches) == ["1", "2"]  # the grid, each once
     for run in searches:
         for key in ("nas/relaxed_val_acc", "nas/discrete_val_acc", "nas/gap", "nas/skip_fraction", "nas/alpha_entropy"):
             assert len(client.get_metric_history(run.info.run_id, key)) == 2, key

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from growray.tracking import param_value
+
 PLUGIN = Path(__file__).with_name("toy_plugin")
 
 
@@ -83,7 +85,7 @@ def test_a_sweep_of_the_plugin_kind_runs_on_ray_optuna_and_mlflow(tmp_path):
         history = client.get_metric_history(run.info.run_id, "toy/noise_norm")
         assert [m.step for m in history] == sorted(m.step for m in history) and len(history) == 2
         assert all(m.value >= 0 for m in history)
-        sigma = float(run.data.params["toy.sigma"])
+        sigma = float(param_value(run.data.params, "toy.sigma"))
         assert 0.0 <= sigma <= 0.2
         sigmas.add(sigma)
         if sigma > 0:

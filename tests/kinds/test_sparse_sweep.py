@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from growray.tracking import param_value
+
 pytestmark = pytest.mark.timeout(400)
 
 ARMS = {"dense", "static", "set", "rigl"}
@@ -73,7 +75,7 @@ def _client_runs(result, name="tinydst"):
 
 def _arm(run):
     p = run.data.params
-    return "dense" if p["sparse.dense"] == "True" else p["sparse.updater.name"]
+    return "dense" if param_value(p, "sparse.dense") == "True" else param_value(p, "sparse.updater.name")
 
 
 def test_every_trial_has_the_sparse_metrics_and_artifacts(sweep):

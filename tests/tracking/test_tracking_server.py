@@ -15,6 +15,8 @@ from growray.tracking import (
     create_sweep_run,
     ensure_store,
     get_or_create_experiment,
+    runs_view_url,
+    serves_port,
     start_ui,
     ui_command,
     wait_healthy,
@@ -86,6 +88,15 @@ def test_server_lists_children_and_artifacts(tmp_path):
     try:
         wait_healthy(proc.url, timeout=60, process=proc)
         assert _listen_addresses(port) == {"0100007F"}  # 127.0.0.1 only
+        assert serves_port(proc, port) is True
+        # the experiment opens on its runs: model-training kind, growray's runs view, its address
+        assert proc.links() == [("served", runs_view_url(proc.url, eid))]
+        tags = _get(f"{proc.url}/api/2.0/mlflow/experiments/get?experiment_id={eid}")["experiment"]["tags"]
+        tags = {t["key"]: t["value"] for t in tags}
+        assert tags["mlflow.experimentKind"] == "custom_model_development"
+        assert json.loads(tags["mlflow.sharedViewState.growray"])["groupBy"]["groupByKeys"] == [
+            {"mode": "tag", "groupByData": "growray.sweep"}
+        ]
         api = f"{proc.url}/api/2.0/mlflow"
 
         found = _post(

@@ -81,8 +81,8 @@ def test_mlflow_holds_parent_children_metrics_artifacts(sweep):
             assert key in metrics, key
         # params: the resolved config, with this trial's sampled values
         searched = json.loads(child.data.tags["growray.searched"])
-        assert child.data.params["trainer.lr"] == str(searched["trainer.lr"])
-        assert child.data.params["growth.initializer.name"] == searched["growth.initializer.name"]
+        assert child.data.params["search.trainer.lr"] == str(searched["trainer.lr"])
+        assert child.data.params["search.growth.initializer.name"] == searched["growth.initializer.name"]
         # widths grew over steps, recorded as a step-indexed series
         hist = client.get_metric_history(rid, "growth/width/hidden.0")
         values = [m.value for m in sorted(hist, key=lambda m: m.step)]
