@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "growray"
-PURE = ("growth", "sparse", "nas", "models", "cost", "data")
+PURE = ("growth", "sparse", "nas", "models", "cost", "data", "continual")
 #: third-party modules a pure package may import (besides the standard library)
 PURE_EXTERNAL = {"torch", "numpy", "sklearn", "torchvision"}
 #: growray modules outside the pure packages that a pure package may import

@@ -4,7 +4,8 @@
 ``Dataset.to_tensors(device)`` moves it. Registered: ``digits`` (scikit-learn, offline),
 ``fashion_mnist`` (local IDX files; torchvision only to download), ``mnist``, ``cifar10``,
 ``cifar100`` (torchvision's on-disk layout; CIFAR pickles through a restricted unpickler),
-``synthetic`` (the NORTH toy task).
+``synthetic`` (the NORTH toy task); the continual-learning task sequences ``split_digits``,
+``split_fashion_mnist``, ``split_mnist``, ``permuted_fashion_mnist`` (``growray.data.tasks``).
 """
 
 from growray.data._base import Dataset, DatasetNotFoundError, TensorSplits
@@ -15,6 +16,7 @@ from growray.data._registry import DATASETS, describe_dataset, load_dataset
 from growray.data import digits as _digits  # noqa: F401  isort: skip
 from growray.data import fashion_mnist as _fashion_mnist  # noqa: F401  isort: skip
 from growray.data import synthetic as _synthetic  # noqa: F401  isort: skip
+from growray.data import tasks as _tasks  # noqa: F401  isort: skip
 from growray.data import torchvision_sets as _torchvision_sets  # noqa: F401  isort: skip
 from growray.data.torchvision_sets import CIFARFormatError  # isort: skip
 
