@@ -55,6 +55,7 @@ __all__ = [
     "resume",
     "retrain",
     "run",
+    "space_files",
     "start_ui",
     "to_yaml",
 ]
@@ -403,6 +404,14 @@ def _export_run(
         )  # fmt: skip
         report.model_uri = logged.model_uri
     return report, logged
+
+
+def space_files() -> list[tuple[str, str, list[str]]]:
+    """The files in ``search_spaces/`` of the working directory that ``search.space`` and
+    ``model.space`` may name: ``(name, description, keys)`` each."""
+    from growray.config.files import space_files as _files
+
+    return _files()
 
 
 def plugins() -> list[PluginInfo]:

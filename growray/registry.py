@@ -11,6 +11,8 @@ An entry may carry *capabilities* as data (``@SAMPLERS.register("tpe", constrain
 what the rest of growray needs to know about a plug-in without building it, e.g. which
 samplers handle constraints, which packages a plug-in needs (``requires``), which model a
 NAS method searches. Read them with ``registry.get(name).capability(key, default)``.
+``internal=(...)`` names parameters growray itself sets (site ids of a network rebuilt from
+its spec): still accepted in YAML, hidden from ``growray show plugins`` and the docs.
 """
 
 from __future__ import annotations
@@ -22,15 +24,23 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Registry", "RegistryEntry", "UnknownNameError", "closest"]
+__all__ = ["INTERNAL", "Registry", "RegistryEntry", "UnknownNameError", "closest", "first_paragraph"]
 
 T = TypeVar("T")
+
+#: the capability that declares a plug-in's internal parameters (hidden from listings)
+INTERNAL = "internal"
 
 
 def closest(name: str, candidates: list[str]) -> str | None:
     """The candidate most similar to ``name``, or None when nothing is close."""
     matches = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+def first_paragraph(doc: str) -> str:
+    """A docstring's first paragraph on one line (a whole sentence, never its first line only)."""
+    return " ".join(doc.strip().split("\n\n", 1)[0].split())
 
 
 class UnknownNameError(KeyError):
@@ -58,6 +68,11 @@ class RegistryEntry(Generic[T]):
     def capability(self, key: str, default: Any = None) -> Any:
         """A capability declared at registration, or ``default``."""
         return self.capabilities.get(key, default)
+
+    def internal(self) -> tuple[str, ...]:
+        """Parameters declared internal at registration (``internal=("conv_ids",)``): growray
+        sets them (a grown network rebuilt from its spec); a user may, but listings hide them."""
+        return tuple(self.capability(INTERNAL, ()))
 
     def parameters(self, skip: tuple[str, ...] = ()) -> dict[str, inspect.Parameter]:
         """Keyword parameters a user may set, by name (positional-only and skipped excluded)."""
@@ -96,7 +111,7 @@ class Registry(Generic[T]):
         def deco(obj: Callable[..., T]) -> Callable[..., T]:
             if name in self._entries and self._entries[name].obj is not obj:
                 raise ValueError(f"{self.kind} {name!r} is already registered to {self._entries[name].obj!r}")
-            doc = description or (inspect.getdoc(obj) or "").split("\n", 1)[0]
+            doc = description or first_paragraph(inspect.getdoc(obj) or "")
             self._entries[name] = RegistryEntry(name, obj, doc, MappingProxyType(dict(capabilities)))
             return obj
 
@@ -127,7 +142,13 @@ class Registry(Generic[T]):
             raise UnknownNameError(self.kind, name, self.names()) from None
 
     def user_parameters(self, name: str) -> dict[str, inspect.Parameter]:
+        """Parameters YAML may set (growray's context arguments excluded, internal ones kept)."""
         return self.get(name).parameters(skip=self.context_args)
+
+    def public_parameters(self, name: str) -> dict[str, inspect.Parameter]:
+        """The user-facing parameters: ``user_parameters`` without the internal ones."""
+        entry = self.get(name)
+        return entry.parameters(skip=self.context_args + entry.internal())
 
     def build(self, spec: str | dict[str, Any] | T, **context: Any) -> T:
         """Build from a name, a ``{"name": ..., **params}`` mapping, or return an object as is."""

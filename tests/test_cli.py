@@ -43,6 +43,36 @@ def test_show_resolved_config_and_plugins(capsys):
         assert name in out
 
 
+def test_show_plugins_lists_every_registry_whole(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("COLUMNS", "100")
+    assert main(["show", "plugins"]) == 0
+    out = capsys.readouterr().out
+    for section in ("kinds:", "nas.method:", "search.scheduler:", "space files ("):
+        assert section in out, section
+    for name in ("asha", "pareto", "pbt", "darts", "gdas", "growth_quickstart", "darts_cnn", "cifar10", "cell_network"):
+        assert f"  {name} " in out or f"  {name}\n" in out, name
+    assert "conv_ids" not in out and "hidden_dropin" not in out  # internal: set by grown specs
+    flat = " ".join(out.split())
+    # a description that spans lines in its docstring is printed whole (it used to stop here)
+    assert "orthogonal complement of the current pre-activations, then Select on post-activations" in flat
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_show_typo_says_did_you_mean(capsys):
+    assert main(["show", "plugin"]) == 2
+    assert "did you mean 'plugins'?" in capsys.readouterr().err
+
+
+def test_internal_parameters_are_still_accepted():
+    from growray.config import plugin_schema, validate_dict
+    from growray.models import MODELS
+
+    assert "hidden_ids" not in plugin_schema(MODELS, "mlp")["properties"]
+    exp = validate_dict({"name": "x", "data": {"name": "digits"}, "model": {"name": "mlp", "hidden_ids": [3]}})
+    assert exp.model["hidden_ids"] == [3]
+
+
 def test_console_script_installed():
     script = Path(sys.executable).with_name("growray")  # pip puts console scripts beside the interpreter
     proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)

@@ -18,6 +18,7 @@ from .keys import accepted_keys
 from .overrides import apply_overrides, get_path, parse_overrides, set_path
 from .plugins import plugin_schema, plugin_slots
 from .schema import (
+    SCHEDULERS,
     AugmentConfig,
     Constraint,
     CostsConfig,
@@ -36,6 +37,7 @@ from .schema import (
 from .validate import load_experiment, validate_dict
 
 __all__ = [
+    "SCHEDULERS",
     "AugmentConfig",
     "ConfigError",
     "ConfigIssue",

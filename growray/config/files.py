@@ -10,7 +10,7 @@ import yaml
 
 from .errors import ConfigError, ConfigIssue
 
-__all__ = ["include_model_space", "include_search_space", "load_yaml", "resolve_space_file"]
+__all__ = ["include_model_space", "include_search_space", "load_yaml", "resolve_space_file", "space_files"]
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -66,6 +66,31 @@ def _space_candidates(ref: str, base_dir: Path | None) -> list[Path]:
             p = (root / name).resolve()
             if p not in out:
                 out.append(p)
+    return out
+
+
+def space_files(folder: Path | None = None) -> list[tuple[str, str, list[str]]]:
+    """The space files an experiment can name (``search_spaces/`` in ``folder``, default the
+    working directory): ``(name, the header comment's first sentence, its keys)`` each.
+    A search space's keys are the dotted paths it searches; an architecture space's are
+    the model settings it fixes (``model: {space: darts_cnn}``)."""
+    root = (folder or Path.cwd()) / "search_spaces"
+    out: list[tuple[str, str, list[str]]] = []
+    for path in sorted(root.glob("*.yaml")) if root.is_dir() else []:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        header: list[str] = []
+        for line in text.splitlines():
+            if not line.startswith("#"):
+                break
+            header.append(line.lstrip("#").strip())
+        joined = " ".join(h for h in header if h)
+        first = joined.split(". ", 1)[0].rstrip(".") + "." if joined else ""
+        try:
+            data = load_yaml(path)
+        except ConfigError:
+            data = None
+        keys = [str(k) for k in data] if isinstance(data, dict) else []
+        out.append((path.stem, first, keys))
     return out
 
 

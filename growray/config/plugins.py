@@ -77,8 +77,15 @@ def _params_model(registry: Registry[Any], name: str) -> type[BaseModel]:
 
 
 def plugin_schema(registry: Registry[Any], name: str) -> dict[str, Any]:
-    """JSON schema of a plug-in's parameters (for docs and ``growray show``)."""
-    return _params_model(registry, name).model_json_schema()
+    """JSON schema of a plug-in's user-facing parameters (for docs and ``growray show``):
+    the ones its registration declares internal (``internal=(...)``) are left out, though
+    a file may still set them."""
+    schema = _params_model(registry, name).model_json_schema()
+    hidden = registry.get(name).internal()
+    if hidden:
+        schema["properties"] = {k: v for k, v in schema.get("properties", {}).items() if k not in hidden}
+        schema["required"] = [k for k in schema.get("required", []) if k not in hidden]
+    return schema
 
 
 def validate_plugin(

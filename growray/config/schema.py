@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field
 from growray.search.space import choice_label
 
 __all__ = [
+    "SCHEDULERS",
     "AugmentConfig",
     "Constraint",
     "CostsConfig",
@@ -178,6 +179,27 @@ class Constraint(Section):
     def violation(self, value: float) -> float:
         """Optuna's convention: <= 0 when satisfied, the amount of violation otherwise."""
         return value - self.value if self.op == "<=" else self.value - value
+
+
+#: the trial schedulers (``search.scheduler.name``): what each does, and the settings it reads
+SCHEDULERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "fifo": ("Runs every trial to its last epoch.", ()),
+    "asha": (
+        "ASHA (asynchronous successive halving): stops trials that are weak on the first objective at "
+        "rungs of grace_period x reduction_factor^k epochs.",
+        ("grace_period", "reduction_factor"),
+    ),
+    "pareto": (
+        "Successive halving by non-dominated rank on every objective (crowding distance breaks ties); "
+        "needs search.objectives.",
+        ("grace_period", "reduction_factor"),
+    ),
+    "pbt": (
+        "Population-based training: weak trials copy the weights and grown architecture of strong ones "
+        "and perturb the mutate parameters every perturbation_interval epochs.",
+        ("mutate", "perturbation_interval", "quantile_fraction", "resample_probability"),
+    ),
+}
 
 
 class SchedulerConfig(Section):

@@ -97,7 +97,7 @@ def _check_pool_after(pool_after: object, n_convs: int) -> list[int]:
     return sorted(pool_after)
 
 
-@MODELS.register("cnn")
+@MODELS.register("cnn", internal=("conv_ids", "conv_dropin", "hidden_ids", "hidden_dropin"))  # grown specs
 class GrowableCNN(nn.Module):
     """VGG-style stages, then a fully connected head; every conv and hidden Linear can widen,
     and conv or Linear blocks can be inserted (``insert_block``).

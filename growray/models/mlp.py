@@ -36,7 +36,7 @@ def _check_input_shape(input_shape: object) -> tuple[int, ...]:
     return tuple(input_shape)
 
 
-@MODELS.register("mlp")
+@MODELS.register("mlp", internal=("hidden_ids", "hidden_dropin"))  # set by grown specs
 class GrowableMLP(nn.Module):
     """Flatten, then per hidden layer Linear -> (BatchNorm1d) -> activation, then a Linear head.
 

@@ -14,6 +14,7 @@ MLflow run, nested under the search run's sweep and linked to the search run bot
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ from growray.config import Experiment, validate_dict
 from growray.data import Dataset
 from growray.nas import Nb201Genotype
 from growray.tracking import (
+    ProgressRecorder,
     Recorder,
     SearchRun,
     flatten_params,
@@ -108,9 +110,13 @@ def record_retrain(
     *,
     device: torch.device | str | None = None,
     relaxed_val_acc: float | None = None,
+    progress: Callable[[str], Any] | None = None,
 ) -> tuple[str, dict[str, float]]:
-    """Retrain ``search.genotype`` under ``exp`` into a new linked run; returns (run id, metrics)."""
-    recorder = open_retrain_run(tracking_uri, search)
+    """Retrain ``search.genotype`` under ``exp`` into a new linked run; returns (run id, metrics).
+    ``progress`` receives one line per epoch (``growray retrain`` prints them)."""
+    recorder: Recorder = open_retrain_run(tracking_uri, search)
+    if progress is not None:
+        recorder = ProgressRecorder(recorder, retrain_experiment(exp, cfg, search.genotype).trainer.epochs, progress)
     try:
         metrics = retrain_genotype(exp, cfg, search.genotype, dataset, recorder=recorder, device=device)
     except BaseException as exc:
@@ -135,4 +141,4 @@ def retrain_search_run(exp: Experiment, cfg: NasConfig, tracking_uri: str, run_i
     torch.set_num_threads(max(1, round(exp.resources.cpu)))
     relaxed = last_metric(tracking_uri, run_id, "nas/relaxed_val_acc")
     dataset = load_dataset(exp.data, seed=exp.seed)
-    return record_retrain(tracking_uri, search, exp, cfg, dataset, relaxed_val_acc=relaxed)
+    return record_retrain(tracking_uri, search, exp, cfg, dataset, relaxed_val_acc=relaxed, progress=print)
