@@ -263,17 +263,24 @@ class GradMaxInitializer(Initializer):
         return WidthProposal(fan_in, bias, fan_out, None, norm)
 
 
-def _per_unit_grad_norms(model: GrowableModel, site: str, batch: tuple[Tensor, Tensor]) -> Tensor:
-    """``||dL/dw_in_i|| + ||dL/dw_out_i||`` for each existing unit i (mean cross-entropy)."""
-    mods = model.site_modules(site)
+def _per_unit_grad_norms(model: GrowableModel, sites: list[str], batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+    """Per site, ``||dL/dw_in_i|| + ||dL/dw_out_i||`` for each existing unit i (mean
+    cross-entropy); one forward and backward for all ``sites``."""
     x, y = batch
-    params = [mods.producer.weight, mods.consumer.weight]
+    mods = {site: model.site_modules(site) for site in sites}
+    params: list[Tensor] = []
+    for m in mods.values():  # a layer is one site's consumer and the next one's producer
+        params += [p for p in (m.producer.weight, m.consumer.weight) if not any(p is q for q in params)]
     with torch.enable_grad():
         loss = F.cross_entropy(model(x), y)
-        g_in, g_out = torch.autograd.grad(loss, params)
-    n_in = g_in.reshape(g_in.shape[0], -1).norm(dim=1)
-    n_out = existing_fan_out_columns(g_out, mods.spatial).norm(dim=1)
-    return n_in + n_out
+        grads = torch.autograd.grad(loss, params)
+    grad_of = {id(p): g for p, g in zip(params, grads)}
+    out = {}
+    for site, m in mods.items():
+        g_in, g_out = grad_of[id(m.producer.weight)], grad_of[id(m.consumer.weight)]
+        n_in = g_in.reshape(g_in.shape[0], -1).norm(dim=1)
+        out[site] = n_in + existing_fan_out_columns(g_out, m.spatial).norm(dim=1)
+    return out
 
 
 @TRIGGERS.register("gradient")
@@ -305,14 +312,23 @@ class GradientTrigger(Trigger):
 
     def count(self, model: GrowableModel, site: str, batch: tuple[Tensor, Tensor]) -> tuple[int, float, float]:
         """``(count, top singular value, threshold)`` for ``site``."""
+        return self._counts(model, [site], batch)[site]
+
+    def _counts(
+        self, model: GrowableModel, sites: list[str], batch: tuple[Tensor, Tensor]
+    ) -> dict[str, tuple[int, float, float]]:
         was_training = model.training
         model.eval()
         try:
-            sv = torch.linalg.svdvals(auxiliary_gradient(model, site, batch).matrix)
-            thr = self.threshold_scale * float(_per_unit_grad_norms(model, site, batch).sum())
+            norms = _per_unit_grad_norms(model, sites, batch)
+            out = {}
+            for site in sites:
+                sv = torch.linalg.svdvals(auxiliary_gradient(model, site, batch).matrix)
+                thr = self.threshold_scale * float(norms[site].sum())
+                out[site] = (int((sv > thr).sum()), float(sv[0]) if sv.numel() else 0.0, thr)
         finally:
             model.train(was_training)
-        return int((sv > thr).sum()), float(sv[0]) if sv.numel() else 0.0, thr
+        return out
 
     def check(self, ctx: TriggerContext) -> list[GrowthRequest]:
         if ctx.phase != "step" or ctx.step <= 0 or ctx.step % self.check_every:
@@ -320,8 +336,7 @@ class GradientTrigger(Trigger):
         if ctx.model is None or ctx.batch is None:
             return []
         out = []
-        for site in ctx.widths:
-            k, top, thr = self.count(ctx.model, site, ctx.batch)
+        for site, (k, top, thr) in self._counts(ctx.model, list(ctx.widths), ctx.batch).items():
             if self.max_units_per_event is not None:
                 k = min(k, self.max_units_per_event)
             if k > 0:
