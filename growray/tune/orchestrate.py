@@ -148,7 +148,7 @@ def run_sweep(
         growray_version=__version__,
     )
     record.save(storage.state_dir)
-    writer = start_writer(uri, experiment_id, parent_id)  # warms up while Tune starts the trials
+    writer = start_writer(uri, experiment_id, parent_id, fresh=True)  # warms up while Tune starts the trials
     with sweep_session(parent, started_ray, writer):
         ctx = SweepContext(uri, experiment_id, parent_id, sweep_name, provenance, writer)
         columns = kind_columns(exp) if extra_columns is None else tuple(extra_columns)

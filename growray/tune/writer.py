@@ -42,11 +42,16 @@ class MlflowWriter:
     ``handle.method.remote(...)`` is typed.
     """
 
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str) -> None:
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, fresh: bool = False) -> None:
         self._uri = tracking_uri
         self._experiment_id = experiment_id
         self._parent = parent_run_id
         self._runs: dict[str, MlflowRecorder] = {}
+        self._trial_runs: dict[str, str] = {}  # trial name -> the run this writer opened for it
+        # A new sweep's first writer opens every trial run itself, so it can answer "has this
+        # trial a run?" from memory (saving an MLflow search per trial); a restarted writer
+        # (or a resumed sweep's) asks the store.
+        self._complete = fresh and not ray.get_runtime_context().was_current_actor_reconstructed
 
     @ray.method
     def ready(self) -> bool:
@@ -63,6 +68,7 @@ class MlflowWriter:
 
         rec = MlflowRecorder(self._uri, self._experiment_id, run_name=run_name, parent_run_id=self._parent, tags=tags)
         self._runs[rec.run_id] = rec
+        self._trial_runs[run_name] = rec.run_id
         return rec.run_id
 
     @ray.method
@@ -79,6 +85,8 @@ class MlflowWriter:
         """The run trial ``trial_name`` already created in this sweep, or None."""
         from growray.tracking import find_trial_run
 
+        if trial_name in self._trial_runs or self._complete:
+            return self._trial_runs.get(trial_name)
         return find_trial_run(self._uri, self._experiment_id, self._parent, trial_name)
 
     @ray.method
@@ -143,13 +151,16 @@ _WriterActor = ray.remote(num_cpus=0, max_restarts=-1)(MlflowWriter)
 WriterHandle: TypeAlias = ActorProxy[MlflowWriter]
 
 
-def start_writer(tracking_uri: str, experiment_id: str, parent_run_id: str) -> WriterHandle:
-    """Start the sweep's writer on the driver's node and let it warm up in the background."""
+def start_writer(tracking_uri: str, experiment_id: str, parent_run_id: str, fresh: bool = False) -> WriterHandle:
+    """Start the sweep's writer on the driver's node and let it warm up in the background;
+    ``fresh``: a new sweep, whose trial runs this writer opens all (none exists yet)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     node = ray.get_runtime_context().get_node_id()
     strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
-    writer = _WriterActor.options(scheduling_strategy=strategy).remote(tracking_uri, experiment_id, parent_run_id)
+    writer = _WriterActor.options(scheduling_strategy=strategy).remote(
+        tracking_uri, experiment_id, parent_run_id, fresh
+    )
     writer.ready.remote()
     return writer
 
