@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import socket
 from pathlib import Path
 
 import pytest
+from _summaries import check_summaries
 from conftest import tiny_experiment
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)  # the module sweep takes 20-30 s idle, 5+ min on a loaded 2-core machine
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +21,10 @@ def sweep(ray_session, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("e2e")
     exp = tiny_experiment(tmp)
-    result = run_sweep(exp, live_interval_s=5)
+    live = io.StringIO()  # not a terminal: the live view appends plain lines
+    with contextlib.redirect_stdout(live):
+        result = run_sweep(exp, live_interval_s=5)
+    (tmp / "live.txt").write_text(live.getvalue())
     return exp, result, tmp
 
 
@@ -37,7 +43,7 @@ def test_every_trial_finished_and_grew(sweep):
         assert all(w > 6 for w in t.widths.values()), t.widths
         assert t.mlflow_run_id
     assert result.best is not None and result.best.metric == max(t.metric for t in result.trials)
-    assert "best val/acc" in result.table()
+    assert "best val/acc" in result.table() and "test/acc" in result.table()
 
 
 def test_mlflow_holds_parent_children_metrics_artifacts(sweep):
@@ -111,6 +117,40 @@ def test_optuna_study_survives_the_driver(sweep):
         ("growth.initializer.name", "growth.trigger.n_units", "trainer.lr")
     }
     assert max(t.value for t in complete) == pytest.approx(result.best.metric)
+    # the objective at every epoch: optuna-dashboard's learning curves
+    from mlflow import MlflowClient
+
+    client = MlflowClient(result.tracking_uri)
+    for t in complete:
+        history = sorted(
+            client.get_metric_history(t.user_attrs["growray.mlflow_run_id"], "val/acc"), key=lambda m: m.step
+        )
+        assert sorted(t.intermediate_values) == [1, 2, 3]
+        assert [t.intermediate_values[k] for k in (1, 2, 3)] == pytest.approx([m.value for m in history])
+
+
+def test_off_a_terminal_the_live_view_is_one_line_per_trial_update(sweep):
+    from mlflow import MlflowClient
+
+    _, result, tmp = sweep
+    text = (tmp / "live.txt").read_text()
+    assert "\x1b" not in text and "\r" not in text  # no redraws in a log
+    client = MlflowClient(result.tracking_uri)
+    for t in result.trials:
+        lines = [line for line in text.splitlines() if f"] {t.trial_id} " in line]
+        n_reports = len(client.get_metric_history(t.mlflow_run_id, "val/acc"))  # one report per epoch
+        starts = [line for line in lines if f"{t.trial_id} RUNNING " in line]
+        results = [line for line in lines if f"{t.trial_id} epoch " in line]
+        ends = [line for line in lines if f"{t.trial_id} TERMINATED epoch 3/3 " in line]
+        assert (len(starts), len(results), len(ends)) == (1, n_reports, 1), lines
+        assert len(lines) == n_reports + 2
+        assert [line.split(" epoch ")[1].split()[0] for line in results] == ["1/3", "2/3", "3/3"]
+        assert f"val/acc={t.metric:.4g}" in ends[0] and "done" in ends[0]
+
+
+def test_summaries_agree_with_the_store(sweep, capsys):
+    exp, result, _ = sweep
+    check_summaries(result, exp, capsys)
 
 
 def test_growray_ls_lists_the_sweep(sweep, capsys):
