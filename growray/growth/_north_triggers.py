@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from growray.checks import check_int, check_number
-from growray.growth.capture import capture_site, units_matrix
+from growray.growth.capture import capture_site, capture_sites, units_matrix
 from growray.growth.limits import SiteLimits
 from growray.growth.triggers import TRIGGERS, GrowthRequest, Trigger, TriggerContext
 from growray.models.sites import GrowableModel, SiteModules
@@ -199,11 +199,25 @@ class NorthActTrigger(_NorthTrigger):
     def _measure(self, model: GrowableModel, ctx: TriggerContext, site: str) -> tuple[int, int, bool] | None:
         if ctx.batch is None:
             return None
-        cap = capture_site(model, site, ctx.batch[0])
-        h = units_matrix(cap.post)
+        return self._from_post(capture_site(model, site, ctx.batch[0]).post)
+
+    def _from_post(self, post: Tensor) -> tuple[int, int, bool] | None:
+        h = units_matrix(post)
         if h.shape[1] <= h.shape[0]:
             return None
-        return effective_rank(h, self.epsilon), h.shape[0], cap.post.dim() > 2
+        return effective_rank(h, self.epsilon), h.shape[0], post.dim() > 2
+
+    def _measure_all(self, model: GrowableModel, ctx: TriggerContext) -> dict[str, tuple[int, int, bool] | None]:
+        """Every site from one forward (``capture_sites``), in eval mode."""
+        if ctx.batch is None:
+            return {site: None for site in ctx.widths}
+        was_training = model.training
+        model.eval()
+        try:
+            caps = capture_sites(model, list(ctx.widths), ctx.batch[0])
+        finally:
+            model.train(was_training)
+        return {site: self._from_post(cap.post) for site, cap in caps.items()}
 
     def check_site(self, model: GrowableModel, site: str, limits: SiteLimits) -> str | None:
         """Validate-time check: dense sites need more buffered samples than units (n > M)."""

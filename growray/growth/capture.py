@@ -16,7 +16,7 @@ from torch.utils.hooks import RemovableHandle
 
 from growray.models.sites import GrowableModel
 
-__all__ = ["SiteCapture", "capture_site", "units_matrix"]
+__all__ = ["SiteCapture", "capture_site", "capture_sites", "units_matrix"]
 
 
 @dataclass
@@ -72,51 +72,87 @@ def capture_site(
     the captured tensors only (``torch.autograd.grad``): parameter ``.grad`` fields are
     left exactly as they were. Layers before the site are not differentiated at all.
     """
-    mods = model.site_modules(site)
+    return capture_sites(model, [site], x, y, with_grad=with_grad)[site]
+
+
+def capture_sites(
+    model: GrowableModel,
+    sites: list[str],
+    x: Tensor,
+    y: Tensor | None = None,
+    *,
+    with_grad: bool = False,
+) -> dict[str, SiteCapture]:
+    """``capture_site`` for several sites from one forward (and one backward with
+    ``with_grad``): the same tensors as one capture per site, at the cost of one.
+
+    With ``with_grad`` gradients stop at the first listed site's producer output in forward
+    order (layers before it are not differentiated); parameter ``.grad`` fields and BatchNorm
+    statistics are left as they were.
+    """
     if with_grad and y is None:
         raise ValueError("capture_site(with_grad=True) needs the labels y")
-    seen: dict[str, Tensor] = {}
+    seen: dict[str, dict[str, Tensor]] = {site: {} for site in sites}
+    order: list[str] = []  # sites in the order their producers run
 
-    def keep(name: str, leaf: bool = False) -> Callable[[nn.Module, tuple[Tensor, ...], Tensor], Tensor | None]:
+    def keep(
+        site: str, name: str, producer: bool = False
+    ) -> Callable[[nn.Module, tuple[Tensor, ...], Tensor], Tensor | None]:
         def hook(module: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> Tensor | None:
-            seen[f"{name}_in"] = args[0]
-            if leaf:  # a fresh leaf: gradients stop here and never reach parameters
-                out = out.detach().requires_grad_(True)
-                seen[name] = out
-                return out
-            seen[name] = out
+            store = seen[site]
+            store[f"{name}_in"] = args[0]
+            if producer:
+                order.append(site)
+                # the first producer's output becomes a fresh leaf: gradients stop there and
+                # never reach parameters (or layers) before it
+                if with_grad and len(order) == 1:
+                    out = out.detach().requires_grad_(True)
+                    store[name] = out
+                    return out
+            store[name] = out
             return None
 
         return hook
 
-    act = mods.act if mods.act is not None else (mods.norm if mods.norm is not None else mods.producer)
     handles: list[RemovableHandle] = []
     # In train mode BatchNorm would update its running statistics: a capture must leave the model as it was.
     buffers = {k: v.clone() for k, v in model.named_buffers()} if model.training else {}
     try:
-        handles.append(mods.producer.register_forward_hook(keep("producer", leaf=with_grad)))
-        handles.append(act.register_forward_hook(keep("act")))
-        handles.append(mods.consumer.register_forward_hook(keep("consumer")))
+        for site in sites:
+            mods = model.site_modules(site)
+            act = mods.act if mods.act is not None else (mods.norm if mods.norm is not None else mods.producer)
+            handles.append(mods.producer.register_forward_hook(keep(site, "producer", producer=True)))
+            handles.append(act.register_forward_hook(keep(site, "act")))
+            handles.append(mods.consumer.register_forward_hook(keep(site, "consumer")))
         if not with_grad or y is None:  # y is None only without with_grad (checked above)
             with torch.no_grad():
                 model(x)
-            return SiteCapture(
-                inputs=seen["producer_in"], pre=seen["producer"], post=seen["act"], consumer_inputs=seen["consumer_in"]
-            )
+            return {
+                site: SiteCapture(
+                    inputs=t["producer_in"], pre=t["producer"], post=t["act"], consumer_inputs=t["consumer_in"]
+                )
+                for site, t in seen.items()
+            }
         with torch.enable_grad():
             logits = model(x.detach())
             loss = F.cross_entropy(logits, y)
-            pre_grad, post_grad, out_grad = torch.autograd.grad(loss, [seen["producer"], seen["act"], seen["consumer"]])
-        return SiteCapture(
-            inputs=seen["producer_in"].detach(),
-            pre=seen["producer"].detach(),
-            post=seen["act"].detach(),
-            consumer_inputs=seen["consumer_in"].detach(),
-            out_grad=out_grad.detach(),
-            post_grad=post_grad.detach(),
-            pre_grad=pre_grad.detach(),
-            loss=float(loss.item()),
-        )
+            wanted = [seen[site][k] for site in sites for k in ("producer", "act", "consumer")]
+            grads = torch.autograd.grad(loss, wanted)
+        out = {}
+        for i, site in enumerate(sites):
+            t = seen[site]
+            pre_grad, post_grad, out_grad = grads[3 * i : 3 * i + 3]
+            out[site] = SiteCapture(
+                inputs=t["producer_in"].detach(),
+                pre=t["producer"].detach(),
+                post=t["act"].detach(),
+                consumer_inputs=t["consumer_in"].detach(),
+                out_grad=out_grad.detach(),
+                post_grad=post_grad.detach(),
+                pre_grad=pre_grad.detach(),
+                loss=float(loss.item()),
+            )
+        return out
     finally:
         for h in handles:
             h.remove()

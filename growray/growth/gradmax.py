@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.nn.grad import conv2d_weight
 
 from growray.checks import check_int, check_number
-from growray.growth.capture import SiteCapture, capture_site
+from growray.growth.capture import SiteCapture, capture_site, capture_sites
 from growray.growth.initializers import INITIALIZERS, Initializer, WidthProposal, _fresh_norm
 from growray.growth.triggers import TRIGGERS, GrowthRequest, Trigger, TriggerContext
 from growray.models.sites import GrowableModel
@@ -116,18 +116,24 @@ def _producer_patches(producer: nn.Module, inputs: Tensor, pre: Tensor) -> Tenso
 
 
 def auxiliary_gradient(
-    model: GrowableModel, site: str, batch: tuple[Tensor, Tensor], *, center: bool = False
+    model: GrowableModel,
+    site: str,
+    batch: tuple[Tensor, Tensor],
+    *,
+    center: bool = False,
+    capture: SiteCapture | None = None,
 ) -> AuxiliaryGradient:
     """The auxiliary (grow) gradient M of ``site`` on ``batch`` (mean cross-entropy), in
     the model's current mode; the model is left unchanged (see module docstring).
 
     With ``center`` the producer-side patches are centred over samples (and positions), as
     a train-mode BatchNorm centres a new unit's pre-activation: M is then the direction of
-    a zero-fan-in unit's gradient behind a BatchNorm in train mode.
+    a zero-fan-in unit's gradient behind a BatchNorm in train mode. ``capture`` (with
+    gradients, of ``site`` on ``batch``, e.g. from ``capture_sites``) saves the capture pass.
     """
     x, y = batch
     mods = model.site_modules(site)
-    cap = capture_site(model, site, x, y, with_grad=True)
+    cap = capture if capture is not None else capture_site(model, site, x, y, with_grad=True)
     consumer = mods.consumer
     _, _, delta = cap.gradients()
     patches = _producer_patches(mods.producer, cap.inputs, cap.pre)  # (N, D_in, H1, W1)
@@ -321,9 +327,10 @@ class GradientTrigger(Trigger):
         model.eval()
         try:
             norms = _per_unit_grad_norms(model, sites, batch)
+            caps = capture_sites(model, sites, batch[0], batch[1], with_grad=True)
             out = {}
             for site in sites:
-                sv = torch.linalg.svdvals(auxiliary_gradient(model, site, batch).matrix)
+                sv = torch.linalg.svdvals(auxiliary_gradient(model, site, batch, capture=caps[site]).matrix)
                 thr = self.threshold_scale * float(norms[site].sum())
                 out[site] = (int((sv > thr).sum()), float(sv[0]) if sv.numel() else 0.0, thr)
         finally:
