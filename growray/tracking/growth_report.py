@@ -18,7 +18,14 @@ from typing import Any
 
 from ._mlflow import MlflowRecorder
 
-__all__ = ["ArmRun", "link_baseline", "open_baseline_run", "resolve_sweep_run", "sweep_arm_runs"]
+__all__ = [
+    "ArmRun",
+    "finished_baseline",
+    "link_baseline",
+    "open_baseline_run",
+    "resolve_sweep_run",
+    "sweep_arm_runs",
+]
 
 #: tag of a linked baseline run: its arm (dense_target, compute_matched)
 BASELINE_TAG = "growray.baseline"
@@ -97,6 +104,21 @@ def link_baseline(tracking_uri: str, grown_run_id: str, arm: str, run_id: str, m
         metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
         tags=[RunTag(f"growray.{arm}_run_id", run_id)],
     )
+
+
+def finished_baseline(tracking_uri: str, grown_run_id: str, arm: str) -> dict[str, float] | None:
+    """The ``baselines/<arm>/*`` metrics a finished linked run of ``grown_run_id`` already copied
+    onto it, or None (a trial that restarts after its fit does not train that arm twice)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    grown = client.get_run(grown_run_id)
+    linked = grown.data.tags.get(f"growray.{arm}_run_id")
+    if not linked or client.get_run(linked).info.status != "FINISHED":
+        return None
+    prefix = f"baselines/{arm}/"
+    got = {k: float(v) for k, v in grown.data.metrics.items() if k.startswith(prefix)}
+    return got or None
 
 
 def resolve_sweep_run(tracking_uri: str, target: str) -> str:

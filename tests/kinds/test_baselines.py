@@ -16,6 +16,7 @@ from growray.growth import RandomExpansionInitializer
 from growray.kinds import get_kind
 from growray.kinds.growth import GrowthHook
 from growray.models import ArchSpec, build_model
+from growray.testing.kinds import KindConformance
 from growray.tracking import MemoryRecorder, MlflowRecorder, create_sweep_run, ensure_store, get_or_create_experiment
 from growray.train import build_trainer
 
@@ -169,6 +170,16 @@ def test_compute_matched_stops_at_the_grown_runs_flops_within_one_step(sweep, da
     assert _spec(uri, matched.info.run_id)["hidden"] == [16, 16]
 
 
+def test_a_restarted_stage_reuses_the_finished_linked_runs(sweep, dataset):
+    uri, _, runs, added = sweep
+    exp, trainer, final, grown_id = runs["grown"]
+    before = _linked(uri, grown_id)
+    again = get_kind("baselines").after_fit(exp, exp.kinds["baselines"], _Stage(trainer, final, dataset, uri, grown_id))
+    assert again == pytest.approx(added)
+    after = _linked(uri, grown_id)
+    assert {a: r.info.run_id for a, r in after.items()} == {a: r.info.run_id for a, r in before.items()}
+
+
 def test_growth_report_from_the_store(sweep):
     from growray import api
     from growray.kinds.baselines import growth_report
@@ -211,3 +222,8 @@ def test_verdicts_on_hand_built_runs():
     assert "vs compute_matched +0.0450" in text
     assert 'overfits" (val gain < half the train gain): HOLDS' in text
     assert "train acc (the epochs' running accuracy) +0.4000, val acc +0.0500" in text
+
+
+class TestBaselinesKindConformance(KindConformance):
+    kind_name = "baselines"
+    example = {**copy.deepcopy(BASE), "name": "baselines-conformance", "trainer": {**BASE["trainer"], "epochs": 1}}

@@ -94,12 +94,16 @@ class BaselinesKind(Kind[BaselinesConfig]):
             return {}
         import json
 
-        from growray.tracking.growth_report import link_baseline, open_baseline_run
+        from growray.tracking.growth_report import finished_baseline, link_baseline, open_baseline_run
 
         spec = json.loads(stage.trainer.arch_json())
         budget = float(stage.final["cost/train_flops"])
         out: dict[str, float] = {}
         for arm in cfg.linked:
+            done = finished_baseline(stage.tracking_uri, stage.run_id, arm)
+            if done is not None:  # a restart after the fit: that linked run exists already
+                out.update(done)
+                continue
             if arm == "dense_target":
                 linked = linked_experiment(exp, arm, spec, grown_run_id=stage.run_id)
             else:

@@ -37,7 +37,8 @@ def arms_vs_compute_figure(runs: Sequence[ArmRun]) -> Figure:
         key = (r.arm, r.variant)
         label = None if key in shown else (f"{r.arm} ({r.variant})" if r.variant else r.arm)
         shown.add(key)
-        ax.plot([x for x, _ in pts], [y for _, y in pts], ".-", color=colours[key], alpha=0.75, label=label)
+        style = "x--" if r.arm == "compute_matched" else ".-"  # it retraces dense_target until its budget ends
+        ax.plot([x for x, _ in pts], [y for _, y in pts], style, color=colours[key], alpha=0.75, label=label)
         steps = sorted(flops)
         for e in r.events:
             before = [s for s in steps if s <= int(e.get("step", 0))]
