@@ -59,6 +59,9 @@ class GrowthHook(Hook):
         self._recent: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._n_recent = 0
         self._written_events = -1
+        # the growth timeline's curves: val/acc and the epoch's mean train loss at each epoch end
+        self._curves: dict[str, list[tuple[int, float]]] = {"val/acc": [], "train/loss": []}
+        self._loss_sum, self._loss_n = 0.0, 0
         self.lr_factor_after_growth = lr_factor_after_growth
         self.lr_scale = 1.0  # product of lr_factor_after_growth over the events so far
 
@@ -163,6 +166,7 @@ class GrowthHook(Hook):
             self._scale_lr(trainer)
 
     def on_step_end(self, trainer: Trainer, loss: float) -> None:
+        self._loss_sum, self._loss_n = self._loss_sum + float(loss), self._loss_n + 1
         self._remember(trainer.last_batch)
         advance_dropin(trainer.model)
         self._follow_up(trainer)
@@ -170,6 +174,10 @@ class GrowthHook(Hook):
 
     def on_epoch_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> dict[str, float]:
         self._grow(trainer, "epoch", train_loss=None, val_loss=metrics["val/loss"])
+        self._curves["val/acc"].append((trainer.step, float(metrics["val/acc"])))
+        if self._loss_n:
+            self._curves["train/loss"].append((trainer.step, self._loss_sum / self._loss_n))
+        self._loss_sum, self._loss_n = 0.0, 0
         # what the trigger measured at its last check (SENN: eta per site, the best proposal's bound)
         return {f"growth/{key}": float(value) for key, value in self.strategy.trigger.diagnostics().items()}
 
@@ -182,14 +190,27 @@ class GrowthHook(Hook):
         from growray.tracking import growth_timeline_figure
 
         self.on_checkpoint(trainer)
-        fig = growth_timeline_figure(trainer.initial_widths, trainer.events, trainer.step)
+        fig = growth_timeline_figure(
+            trainer.initial_widths,
+            trainer.events,
+            trainer.step,
+            max_width=self.strategy.max_width,
+            curves=self._curves,
+        )
         trainer.recorder.log_figure(fig, "plots/growth_timeline.png")
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"strategy": self.strategy.state_dict(), "cohorts": self._cohorts, "lr_scale": self.lr_scale}
+        return {
+            "strategy": self.strategy.state_dict(),
+            "cohorts": self._cohorts,
+            "curves": self._curves,
+            "lr_scale": self.lr_scale,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.strategy.load_state_dict(state.get("strategy", {}))
         self._cohorts = {k: list(v) for k, v in state.get("cohorts", {}).items()}
+        curves = state.get("curves", {})  # older checkpoints: the curves start at the restore
+        self._curves = {k: [(int(a), float(b)) for a, b in curves.get(k, [])] for k in self._curves}
         self.lr_scale = float(state.get("lr_scale", 1.0))

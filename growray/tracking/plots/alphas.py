@@ -85,7 +85,8 @@ def alpha_heatmap_figure(
 
     Returns:
         a ``matplotlib.figure.Figure``. Each edge's strongest op other than ``none`` (the
-        one DARTS' discretisation would keep if the edge is kept) is outlined and bold.
+        one DARTS' discretisation would keep if the edge is kept) is outlined and bold. The
+        colour scale runs from the smallest to the largest weight shown (every cell alike).
 
     Raises:
         ValueError: a matrix whose shape disagrees with the labels, or values outside [0, 1].
@@ -98,10 +99,17 @@ def alpha_heatmap_figure(
     fig = new_figure((len(cells) * (0.62 * n_ops + 2.4) + 1.0, 0.34 * n_edges + 2.2))
     axes = fig.subplots(1, len(cells), squeeze=False)[0]
     fontsize = 7 if n_ops * n_edges > 40 else 9
+    # the colour scale spans the data (shared by the cells), not 0-1: early in a search every
+    # weight sits near 1/n_ops (0.11-0.14 for 8 ops), which a fixed 0-1 scale shows as one colour
+    low = min(float(w.min()) for w in weights.values())
+    high = max(float(w.max()) for w in weights.values())
+    if high - low < 1e-6:
+        low, high = low - 0.005, high + 0.005
+    middle = (low + high) / 2
     images = []
     for ax, cell in zip(axes, cells):
         w = weights[cell]
-        images.append(ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto"))
+        images.append(ax.imshow(w, cmap="viridis", vmin=low, vmax=high, aspect="auto"))
         chosen = _chosen_ops(w, op_names)
         for i in range(n_edges):
             for j in range(n_ops):
@@ -112,14 +120,14 @@ def alpha_heatmap_figure(
                     ha="center",
                     va="center",
                     fontsize=fontsize,
-                    color="black" if w[i, j] > 0.55 else "white",
+                    color="black" if w[i, j] > middle else "white",
                     fontweight="bold" if j == chosen[i] else "normal",
                 )
             ax.add_patch(Rectangle((chosen[i] - 0.5, i - 0.5), 1, 1, fill=False, ec="tab:red", lw=1.6))
         ax.set_xticks(range(n_ops), op_names, rotation=40, ha="right", fontsize=8)
         ax.set_yticks(range(n_edges), [tex_label(e) for e in edge_labels], fontsize=8)
         ax.set_title(f"{cell} cell")
-    fig.colorbar(images[-1], ax=list(axes), label="weight (softmax over ops)", shrink=0.8)
+    fig.colorbar(images[-1], ax=list(axes), label=f"weight (softmax over ops; {low:.2f}-{high:.2f})", shrink=0.8)
     if title:
         fig.suptitle(title)
     return fig

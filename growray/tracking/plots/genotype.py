@@ -63,6 +63,43 @@ def _bend(pos: dict[int, tuple[float, float]], src: int, dst: int) -> float:
     return (-rad if up else rad) * (1.0 if x2 > x1 else -1.0)
 
 
+#: clearances in data units: a node's box reaches about 0.35 from its centre, a label's
+#: half-height about 0.12 (its half-width depends on the op name: handled by the weights)
+_NODE_CLEAR, _LABEL_CLEAR = 0.6, 0.5
+
+
+def _label_point(
+    start: tuple[float, float],
+    end: tuple[float, float],
+    rad: float,
+    t: float,
+    nodes: list[tuple[float, float]],
+    taken: list[tuple[float, float]],
+) -> tuple[float, float]:
+    """Where an edge's label goes: the point of the edge's curve (arc3's quadratic Bézier),
+    between a quarter and four fifths of the way, farthest from being on top of a node or of
+    a label already placed; ``t`` (the preferred place) wins among points clear of both."""
+    (x1, y1), (x2, y2) = start, end
+    cx, cy = (x1 + x2) / 2 + rad * (y2 - y1), (y1 + y2) / 2 - rad * (x2 - x1)
+
+    def point(u: float) -> tuple[float, float]:
+        return (
+            (1 - u) ** 2 * x1 + 2 * (1 - u) * u * cx + u**2 * x2,
+            (1 - u) ** 2 * y1 + 2 * (1 - u) * u * cy + u**2 * y2,
+        )
+
+    def clearance(p: tuple[float, float]) -> float:
+        node = min((math.hypot(p[0] - a, (p[1] - b) * 1.6) for a, b in nodes), default=9.0) - _NODE_CLEAR
+        label = min((math.hypot((p[0] - a) * 0.5, p[1] - b) for a, b in taken), default=9.0) - _LABEL_CLEAR * 0.5
+        return min(node, label)
+
+    candidates = [t] + [0.25 + 0.05 * k for k in range(12)]
+    clear = [u for u in candidates if clearance(point(u)) >= 0]
+    if clear:
+        return point(min(clear, key=lambda u: abs(u - t)))
+    return point(max(candidates, key=lambda u: clearance(point(u))))
+
+
 def _draw_cell(ax: Axes, pairs: list[tuple[str, int]], concat: list[int], title: str, colors: dict[str, Any]) -> None:
     n_nodes = len(pairs) // 2
     # inputs on the left, intermediate nodes zig-zag left to right, output on the right
@@ -73,6 +110,8 @@ def _draw_cell(ax: Axes, pairs: list[tuple[str, int]], concat: list[int], title:
     out = n_nodes + 2
     pos[out] = (spacing * (n_nodes + 1) + 0.4, 0.0)
     names = {0: r"$c_{k-2}$", 1: r"$c_{k-1}$", out: r"$c_{k}$", **{i + 2: str(i) for i in range(n_nodes)}}
+
+    taken: list[tuple[float, float]] = []
 
     def arrow(src: int, dst: int, rad: float, label: str | None, t: float = 0.6) -> None:
         (x1, y1), (x2, y2) = pos[src], pos[dst]
@@ -91,10 +130,9 @@ def _draw_cell(ax: Axes, pairs: list[tuple[str, int]], concat: list[int], title:
                 "connectionstyle": f"arc3,rad={rad}",
             },
         )
-        if label:  # a point of arc3's quadratic Bézier, nearer the destination than the source
-            cx, cy = (x1 + x2) / 2 + rad * (y2 - y1), (y1 + y2) / 2 - rad * (x2 - x1)
-            lx = (1 - t) ** 2 * x1 + 2 * (1 - t) * t * cx + t**2 * x2
-            ly = (1 - t) ** 2 * y1 + 2 * (1 - t) * t * cy + t**2 * y2
+        if label:  # on arc3's quadratic Bézier, clear of the nodes and of the labels placed so far
+            lx, ly = _label_point((x1, y1), (x2, y2), rad, t, list(pos.values()), taken)
+            taken.append((lx, ly))
             ax.text(
                 lx,
                 ly,
