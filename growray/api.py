@@ -65,6 +65,7 @@ _LAZY = {
     "ConfigError": "growray.config",
     "Experiment": "growray.config",
     "parse_overrides": "growray.config",
+    "space_files": "growray.config.files",  # the search_spaces/ files: (name, description, keys)
     "format_table": "growray.tracking.tables",
     "NothingToResume": "growray.tune.storage",
     "SetupError": "growray.tune.storage",
@@ -404,14 +405,6 @@ def _export_run(
         )  # fmt: skip
         report.model_uri = logged.model_uri
     return report, logged
-
-
-def space_files() -> list[tuple[str, str, list[str]]]:
-    """The files in ``search_spaces/`` of the working directory that ``search.space`` and
-    ``model.space`` may name: ``(name, description, keys)`` each."""
-    from growray.config.files import space_files as _files
-
-    return _files()
 
 
 def plugins() -> list[PluginInfo]:
