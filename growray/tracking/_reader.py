@@ -86,7 +86,7 @@ class SqliteReader:
     def search_experiments(self) -> list[Experiment]:
         rows = self._db.execute(
             "SELECT experiment_id, name, lifecycle_stage FROM experiments WHERE lifecycle_stage = 'active' "
-            "ORDER BY experiment_id"
+            "ORDER BY creation_time DESC, experiment_id"  # MLflow's default order
         )
         return [Experiment(str(i), n, s) for i, n, s in rows]
 
