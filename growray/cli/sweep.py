@@ -16,14 +16,6 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 
-def paired_test_metric(metric: str) -> str:
-    """The test accuracy matching objective ``metric`` (``growray.tune.results.paired_test_metric``,
-    imported only when a sweep ran: this module stays light)."""
-    from growray.tune.results import paired_test_metric as _test_metric
-
-    return _test_metric(metric)
-
-
 _SHARED_STORAGE_HELP = (
     "output_dir is a folder mounted at the same path on every node (NFS...); without it, "
     "a plain folder is refused on a multi-node cluster (or give output_dir as file:///... or s3://...)"
@@ -90,7 +82,7 @@ def _report(result: SweepResult, exp: Experiment, resume_hint: str) -> int:
         print(f"growray: warning: {warning}", file=sys.stderr)
     print(f"\nMLflow: {result.tracking_uri} (experiment {exp.experiment_name!r}, parent run {result.parent_run_id})")
     if best is not None and best.metric is not None:
-        test = f"  {paired_test_metric(result.metric)}={best.test_acc:.4f}" if best.test_acc is not None else ""
+        test = f"  {result.test_metric}={best.test_acc:.4f}" if best.test_acc is not None else ""
         print(f"best trial: {best.trial_id}  {result.metric}={best.metric:.4f}{test}  MLflow run {best.mlflow_run_id}")
     print(f"compare the trials: growray ui --tracking-uri {result.tracking_uri}")
     if result.trials and result.n_errors == len(result.trials):

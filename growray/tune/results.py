@@ -170,6 +170,11 @@ class SweepResult:
         return len(self.metrics) > 1
 
     @property
+    def test_metric(self) -> str:
+        """The test accuracy shown beside the first objective (:func:`paired_test_metric`)."""
+        return paired_test_metric(self.metric)
+
+    @property
     def best(self) -> TrialSummary | None:
         """The trial with the best objective value (NaN and missing values excluded); None for a
         multi-objective sweep, whose answer is its Pareto front (:attr:`pareto`), not one trial."""
