@@ -60,6 +60,12 @@ def finish_sweep(
         extra_columns=tuple(extra_columns),
         objectives=tuple(zip(exp.search.metrics, exp.search.modes, strict=True)),
     )
+    if result.interrupted and exp.search.scheduler.name == "fifo":
+        # Ctrl-C ends the running trials as TERMINATED in Ray (measured, Ray 2.60): with no
+        # scheduler to stop a trial, one short of its epochs was interrupted, not stopped.
+        for t in trials:
+            if t.status == "STOPPED":
+                t.status, t.stopped_early = "INTERRUPTED", False
     # Tune ends trials inside report() and may tear their actor down before the trial's own
     # close reaches MLflow (finished trials too); an errored one may not have closed either.
     for t in trials:
