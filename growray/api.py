@@ -18,7 +18,7 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from growray.plugins import PluginInfo
+from growray.catalog import PluginInfo
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -410,7 +410,7 @@ def _export_run(
 def plugins() -> list[PluginInfo]:
     """Every registered plug-in: the experiment kinds, then every plug-in section (the core's
     and each kind's) and the kinds' other registries, with their parameters' defaults
-    (``growray.plugins.plugin_infos``: cached while growray's sources are unchanged)."""
-    from growray.plugins import plugin_infos
+    (``growray.catalog.plugin_infos``: cached while growray's sources are unchanged)."""
+    from growray.catalog import plugin_infos
 
     return plugin_infos()
