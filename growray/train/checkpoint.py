@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from growray.models import ArchSpec
+from growray.models import ArchSpec, build_model
 
-__all__ = ["CHECKPOINT_FILES", "CheckpointData", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_FILES", "CheckpointData", "load_checkpoint", "model_from_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_FILES = ("arch.json", "state.pt", "meta.json")
 
@@ -89,3 +90,14 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, torch.Tensor):
         return obj.tolist()
     raise TypeError(f"cannot serialise {type(obj).__name__} into meta.json")
+
+
+def model_from_checkpoint(directory: str, device: torch.device) -> nn.Module:
+    """The model of a checkpoint, rebuilt from its spec (never from a config) with its weights."""
+    from growray.plugins import load_plugins
+
+    load_plugins()  # every registered model can be rebuilt (supernets, cell networks, ...)
+    ckpt = load_checkpoint(directory, map_location=device)
+    model = build_model(ckpt.spec).to(device)
+    model.load_state_dict(ckpt.model_state)
+    return model

@@ -21,11 +21,11 @@ from growray.config import CostsConfig, TrainerConfig
 from growray.data import TensorSplits
 from growray.export import NETWORK_ARTIFACT, final_network
 from growray.metrics import width_metric
-from growray.models import GrowableModel, build_model
+from growray.models import GrowableModel
 from growray.tracking import NullRecorder, Recorder
 
 from .augment import BatchAugment
-from .checkpoint import CheckpointData, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointData, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .costs import CostMeter
 from .evaluate import evaluate
 from .hooks import Hook, merge_metrics
@@ -146,16 +146,7 @@ class Trainer:
         return self.epoch >= self.cfg.epochs or self.stop_reason is not None
 
     # ------------------------------------------------------------------ restore
-    @staticmethod
-    def model_from_checkpoint(directory: str, device: torch.device) -> nn.Module:
-        """The model of a checkpoint, rebuilt from its spec (never from a config) with its weights."""
-        from growray.plugins import load_plugins
-
-        load_plugins()  # every registered model can be rebuilt (supernets, cell networks, ...)
-        ckpt = load_checkpoint(directory, map_location=device)
-        model = build_model(ckpt.spec).to(device)
-        model.load_state_dict(ckpt.model_state)
-        return model
+    model_from_checkpoint = staticmethod(model_from_checkpoint)
 
     @classmethod
     def from_checkpoint(cls, directory: str, data: TensorSplits, cfg: TrainerConfig, **kwargs: Any) -> Trainer:
