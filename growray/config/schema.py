@@ -199,6 +199,16 @@ SCHEDULERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "and perturb the mutate parameters every perturbation_interval epochs.",
         ("mutate", "perturbation_interval", "quantile_fraction", "resample_probability"),
     ),
+    "hyperband": (
+        "HyperBand: brackets of successive halving with epochs as the fidelity; paused trials resume "
+        "from their checkpoint, grown architecture included. One objective.",
+        ("reduction_factor",),
+    ),
+    "bohb": (
+        "HyperBand with BOHB's model-based proposals (Ray Tune's TuneBOHB replaces search.sampler); "
+        "needs growray[bohb] and a flat space. One objective.",
+        ("reduction_factor",),
+    ),
 }
 
 

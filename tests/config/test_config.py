@@ -327,3 +327,17 @@ def test_pbt_rules(scheduler, fragment):
         validate_dict({**MINIMAL, "search": {"space": space, "scheduler": scheduler}})
     ok = validate_dict({**MINIMAL, "search": {"space": space, "scheduler": {"name": "pbt", "mutate": ["trainer.lr"]}}})
     assert ok.search.scheduler.perturbation_interval == 2
+
+
+def test_every_scheduler_name_is_described_for_show_plugins():
+    """``growray show plugins`` and the README list schedulers from SCHEDULERS: a name the
+    schema accepts without a description there would be missing from both."""
+    import typing
+
+    from growray.config import SCHEDULERS, SchedulerConfig
+
+    accepted = typing.get_args(SchedulerConfig.model_fields["name"].annotation)
+    assert set(SCHEDULERS) == set(accepted)
+    for name, (text, settings) in SCHEDULERS.items():
+        assert text.endswith("."), name
+        assert set(settings) <= set(SchedulerConfig.model_fields), name
