@@ -49,7 +49,9 @@ def _grow(model, init, site, n, seed=0):
 
 @pytest.mark.parametrize("site", SITES)
 @pytest.mark.parametrize("batch_norm", [False, True])
-@pytest.mark.parametrize("init", [RandomInitializer(scale=2.0), Net2WiderInitializer(noise=0.0)], ids=["random", "net2wider"])
+@pytest.mark.parametrize(
+    "init", [RandomInitializer(scale=2.0), Net2WiderInitializer(noise=0.0)], ids=["random", "net2wider"]
+)
 def test_exact_preservation(init, batch_norm, site):
     model = _model(batch_norm)
     err, _, _ = _grow(model, init, site, n=9)  # 9 > width: net2wider repeats sources
