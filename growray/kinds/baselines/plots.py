@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from growray.tracking.growth_report import ArmRun
+from growray.tracking.plots import new_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -20,11 +21,7 @@ __all__ = ["arms_vs_compute_figure"]
 def arms_vs_compute_figure(runs: Sequence[ArmRun]) -> Figure:
     """One line per run (a colour per arm and variant): val/acc at each epoch against the
     run's cost/train_flops at the same step; growth events marked on the grown runs."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 5), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure((8, 5))
     ax = fig.subplots()
     labels = sorted({(r.arm, r.variant) for r in runs})
     colours = {key: f"C{i % 10}" for i, key in enumerate(labels)}

@@ -10,21 +10,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from growray.continual import AccuracyMatrix
+from growray.tracking.plots import new_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = ["arms_figure", "matrix_figure"]
-
-
-def _figure(size: tuple[float, float]) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _heatmap(ax: Axes, rows: Sequence[Sequence[float | None]], title: str) -> Any:
@@ -43,7 +35,7 @@ def _heatmap(ax: Axes, rows: Sequence[Sequence[float | None]], title: str) -> An
 
 def matrix_figure(matrix: AccuracyMatrix, title: str) -> Figure:
     """R[i][j] as a heatmap (the superdiagonal is the zero-shot accuracy used by FWT)."""
-    fig = _figure((4.6, 4.0))
+    fig = new_figure((4.6, 4.0))
     ax = fig.subplots()
     im = _heatmap(ax, matrix.rows, title)
     fig.colorbar(im, ax=ax, label="accuracy")
@@ -53,7 +45,7 @@ def matrix_figure(matrix: AccuracyMatrix, title: str) -> Figure:
 def arms_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
     """Each arm's mean accuracy matrix over its seeds (``report.arm_rows`` rows with ``matrix``)."""
     n = max(1, len(rows))
-    fig = _figure((3.6 * n, 3.6))
+    fig = new_figure((3.6 * n, 3.6))
     axes = fig.subplots(1, n, squeeze=False)[0]
     im = None
     for ax, r in zip(axes, rows):

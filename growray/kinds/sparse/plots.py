@@ -9,25 +9,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from growray.tracking.plots import new_figure
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["arms_figure", "sparse_masks_figure"]
 
 
-def _figure(size: tuple[float, float]) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def sparse_masks_figure(history: Sequence[Mapping[str, Any]], final_step: int) -> Figure:
     """Sparsity of every layer against the step, the mask churn of each update, and the probe
     loss just before and after each update (``SparseHook.history`` entries)."""
-    fig = _figure((12, 3.8))
+    fig = new_figure((12, 3.8))
     ax_s, ax_c, ax_l = fig.subplots(1, 3)
     layers = list(history[0]["sparsity"]) if history else []
     steps = [int(e["step"]) for e in history]
@@ -63,7 +56,7 @@ def arms_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
     (``report.arm_rows`` rows: ``model``, ``arm``, ``sparsity``, ``acc_mean``, ``acc_std``,
     ``flops_mean``)."""
     models = sorted({str(r["model"]) for r in rows}) or ["-"]
-    fig = _figure((5.5 * len(models), 4.2))
+    fig = new_figure((5.5 * len(models), 4.2))
     axes = fig.subplots(1, len(models), squeeze=False)[0]
     markers = {"dense": "s", "static": "v", "set": "^", "rigl": "o", "srigl": "D"}
     for ax, model in zip(axes, models):

@@ -6,9 +6,11 @@ inside the functions, so importing this package costs only numpy.
 
 Growth: :func:`growth_timeline_figure`. Multi-objective: :func:`pareto_figure`. NAS:
 :func:`alpha_heatmap_figure`, :func:`alpha_history_figure` (architecture weights) and
-:func:`genotype_figure` (the discrete cells, drawn without graphviz).
+:func:`genotype_figure` (the discrete cells, drawn without graphviz). Kinds that draw
+their own figures start from :func:`new_figure`.
 """
 
+from ._figure import new_figure
 from .alphas import alpha_heatmap_figure, alpha_history_figure
 from .genotype import genotype_figure
 from .growth import growth_timeline_figure
@@ -19,5 +21,6 @@ __all__ = [
     "alpha_history_figure",
     "genotype_figure",
     "growth_timeline_figure",
+    "new_figure",
     "pareto_figure",
 ]
