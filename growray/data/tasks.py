@@ -19,6 +19,8 @@ which answers without loading anything (``growray.continual.TaskSequence`` reads
 # No `from __future__ import annotations` here: the config layer reads the registered
 # function's parameter annotations as real types.
 
+from collections.abc import Callable
+
 import numpy as np
 
 from growray.checks import check_int
@@ -112,56 +114,51 @@ def _official(name: str, seed: int, **params: object) -> Dataset:
     return load_dataset({"name": name, **{k: v for k, v in params.items() if v is not None}}, seed=seed)
 
 
-@DATASETS.register("split_fashion_mnist", describe=_split_describe((1, 28, 28)), tasks=_split_info)
-def split_fashion_mnist(
-    seed: int,
-    setting: str = "task",
-    classes_per_task: int = 2,
-    class_order: list[int] | None = None,
-    root: str | None = None,
-    val_fraction: float = 0.1,
-    limit_train: int | None = None,
-    limit_test: int | None = None,
-) -> Dataset:
-    """Fashion-MNIST (the local IDX files, as ``fashion_mnist``) as a class-split task sequence.
+def _split_official(name: str, base: str, doc: str) -> Callable[..., Dataset]:
+    """A class-split task sequence of the official-files dataset ``base``, registered as ``name``
+    (the parameters are the split's, then ``base``'s own)."""
+
+    def load(
+        seed: int,
+        setting: str = "task",
+        classes_per_task: int = 2,
+        class_order: list[int] | None = None,
+        root: str | None = None,
+        val_fraction: float = 0.1,
+        limit_train: int | None = None,
+        limit_test: int | None = None,
+    ) -> Dataset:
+        info = _split_tasks(class_order, classes_per_task, setting)
+        data = _official(
+            base, seed, root=root, val_fraction=val_fraction, limit_train=limit_train, limit_test=limit_test
+        )
+        return _split(data, name, info)
+
+    load.__name__ = load.__qualname__ = name
+    load.__doc__ = f"""{doc}
 
     Args:
         seed: seeds the subsets and the validation split.
         setting: ``task`` or ``class``.
         classes_per_task: classes in each task (2: the usual 5 tasks).
         class_order: the classes in task order (null: 0..9).
-        root: folder holding the IDX files (see ``fashion_mnist``).
+        root: folder holding the files (see ``{base}``).
         val_fraction: share of the (limited) training set held out.
         limit_train: a stratified subset of this many training images over all 10 classes (null: all).
         limit_test: a stratified subset of this many test images (null: all).
     """
-    info = _split_tasks(class_order, classes_per_task, setting)
-    base = _official(
-        "fashion_mnist", seed, root=root, val_fraction=val_fraction, limit_train=limit_train, limit_test=limit_test
-    )
-    return _split(base, "split_fashion_mnist", info)
+    register = DATASETS.register(name, describe=_split_describe((1, 28, 28)), tasks=_split_info)
+    return register(load)
 
 
-@DATASETS.register("split_mnist", describe=_split_describe((1, 28, 28)), tasks=_split_info)
-def split_mnist(
-    seed: int,
-    setting: str = "task",
-    classes_per_task: int = 2,
-    class_order: list[int] | None = None,
-    root: str | None = None,
-    val_fraction: float = 0.1,
-    limit_train: int | None = None,
-    limit_test: int | None = None,
-) -> Dataset:
-    """MNIST (torchvision's on-disk layout, as ``mnist``) as a class-split task sequence.
-
-    Args: as ``split_fashion_mnist``.
-    """
-    info = _split_tasks(class_order, classes_per_task, setting)
-    base = _official(
-        "mnist", seed, root=root, val_fraction=val_fraction, limit_train=limit_train, limit_test=limit_test
-    )
-    return _split(base, "split_mnist", info)
+split_fashion_mnist = _split_official(
+    "split_fashion_mnist",
+    "fashion_mnist",
+    "Fashion-MNIST (the local IDX files, as ``fashion_mnist``) as a class-split task sequence.",
+)
+split_mnist = _split_official(
+    "split_mnist", "mnist", "MNIST (torchvision's on-disk layout, as ``mnist``) as a class-split task sequence."
+)
 
 
 def _permuted_info(**params: object) -> TaskInfo:

@@ -202,6 +202,27 @@ DATASET_CASES: list[DatasetCase] = [
         "channel",
         write_files=lambda root: write_cifar100_files(root / "cifar-100-python"),
     ),
+    # the continual-learning task sequences (growray.data.tasks): every class in some task, so the
+    # union of the tasks is the base dataset and keeps its standardization
+    DatasetCase("split_digits", {"name": "split_digits"}, "feature"),
+    DatasetCase(
+        "split_fashion_mnist_generated",
+        {"name": "split_fashion_mnist", "val_fraction": 0.2, "setting": "class"},
+        "channel",
+        write_files=lambda root: write_mnist_files(root / "FashionMNIST" / "raw", n_train=100, n_test=30, seed=123),
+    ),
+    DatasetCase(
+        "split_mnist_generated",
+        {"name": "split_mnist", "val_fraction": 0.25, "classes_per_task": 5},
+        "channel",
+        write_files=lambda root: write_mnist_files(root / "MNIST" / "raw", compress=True),
+    ),
+    DatasetCase(
+        "permuted_fashion_mnist_generated",
+        {"name": "permuted_fashion_mnist", "n_tasks": 2, "val_fraction": 0.2},
+        "channel",
+        write_files=lambda root: write_mnist_files(root / "FashionMNIST" / "raw", n_train=100, n_test=30, seed=123),
+    ),
 ]
 
 

@@ -26,7 +26,8 @@ fm = importlib.import_module("growray.data.fashion_mnist")
 folders = importlib.import_module("growray.data._folders")
 
 DEBIAN_FOLDER = Path("/usr/share/datasets/fashion-mnist")
-SIMPLE_TYPES = {int, float, bool, str, str | None, int | None}
+# real types the config layer validates; list[int] | None: the task sequences' class_order
+SIMPLE_TYPES = {int, float, bool, str, str | None, int | None, list[int] | None}
 
 
 # --- helpers -------------------------------------------------------------------------------
