@@ -251,9 +251,11 @@ def test_list_sweeps_and_child_runs(store, client):
     assert [r["name"] for r in rows] == ["sweep-b", "sweep-a"]  # newest first
     a = rows[1]
     assert a["run_id"] == sweeps["sweep-a"] and a["experiment"] == "two-sweeps"
-    assert a["status"] == "FINISHED" and a["n_trials"] == 3 and a["best_val_acc"] == 0.93
+    assert a["status"] == "FINISHED" and a["n_trials"] == 3 and a["best"] == 0.93
+    # a sweep without a growray.objectives tag (recorded before it existed) was val/acc max
+    assert a["objectives"] == [("val/acc", "max")] and a["result"] == "val/acc=0.9300"
     assert rows[0]["status"] == "RUNNING" and rows[0]["n_trials"] == 1
-    assert rows[0]["best_val_acc"] is None and len(a["start_time"]) == 19
+    assert rows[0]["best"] is None and rows[0]["result"] == "" and len(a["start_time"]) == 19
     tags = client.get_run(sweeps["sweep-a"]).data.tags
     assert tags["growray.kind"] == "sweep" and tags["growray.sweep"] == "sweep-a"
     assert tags["growray.version"] and tags["git.commit"] == "abc"
