@@ -18,6 +18,7 @@ def test_every_experiment_validates(path):
     load_experiment(path)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 @pytest.mark.skipif(
     not (FASHION / "train-images-idx3-ubyte.gz").exists(), reason="apt-get install dataset-fashion-mnist"

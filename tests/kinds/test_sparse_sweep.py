@@ -78,6 +78,7 @@ def _arm(run):
     return "dense" if param_value(p, "sparse.dense") == "True" else param_value(p, "sparse.updater.name")
 
 
+@pytest.mark.slow
 def test_every_trial_has_the_sparse_metrics_and_artifacts(sweep):
     _, result, _ = sweep
     client, _, trials = _client_runs(result)
@@ -105,6 +106,7 @@ def test_every_trial_has_the_sparse_metrics_and_artifacts(sweep):
     assert flops["static"] == flops["set"] < flops["rigl"] < flops["dense"], flops
 
 
+@pytest.mark.slow
 def test_parent_run_holds_the_side_by_side_report(sweep):
     _, result, tmp = sweep
     client, parent, trials = _client_runs(result)

@@ -164,6 +164,7 @@ def test_cost_budget_stopper():
         CostBudgetStopper("cost/train_seconds", 0)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_simulated_budget_stops_the_sweep(ray_session, tmp_path):
     from mlflow import MlflowClient

@@ -21,7 +21,7 @@ from growray.export import FORMATS, load_pt
 from growray.models import build_model
 from growray.train import load_checkpoint
 
-pytestmark = [pytest.mark.timeout(400), pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400), pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")]
 ort = pytest.importorskip("onnxruntime", reason="the export extra (pip install 'growray[export]')")
 TOL = 1e-5
 

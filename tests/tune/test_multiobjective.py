@@ -11,7 +11,10 @@ from conftest import tiny_experiment
 
 from growray.search.pareto import pareto_front
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.slow,
+]  # a whole sweep: CI runs it with -m slow (the default suite stays near 10 min on 2 cores)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,10 @@ import json
 import pytest
 from conftest import tiny_experiment
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = [
+    pytest.mark.timeout(400),
+    pytest.mark.slow,
+]  # a whole sweep: CI runs it with -m slow (the default suite stays near 10 min on 2 cores)
 
 
 def test_pbt_exploits_across_widths(ray_session, tmp_path):

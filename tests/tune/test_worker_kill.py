@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 from conftest import tiny_experiment
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.slow,
+]  # a whole sweep: CI runs it with -m slow (the default suite stays near 10 min on 2 cores)
 
 EPOCHS = 30
 
