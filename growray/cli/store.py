@@ -28,8 +28,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class _Stopped(Exception):
-    """SIGINT, SIGTERM or SIGHUP reached ``growray ui``."""
+class _Stopped(BaseException):
+    """SIGINT, SIGTERM or SIGHUP reached ``growray ui``. A BaseException, like KeyboardInterrupt,
+    so that no ``except Exception`` in the code it interrupts (MLflow's client while the links
+    are listed) swallows it."""
 
 
 def _raise_stopped(signum: int, frame: object) -> None:
