@@ -123,29 +123,36 @@ def run_raw_mlflow(work: Path, n: int, max_concurrent: int) -> tuple[float, Path
     return run_raw(work, n, max_concurrent, callbacks=[callback])
 
 
-def run_raw(work: Path, n: int, max_concurrent: int, callbacks: list[Any] | None = None) -> tuple[float, Path]:
+def fit_raw_tune(
+    trainable: Any,
+    space: Any,
+    work: Path,
+    *,
+    n: int,
+    max_concurrent: int,
+    seed: int,
+    callbacks: list[Any] | None = None,
+) -> tuple[float, Any, str]:
+    """Ray Tune + OptunaSearch as a user writes them by hand (growray's TPE settings, the study in
+    sqlite, ``max_failures=2``): ``(seconds, results, experiment name)``; raises when a trial failed.
+    Shared with ``tabular_scale.py``, so both benchmarks compare against the same baseline."""
     import optuna
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
-    from growray.config import validate_dict
-    from growray.data import load_dataset
-
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    dataset = load_dataset(validate_dict(_experiment_dict(work, n, max_concurrent)).data, seed=SEED)
     name = f"raw-{time.strftime('%H%M%S')}"
     search = OptunaSearch(
-        raw_space,
+        space,
         metric="val/acc",
         mode="max",
         sampler=optuna.samplers.TPESampler(
-            seed=SEED, n_startup_trials=10, multivariate=True, group=True, constant_liar=True
+            seed=seed, n_startup_trials=10, multivariate=True, group=True, constant_liar=True
         ),
         storage=optuna.storages.RDBStorage(f"sqlite:///{work / 'optuna.db'}"),
         study_name=name,
     )
-    trainable = tune.with_resources(tune.with_parameters(raw_trial, dataset=dataset), {"cpu": 1, "gpu": 0})
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -171,7 +178,23 @@ def run_raw(work: Path, n: int, max_concurrent: int, callbacks: list[Any] | None
     errors = [r.error for r in results if r.error]
     if errors or len(results) != n:
         raise RuntimeError(f"raw Tune: {len(results)} results, errors: {errors[:2]}")
-    return seconds, work / "ray" / name
+    return seconds, results, name
+
+
+def run_raw(work: Path, n: int, max_concurrent: int, callbacks: list[Any] | None = None) -> tuple[float, Path]:
+    from ray import tune
+
+    from growray.config import validate_dict
+    from growray.data import load_dataset
+
+    t0 = time.perf_counter()
+    dataset = load_dataset(validate_dict(_experiment_dict(work, n, max_concurrent)).data, seed=SEED)
+    trainable = tune.with_resources(tune.with_parameters(raw_trial, dataset=dataset), {"cpu": 1, "gpu": 0})
+    load_s = time.perf_counter() - t0
+    seconds, _, name = fit_raw_tune(
+        trainable, raw_space, work, n=n, max_concurrent=max_concurrent, seed=SEED, callbacks=callbacks
+    )
+    return load_s + seconds, work / "ray" / name
 
 
 # ----------------------------------------------------------------------------- growray

@@ -76,42 +76,11 @@ def _experiment(work: Path, n: int, max_concurrent: int) -> Any:
 
 
 def run_raw(work: Path, n: int, max_concurrent: int) -> tuple[float, list[float]]:
-    import optuna
+    from orchestration_overhead import fit_raw_tune  # the same hand-written baseline (benchmarks/)
     from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
 
-    work.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    name = f"raw-{time.strftime('%H%M%S')}"
-    search = OptunaSearch(
-        raw_space,
-        metric="val/acc",
-        mode="max",
-        sampler=optuna.samplers.TPESampler(
-            seed=0, n_startup_trials=10, multivariate=True, group=True, constant_liar=True
-        ),
-        storage=optuna.storages.RDBStorage(f"sqlite:///{work / 'optuna.db'}"),
-        study_name=name,
-    )
-    tuner = tune.Tuner(
-        tune.with_resources(raw_trial, {"cpu": 1, "gpu": 0}),
-        tune_config=tune.TuneConfig(
-            search_alg=search,
-            metric="val/acc",
-            mode="max",
-            num_samples=n,
-            max_concurrent_trials=max_concurrent,
-            reuse_actors=True,
-        ),
-        run_config=tune.RunConfig(
-            name=name, storage_path=str(work / "ray"), verbose=0, failure_config=tune.FailureConfig(max_failures=2)
-        ),
-    )
-    with contextlib.redirect_stdout(io.StringIO()):
-        results = tuner.fit()
-    seconds = time.perf_counter() - t0
-    if len(results) != n or any(r.error for r in results):
-        raise RuntimeError(f"raw Tune: {len(results)} results, errors {[r.error for r in results if r.error][:2]}")
+    trainable = tune.with_resources(raw_trial, {"cpu": 1, "gpu": 0})
+    seconds, results, _ = fit_raw_tune(trainable, raw_space, work, n=n, max_concurrent=max_concurrent, seed=0)
     return seconds, [float(r.metrics["time_total_s"]) for r in results]
 
 
