@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from growray.nas import NB201_OPS, Nb201Genotype, package_table
+from growray.nas.nb201_table import TABLE_DATASETS
 
 __all__ = ["TABLES", "TableSpec", "get_table"]
 
@@ -125,7 +126,7 @@ TABLES: dict[str, TableSpec] = {
     "nb201": TableSpec(
         name="nb201",
         folder="nasbench201",
-        datasets={"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16_120": "imagenet"},
+        datasets=dict(TABLE_DATASETS),  # the NAS kind's benchmark mapping: one list of files
         space={f"Op{i}": NB201_OPS for i in range(6)},
         metrics={
             "val/acc": ("val_acc", 0.01),
