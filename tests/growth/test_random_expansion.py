@@ -87,6 +87,8 @@ def test_net2wider_default_noise_breaks_the_symmetry_under_sgd():
     assert Net2WiderInitializer().noise == 0.01
     d0, c0 = copy_distance(Net2WiderInitializer(noise=0.0))
     d, c = copy_distance(Net2WiderInitializer())
-    assert d0 == 0.0 and c0 < 1e-5  # bit-identical forever: the issue's measurement
+    # identical forever (the issue measured 0.0 here; after a shape change another CPU's kernels may
+    # round the two rows apart by a few ulps, never by the default noise's 1e-3)
+    assert d0 < 1e-6 and c0 < 1e-5
     assert d > 1e-3  # the default's copy separated
     assert 1e-6 < c < 0.05  # and the function moved only a little at the event
