@@ -72,10 +72,17 @@ def test_pcdarts_logs_the_gap_and_the_edge_weights(images):
     assert not torch.equal(trainer.model.beta_normal.detach(), beta0)  # beta is searched
 
 
-def test_nb201_search_on_digits_runs_and_says_once_that_the_table_does_not_cover_it(images, capsys):
+def test_nb201_search_on_digits_runs_and_says_once_that_the_table_does_not_cover_it(images, capsys, monkeypatch):
+    import growray.tracking.plots as plots
+
+    drawn = []
+    draw = plots.genotype_figure
+    monkeypatch.setattr(plots, "genotype_figure", lambda g: drawn.append(g) or draw(g))
     rec = MemoryRecorder()
     trainer = build_trainer(_exp({"method": "darts"}, NB201_MODEL, epochs=2), images, recorder=rec)
     trainer.fit()
+    # the cell diagram of the found cell
+    assert drawn == [trainer.model.genotype().to_dict()] and rec.artifacts["plots/genotype.png"][:4] == b"\x89PNG"
     assert len(_series(rec, "nas/gap")) == 2 and not _series(rec, "nas/benchmark_val_acc")
     assert "not 'digits'" in rec.tags["growray.benchmark"]
     assert capsys.readouterr().out.count("nas/benchmark_val_acc is not logged") == 1

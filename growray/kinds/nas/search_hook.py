@@ -8,8 +8,8 @@ Every ``nas.eval_every_epochs`` the hook measures the relaxed-vs-discretized gap
 from the supernet after its BatchNorm statistics are recalibrated on a few training batches
 (with the trainer's one ``evaluate``), and ``nas/gap`` their difference. The collapse signals
 ``nas/skip_fraction`` and ``nas/skip_count`` follow the genotype. Artifacts: ``genotype.json``
-(every checkpoint), ``nas_history.json`` and ``plots/genotype.png`` at the end (DARTS/ENAS
-genotypes; the diagram does not draw NAS-Bench-201 cells yet).
+(every checkpoint), ``nas_history.json`` and ``plots/genotype.png`` at the end (the cell
+diagram: DARTS/ENAS cells, or the NAS-Bench-201 cell with one labelled edge per op).
 
 On the NAS-Bench-201 space (an ``Nb201Genotype``) each gap measurement also logs
 ``nas/benchmark_val_acc``: the table's validation accuracy (%, mean over its seeds) of the
@@ -193,7 +193,7 @@ class NasHook(Hook):
         self._log_genotype(trainer)
         if self.history:
             trainer.recorder.log_dict({"history": self.history}, "nas_history.json")
-        if isinstance(self.genotype, Genotype):
+        if self.genotype is not None:
             from growray.tracking.plots import genotype_figure
 
             trainer.recorder.log_figure(genotype_figure(self.genotype.to_dict()), "plots/genotype.png")

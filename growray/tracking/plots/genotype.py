@@ -1,4 +1,4 @@
-"""NAS discrete cells: a DARTS/ENAS genotype drawn as a graph (no graphviz)."""
+"""NAS discrete cells: a DARTS/ENAS genotype drawn as a graph (no graphviz); NAS-Bench-201's in ``nb201_cell``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 __all__ = ["genotype_figure"]
 
-_NODE_COLORS = {"input": "#c1e1c1", "node": "#add8e6", "output": "#eee8aa"}  # as DARTS' graphviz plots
+NODE_COLORS = {"input": "#c1e1c1", "node": "#add8e6", "output": "#eee8aa"}  # as DARTS' graphviz plots
 
 
 def _check_cell(genotype: dict[str, Any], cell: str) -> tuple[list[tuple[str, int]], list[int]]:
@@ -100,6 +100,66 @@ def _label_point(
     return point(max(candidates, key=lambda u: clearance(point(u))))
 
 
+def draw_edge(
+    ax: Axes,
+    start: tuple[float, float],
+    end: tuple[float, float],
+    rad: float,
+    label: str | None,
+    color: Any,
+    nodes: list[tuple[float, float]],
+    taken: list[tuple[float, float]],
+    t: float = 0.6,
+    linestyle: str = "-",
+) -> None:
+    """One arrow ``start -> end`` (arc3 with ``rad``) and its label, on the curve clear of
+    ``nodes`` and of the labels already placed (``taken``, which it extends)."""
+    ax.annotate(
+        "",
+        xy=end,
+        xytext=start,
+        zorder=1,
+        arrowprops={
+            "arrowstyle": "-|>",
+            "color": color,
+            "lw": 1.4 if label else 1.0,
+            "linestyle": linestyle,
+            "shrinkA": 13,
+            "shrinkB": 13,
+            "connectionstyle": f"arc3,rad={rad}",
+        },
+    )
+    if label:
+        lx, ly = _label_point(start, end, rad, t, nodes, taken)
+        taken.append((lx, ly))
+        ax.text(
+            lx,
+            ly,
+            label,
+            fontsize=7,
+            ha="center",
+            va="center",
+            zorder=3,
+            color=color,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": color, "lw": 0.6, "alpha": 0.9},
+        )
+
+
+def draw_nodes(ax: Axes, pos: dict[int, tuple[float, float]], names: dict[int, str], kinds: dict[int, str]) -> None:
+    """The node boxes: ``names[k]`` at ``pos[k]``, filled by ``kinds[k]`` (input, node, output)."""
+    for k, (x, y) in pos.items():
+        ax.text(
+            x,
+            y,
+            names[k],
+            ha="center",
+            va="center",
+            fontsize=10,
+            zorder=4,
+            bbox={"boxstyle": "round,pad=0.35", "fc": NODE_COLORS[kinds[k]], "ec": "0.3"},
+        )
+
+
 def _draw_cell(ax: Axes, pairs: list[tuple[str, int]], concat: list[int], title: str, colors: dict[str, Any]) -> None:
     n_nodes = len(pairs) // 2
     # inputs on the left, intermediate nodes zig-zag left to right, output on the right
@@ -114,36 +174,8 @@ def _draw_cell(ax: Axes, pairs: list[tuple[str, int]], concat: list[int], title:
     taken: list[tuple[float, float]] = []
 
     def arrow(src: int, dst: int, rad: float, label: str | None, t: float = 0.6) -> None:
-        (x1, y1), (x2, y2) = pos[src], pos[dst]
         color = colors[label] if label else "0.6"
-        ax.annotate(
-            "",
-            xy=(x2, y2),
-            xytext=(x1, y1),
-            zorder=1,
-            arrowprops={
-                "arrowstyle": "-|>",
-                "color": color,
-                "lw": 1.4 if label else 1.0,
-                "shrinkA": 13,
-                "shrinkB": 13,
-                "connectionstyle": f"arc3,rad={rad}",
-            },
-        )
-        if label:  # on arc3's quadratic Bézier, clear of the nodes and of the labels placed so far
-            lx, ly = _label_point((x1, y1), (x2, y2), rad, t, list(pos.values()), taken)
-            taken.append((lx, ly))
-            ax.text(
-                lx,
-                ly,
-                label,
-                fontsize=7,
-                ha="center",
-                va="center",
-                zorder=3,
-                color=color,
-                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": color, "lw": 0.6, "alpha": 0.9},
-            )
+        draw_edge(ax, pos[src], pos[dst], rad, label, color, list(pos.values()), taken, t)
 
     for i in range(n_nodes):
         (op_a, in_a), (op_b, in_b) = pairs[2 * i], pairs[2 * i + 1]
@@ -155,18 +187,7 @@ def _draw_cell(ax: Axes, pairs: list[tuple[str, int]], concat: list[int], title:
             arrow(in_b, i + 2, _bend(pos, in_b, i + 2), op_b, t=0.72)
     for c in concat:
         arrow(c, out, 0.0, None)
-    for k, (x, y) in pos.items():
-        kind = "input" if k < 2 else "output" if k == out else "node"
-        ax.text(
-            x,
-            y,
-            names[k],
-            ha="center",
-            va="center",
-            fontsize=10,
-            zorder=4,
-            bbox={"boxstyle": "round,pad=0.35", "fc": _NODE_COLORS[kind], "ec": "0.3"},
-        )
+    draw_nodes(ax, pos, names, {k: "input" if k < 2 else "output" if k == out else "node" for k in pos})
     ax.set_xlim(-0.6, pos[out][0] + 0.6)
     ax.set_ylim(-2.1, 2.1)
     ax.set_aspect("equal")
@@ -177,7 +198,8 @@ def _draw_cell(ax: Axes, pairs: list[tuple[str, int]], concat: list[int], title:
 
 
 def genotype_figure(genotype: dict[str, Any]) -> Figure:
-    """Diagram of the normal and reduce cells of a DARTS/ENAS genotype (no graphviz).
+    """Diagram of the normal and reduce cells of a DARTS/ENAS genotype (no graphviz); a
+    NAS-Bench-201 genotype (``{"nb201": ...}``) is drawn by :func:`nb201_cell_figure`.
 
     Nodes: the cell inputs ``c_{k-2}``, ``c_{k-1}``, the intermediate nodes 0..n-1 and the
     output ``c_{k}``; an arrow labelled with the op name for every ``[op, input]`` pair
@@ -200,6 +222,10 @@ def genotype_figure(genotype: dict[str, Any]) -> Figure:
     """
     if not isinstance(genotype, dict):
         raise TypeError(f"genotype must be a mapping with 'normal' and/or 'reduce'; got {type(genotype).__name__}")
+    if "nb201" in genotype:  # a NAS-Bench-201 cell: one op per edge of a 4-node DAG
+        from .nb201_cell import nb201_cell_figure
+
+        return nb201_cell_figure(genotype)
     cells = [c for c in CELL_ORDER if c in genotype]
     if not cells:
         raise ValueError(f"genotype has neither 'normal' nor 'reduce'; got keys {sorted(genotype)}")
