@@ -27,7 +27,7 @@ __all__ = [
     "sweep_arm_runs",
 ]
 
-#: tag of a linked baseline run: its arm (dense_target, compute_matched)
+#: tag of a linked baseline run: its arm (dense_target, compute_matched, static_sparse)
 BASELINE_TAG = "growray.baseline"
 #: tag of a linked baseline run: the grown run it was trained from
 GROWN_TAG = "growray.grown_run_id"
@@ -42,7 +42,8 @@ class ArmRun:
     Attributes:
         run_id: the MLflow run.
         status: the run's MLflow status.
-        arm: small_static | grown | random_expansion | dense_target | compute_matched (``baselines.arm``).
+        arm: small_static | grown | random_expansion | dense_target | compute_matched | static_sparse
+            (``baselines.arm``).
         variant: the searched values besides the arm and the seed (``growth.trigger.start_step=40``);
             a linked run has its grown run's.
         seed: the experiment seed.

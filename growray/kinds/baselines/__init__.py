@@ -15,11 +15,13 @@ grown architecture rebuilt from its spec, trained from scratch for the same epoc
 ``cost/train_flops``). Every arm shares the trial's data split, seed, optimizer and
 learning-rate schedule, so arms pair per seed.
 
-``static_sparse`` plugs in the same way: the ``sparse`` kind's static mode is a fixed random
-mask on a fixed network; as a linked arm it would be the dense target under ``sparse:
-{updater: static, sparsity: ...}`` in ``linked_experiment``. It is not wired yet because the
-sparse kind refuses to combine with other kinds (``SparseKind.check``) and a linked run
-re-validates its experiment; the plug point is ``LINKED`` plus one branch in ``after_fit``.
+``static_sparse`` (opt-in: add it to ``baselines.linked``) is the dense target under the
+``sparse`` kind's ``static`` updater: the final architecture with one random mask (ERK) drawn
+at the start and fixed for the same epochs, its ``cost/*`` the effective (masked) counts. Its
+sparsity is ``baselines.static_sparsity``; by default (null) the one at which it spends the
+grown run's training FLOPs, because equal compute is the only budget the two can share (the
+grown network has the final size only at its end; ``linked.py`` says more). The sparse kind
+combines with ``baselines`` for this arm only (``SparseKind.check``).
 
 Ablations need nothing more: a grid over ``growth.trigger.*`` (timing) or
 ``growth.initializer.name`` (every initializer under the same trigger) gives one grown row
@@ -39,7 +41,7 @@ from growray.kinds import KINDS, Kind, KindSetup, TrialOutcome, TrialStage
 from growray.tracking.tables import Column
 
 from .config import ARMS, LINKED, TRIAL_ARMS, BaselinesConfig
-from .linked import FlopBudgetHook, budget_epochs, linked_experiment, train_linked
+from .linked import FlopBudgetHook, budget_epochs, linked_experiment, matched_sparsity, train_linked
 
 if TYPE_CHECKING:
     from growray.data import TensorSplits
@@ -69,6 +71,16 @@ class BaselinesKind(Kind[BaselinesConfig]):
                     "baselines.arm",
                     f"the {cfg.arm} arm is a variant of a growth experiment: add a growth section "
                     "(or use dense_target with a fixed model)",
+                    cfg.arm,
+                )
+            )
+        if cfg.arm == "static_sparse" and "sparse" not in exp.kinds:
+            issues.append(
+                ConfigIssue(
+                    "baselines.arm",
+                    "the static_sparse arm trains under the sparse kind's static updater: add "
+                    "sparse: {updater: {name: static}, sparsity: ...} (a grown trial's linked run sets it), "
+                    "or list static_sparse in baselines.linked of a grown experiment instead",
                     cfg.arm,
                 )
             )
@@ -106,6 +118,11 @@ class BaselinesKind(Kind[BaselinesConfig]):
                 continue
             if arm == "dense_target":
                 linked = linked_experiment(exp, arm, spec, grown_run_id=stage.run_id)
+            elif arm == "static_sparse":
+                sparsity = cfg.static_sparsity
+                if sparsity is None:  # the grown run's compute (linked.py says why)
+                    sparsity = matched_sparsity(exp, spec, stage.dataset, budget)
+                linked = linked_experiment(exp, arm, spec, grown_run_id=stage.run_id, sparsity=sparsity)
             else:
                 epochs = budget_epochs(exp, spec, stage.dataset, budget)
                 linked = linked_experiment(exp, arm, spec, grown_run_id=stage.run_id, flop_budget=budget, epochs=epochs)

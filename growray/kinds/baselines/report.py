@@ -5,8 +5,11 @@ and ``growray report`` (which reads them back from MLflow) write the same text. 
 grouped by (arm, variant) — the variant being the searched values besides the arm and the
 seed, so an ablation grid (growth timing, initializer) gives one row per setting — and
 averaged over seeds (mean ± sample std). Comparisons are paired per seed: a grown run is
-compared with the baseline of the same seed (its own linked runs for dense_target and
-compute_matched), and the verdict gives the mean ± std of those paired differences.
+compared with the baseline of the same seed (its own linked runs for dense_target,
+compute_matched and static_sparse), and the verdict gives the mean ± std of those paired
+differences. The static_sparse verdict is given only where it is a fair one: every pair's
+training FLOPs within :data:`FLOPS_MATCH` of each other (the default compute-matched sparsity;
+a hand-set ``baselines.static_sparsity`` spends what it spends, and is shown, not judged).
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from typing import Any
 
 from growray.tracking.growth_report import ArmRun
 
-__all__ = ["arm_rows", "loss_jumps", "report_markdown", "verdicts"]
+__all__ = ["FLOPS_MATCH", "arm_rows", "loss_jumps", "report_markdown", "verdicts"]
 
-_ORDER = ("small_static", "grown", "random_expansion", "dense_target", "compute_matched")
+_ORDER = ("small_static", "grown", "random_expansion", "dense_target", "compute_matched", "static_sparse")
+#: the static_sparse verdict needs |its train FLOPs / the grown run's - 1| <= this for every pair
+FLOPS_MATCH = 0.05
 _JUMP_WINDOW = 5  # logged train/loss points on each side of an event
 
 
@@ -44,7 +49,7 @@ def _finished(run: ArmRun) -> bool:
 
 def arm_rows(runs: Sequence[ArmRun]) -> list[dict[str, Any]]:
     """One row per (arm, variant), in the order small_static, grown, random_expansion,
-    dense_target, compute_matched."""
+    dense_target, compute_matched, static_sparse."""
     groups: dict[tuple[str, str], list[ArmRun]] = {}
     for r in runs:
         groups.setdefault((r.arm, r.variant), []).append(r)
@@ -113,6 +118,33 @@ def _gain_after_growth(run: ArmRun, key: str) -> float | None:
     return points[-1][1] - before[-1]
 
 
+def _static_sparse_verdict(grown: Sequence[ArmRun], sparse: Sequence[ArmRun]) -> str:
+    """Grown vs its linked static_sparse runs, judged only when every pair spent the same
+    training FLOPs to within ``FLOPS_MATCH``."""
+    key = "cost/train_flops"
+    pairs = _paired(grown, sparse, linked=True)
+    if not pairs:
+        return "- static sparse mask at equal compute: not judged (static_sparse missing)"
+    ratios = []
+    for g in grown:
+        partner = [o for o in sparse if o.grown_run_id == g.run_id]
+        if partner and g.metrics.get(key) and key in partner[0].metrics:
+            ratios.append(partner[0].metrics[key] / g.metrics[key])
+    spent = f"static_sparse spent {min(ratios):.3f}-{max(ratios):.3f}x the grown runs' train FLOPs" if ratios else ""
+    if not ratios or max(abs(r - 1) for r in ratios) > FLOPS_MATCH:
+        return (
+            f"- static sparse mask at equal compute: not judged ({spent or 'train FLOPs missing'}; not within "
+            f"{FLOPS_MATCH:.0%}: leave baselines.static_sparsity null to match them) — vs static_sparse "
+            f"{_diff_text(pairs)}"
+        )
+    holds = statistics.fmean(d for _, d in pairs) > 0
+    return (
+        f'- "beats a fixed random sparse mask on its final architecture at equal compute: growing units beat '
+        f'random sparse connectivity": {"HOLDS" if holds else "does not hold"} — vs static_sparse '
+        f"{_diff_text(pairs)} ({spent})"
+    )
+
+
 def verdicts(runs: Sequence[ArmRun]) -> list[str]:
     """The guide's verdicts for every grown variant, each with the paired numbers behind it."""
     lines = []
@@ -155,6 +187,7 @@ def verdicts(runs: Sequence[ArmRun]) -> list[str]:
             )
         else:
             lines.append("- equal compute: not judged (compute_matched missing)")
+        lines.append(_static_sparse_verdict(grown, by_arm.get("static_sparse", [])))
         train = [g for g in (_gain_after_growth(r, "train/acc") for r in grown) if g is not None]
         val = [g for g in (_gain_after_growth(r, "val/acc") for r in grown) if g is not None]
         if train and val:
@@ -217,7 +250,8 @@ def report_markdown(title: str, runs: Sequence[ArmRun]) -> str:
         "",
         "Every arm over its seeds (mean ± std; finished runs only). dense_target and compute_matched are",
         "the grown runs' final architectures trained from scratch in linked runs (same seed, data split,",
-        "optimizer and schedule); compute_matched stops at its grown run's cumulative `cost/train_flops`.",
+        "optimizer and schedule); compute_matched stops at its grown run's cumulative `cost/train_flops`;",
+        "static_sparse trains the same epochs under a fixed random mask (params and FLOPs: active weights).",
         "",
         head,
         "|" + "---|" * (head.count("|") - 1),

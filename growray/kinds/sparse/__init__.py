@@ -59,7 +59,9 @@ class SparseKind(Kind[SparseConfig]):
     def check(self, exp: Experiment, cfg: SparseConfig) -> list[ConfigIssue]:
         issues = []
         for other in sorted(exp.kinds):
-            if other != self.name:
+            if other == "baselines":
+                issues += _check_baselines(exp, cfg)
+            elif other != self.name:
                 issues.append(
                     ConfigIssue(
                         other,
@@ -86,6 +88,31 @@ class SparseKind(Kind[SparseConfig]):
             "sparse_report.json": rows,
             "plots/sparse_report.png": arms_figure(rows),
         }
+
+
+def _check_baselines(exp: Experiment, cfg: SparseConfig) -> list[ConfigIssue]:
+    """Sparse combines with ``baselines`` in one case: the ``static_sparse`` arm (the dense
+    target under a fixed random mask; a grown trial's linked run writes it)."""
+    arm = getattr(exp.kinds["baselines"], "arm", None)
+    if arm != "static_sparse":
+        return [
+            ConfigIssue(
+                "baselines.arm",
+                "sparse combines with baselines only in the static_sparse arm (a fixed random mask on the "
+                "dense target); for a sparse baseline of a growth experiment list static_sparse in "
+                "baselines.linked, or remove baselines or sparse",
+                arm,
+            )
+        ]
+    issues = []
+    if cfg.dense:
+        issues.append(ConfigIssue("sparse.dense", "the static_sparse arm needs a mask: set it to false", True))
+    name = cfg.updater.get("name")
+    if name != "static":
+        issues.append(
+            ConfigIssue("sparse.updater.name", "the static_sparse arm keeps its mask fixed: use static", name)
+        )
+    return issues
 
 
 def _check_against_model(exp: Experiment, cfg: SparseConfig) -> list[ConfigIssue]:
