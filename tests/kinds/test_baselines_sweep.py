@@ -1,5 +1,6 @@
-"""(slow) A tiny baselines sweep on real Ray + Optuna + MLflow (sqlite): the growth report on the
-parent run, and ``growray report`` printing the same text later from the store alone."""
+"""(slow) A tiny baselines sweep on real Ray + Optuna + MLflow (sqlite), every linked arm
+(static_sparse too): the growth report on the parent run, and ``growray report`` printing the
+same text later from the store alone."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def _experiment(tmp):
                 "max_width": 16,
                 "diagnostics": {"enabled": False},
             },
-            "baselines": {"arm": "grown"},
+            "baselines": {"arm": "grown", "linked": ["dense_target", "compute_matched", "static_sparse"]},
             "search": {
                 "space": {
                     "baselines.arm": {"type": "categorical", "choices": ["grown", "small_static"]},
@@ -60,8 +61,9 @@ def test_sweep_writes_the_report_and_growray_report_prints_it(ray_session, tmp_p
     assert "plots/arms_vs_compute.png" in {a.path for a in client.list_artifacts(result.parent_run_id, "plots")}
     with tempfile.TemporaryDirectory() as d:
         written = Path(client.download_artifacts(result.parent_run_id, "growth_report.md", d)).read_text()
-    for arm in ("small_static", "grown", "dense_target", "compute_matched"):
+    for arm in ("small_static", "grown", "dense_target", "compute_matched", "static_sparse"):
         assert f"| {arm} |  | 2 |" in written  # every arm over both seeds
+    assert "beats a fixed random sparse mask on its final architecture at equal compute" in written
     capsys.readouterr()
     assert main(["report", "tinybaselines", "--tracking-uri", result.tracking_uri]) == 0
     printed = capsys.readouterr().out
