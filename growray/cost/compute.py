@@ -33,13 +33,17 @@ def _scalar(out: Any) -> torch.Tensor:
     )
 
 
-def training_flops_per_sample(model: nn.Module, input_shape: Sequence[int]) -> int:
+def training_flops_per_sample(
+    model: nn.Module, input_shape: Sequence[int], *, input_requires_grad: bool = False
+) -> int:
     """Forward + backward FLOPs of one training sample, counted by ``FlopCounterMode``.
 
     Runs a real forward and backward pass on a batch of 2 zero samples and divides by 2.
     The input needs no gradient, so the first layer's input gradient is not computed: a
     Linear in->out costs 2*in*out forward, 2*in*out for its weight gradient and, except
-    for the first layer, 2*in*out for its input gradient. Frozen parameters get no
+    for the first layer, 2*in*out for its input gradient. With ``input_requires_grad`` the
+    input is an activation inside a larger network (a candidate op of a supernet cell) and
+    its gradient is computed and counted too. Frozen parameters get no
     gradient. The loss is the sum of the outputs; its elementwise cost is not counted,
     like BatchNorm, activations and bias adds. Grouped (depthwise) convolutions' weight
     gradients are counted per group, unlike torch 2.15's own formula (see ``flop_counter``).
@@ -56,7 +60,7 @@ def training_flops_per_sample(model: nn.Module, input_shape: Sequence[int]) -> i
     FLOPs, forward and backward alike (a sparse kernel's cost; RigL's dense weight gradient
     at update steps is added apart, ``dense_gradient_extra_flops``).
     """
-    x = sample_input(model, input_shape, _N_PROBE)
+    x = sample_input(model, input_shape, _N_PROBE).requires_grad_(input_requires_grad)
     params = [p for p in model.parameters() if p.requires_grad]
     saved = [(p, p.grad) for p in params]
     was_training = model.training
@@ -81,13 +85,21 @@ def training_flops_per_sample(model: nn.Module, input_shape: Sequence[int]) -> i
 
 def architecture_key(model: nn.Module, input_shape: Sequence[int]) -> Hashable:
     """What ``training_flops_per_sample`` depends on, cheaply: the model's class, every
-    parameter's name, shape and ``requires_grad``, the input shape, and the active count of
-    every weight mask (``growray.cost.masked.mask_signature``; empty for a dense model)."""
+    parameter's name, shape and ``requires_grad``, the input shape, the active count of
+    every weight mask (``growray.cost.masked.mask_signature``; empty for a dense model), and
+    ``model.cost_key()`` for a model that defines it.
+
+    ``cost_key() -> Hashable`` is for a model whose forward runs a part of its modules chosen
+    by state that is not a parameter (the genotype set on an ENAS supernet): the same
+    parameters then cost differently under different choices.
+    """
+    own = getattr(model, "cost_key", None)
     return (
         type(model).__qualname__,
         check_input_shape(input_shape),
         tuple((name, tuple(p.shape), p.requires_grad) for name, p in model.named_parameters()),
         mask_signature(model),
+        own() if callable(own) else None,
     )
 
 
@@ -96,7 +108,12 @@ class TrainingCompute:
 
     Call ``add_step`` once per optimizer step. Per-sample FLOPs are cached by
     ``architecture_key`` and recounted (one small forward + backward pass) only for an
-    architecture not seen before, e.g. after a growth event.
+    architecture not seen before, e.g. after a growth event. A model that trains a newly
+    sampled architecture at every step (an ENAS supernet) defines
+    ``training_flops_per_sample(input_shape) -> int``, the count of the architecture set
+    now under this module's conventions; ``add_step`` calls it at every step instead (a
+    counted pass per step would cost about as much as the step, and the cache would keep one
+    entry per step).
 
     Compute spent beside the weight steps (architecture steps, growth trigger checks and
     initializer proposals, RigL's dense gradients) enters through ``add_flops`` with a
@@ -124,12 +141,16 @@ class TrainingCompute:
     def add_step(self, model: nn.Module, input_shape: Sequence[int], n_samples: int) -> None:
         """Add one training step of ``n_samples`` samples (the batch size) through ``model``."""
         check_int("n_samples", n_samples, minimum=0)  # the step's batch size
-        key = architecture_key(model, input_shape)
-        flops = self._cache.get(key)
-        if flops is None:
-            flops = training_flops_per_sample(model, input_shape)
-            self._cache[key] = flops
-            self.n_counts += 1
+        own = getattr(model, "training_flops_per_sample", None)
+        if callable(own):  # the model counts the architecture it sampled for this step
+            flops = check_int("model.training_flops_per_sample(input_shape)", own(input_shape), minimum=0)
+        else:
+            key = architecture_key(model, input_shape)
+            cached = self._cache.get(key)
+            if cached is None:
+                cached = self._cache[key] = training_flops_per_sample(model, input_shape)
+                self.n_counts += 1
+            flops = cached
         self.flops_per_sample = flops
         self.total_flops += flops * n_samples
         self.n_samples += n_samples

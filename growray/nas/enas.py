@@ -21,6 +21,7 @@ from growray.checks import check_bool, check_int
 from growray.models.spec import MODELS, ArchSpec
 from growray.nas.bn import batch_statistics
 from growray.nas.enas_controller import EnasController, EnasSearch
+from growray.nas.enas_cost import ChildCosts
 from growray.nas.genotype import Genotype
 from growray.nas.network import (
     Cell,
@@ -168,6 +169,7 @@ class EnasSupernet(nn.Module):
         self.drop_path = check_drop_path(drop_path)
         self._arch: Genotype | None = None
         self._eval_batch_stats = False
+        self._child_costs = ChildCosts(self)
 
         def make_cell(c_pp: int, c_p: int, c_curr: int, reduction: bool, reduction_prev: bool) -> _SharedCell:
             return _SharedCell(nodes, self.op_names, c_pp, c_p, c_curr, reduction, reduction_prev, affine)
@@ -206,6 +208,19 @@ class EnasSupernet(nn.Module):
     def set_arch(self, genotype: Genotype | dict[str, Any]) -> None:
         """Choose the architecture ``forward`` runs (a ``Genotype`` or its dict)."""
         self._arch = self.check_genotype(genotype)
+
+    def cost_key(self) -> Genotype | None:
+        """The architecture set: what, beside the parameters, decides the cost of ``forward``
+        (``growray.cost.architecture_key``)."""
+        return self._arch
+
+    def training_flops_per_sample(self, input_shape: Sequence[int]) -> int:
+        """Forward + backward FLOPs per sample of a training step of the architecture set,
+        summed from per-module counts (``growray.nas.enas_cost``); ``TrainingCompute`` calls
+        it at every weight step, so each step is charged the child sampled for it."""
+        if self._arch is None:
+            raise RuntimeError("EnasSupernet.training_flops_per_sample needs an architecture: call set_arch first")
+        return self._child_costs.training_flops(self._arch, input_shape)
 
     @property
     def eval_batch_stats(self) -> bool:

@@ -16,7 +16,6 @@ from growray.cost import (
     architecture_key,
     count_params,
     forward_flops,
-    mask_signature,
     measure_latency,
 )
 
@@ -44,9 +43,10 @@ class CostMeter:
         self._eval_cache: dict[Any, int] = {}
 
     def static(self, model: nn.Module, widths: dict[str, int]) -> dict[str, float]:
-        """``cost/params`` and ``cost/flops`` (per sample), recomputed only when widths or weight
-        masks change (masked weights are not counted: ``growray.cost.masked``)."""
-        key = (tuple(widths.values()), mask_signature(model))
+        """``cost/params`` and ``cost/flops`` (per sample), recomputed only when widths, weight
+        masks or the architecture set on a supernet change (masked weights are not counted:
+        ``growray.cost.masked``; the architecture: ``growray.cost.architecture_key``)."""
+        key = (tuple(widths.values()), architecture_key(model, self.input_shape))
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, count_params(model), forward_flops(model, self.input_shape))
         _, params, flops = self._cache
