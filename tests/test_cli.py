@@ -131,16 +131,43 @@ def test_tracking_uris_that_are_not_stores_are_refused(capsys):
         assert expected in capsys.readouterr().err
 
 
-def test_trials_no_node_can_run_are_refused_before_any_record(tmp_path):
-    from mlflow import MlflowClient
+def test_trials_this_machine_cannot_run_are_refused_before_anything_exists(tmp_path, capsys):
+    from growray.machine import local_resources
 
+    have = local_resources()
     qs = str(ROOT / "experiments" / "quickstart.yaml")
-    for setting, asked in [("resources.cpu=1000", "1000 CPU and 0 GPU"), ("resources.gpu=1", "1 CPU and 1 GPU")]:
-        proc = _run_cli(["run", qs, "--set", setting, "--set", "trainer.device=auto"], tmp_path)
+    cases = [("resources.cpu", have.cpu + 1, f"accepted: at most {have.cpu}")]
+    if have.gpu is not None:
+        cases.append(("resources.gpu", have.gpu + 1, "accepted: "))
+    for path, asked, accepted in cases:
+        setting = ["--set", f"{path}={asked}", "--set", "trainer.device=auto"]
+        assert main(["validate", qs, *setting]) == 2
+        err = capsys.readouterr().err
+        assert f"{path}: a trial asks for {asked} " in err and accepted in err and f"(got {asked}" in err, err
+        proc = _run_cli(["run", qs, *setting], tmp_path)
         assert proc.returncode == 2, proc.stderr
-        assert f"resources: a trial asks for {asked}, but no node of this Ray cluster has that much" in proc.stderr
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert client.get_experiment_by_name("quickstart") is None, "a refused sweep created its MLflow experiment"
+        assert f"{path}: a trial asks for {asked} " in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "a refused sweep created a store or a folder"
+
+
+def test_a_cluster_is_checked_against_its_nodes_not_this_machine(ray_session, monkeypatch):
+    """``--address`` (here the tests' own Ray, 2 CPUs): its live nodes decide, and the check
+    leaves a Ray this process did not start running."""
+    from growray import api
+    from growray.machine import LocalResources
+
+    monkeypatch.setattr("growray.machine.local_resources", lambda: LocalResources(cpu=64, gpu=8))
+    exp = api.load(ROOT / "experiments" / "quickstart.yaml", {"trainer.device": "auto"})
+    assert api.resource_issues(exp.with_overrides({"resources.cpu": 2}), "auto") == []
+    for override, asked in [({"resources.cpu": 3}, "3 CPU and 0 GPU"), ({"resources.gpu": 1}, "1 CPU and 1 GPU")]:
+        (issue,) = api.resource_issues(exp.with_overrides(override), "auto")
+        assert issue.path == "resources"
+        assert f"a trial asks for {asked}, but no node of this Ray cluster has that much (nodes: 2 CPU, 0 GPU" in str(
+            issue
+        )
+    assert ray_session.is_initialized()
+    # without an address, this machine (here faked to be large) decides, and Ray is not asked
+    assert api.resource_issues(exp.with_overrides({"resources.cpu": 3}), None) == []
 
 
 def test_show_a_nas_bench_201_cell_prints_its_table_entry(capsys):

@@ -22,7 +22,7 @@ from growray.catalog import PluginInfo
 
 if TYPE_CHECKING:
     from growray.api._export import export
-    from growray.config import ConfigError, Experiment, parse_overrides
+    from growray.config import ConfigError, ConfigIssue, Experiment, parse_overrides
     from growray.config.files import space_files
     from growray.kinds.nas import describe_genotype
     from growray.tracking import ParetoReport, UIProcess
@@ -53,6 +53,7 @@ __all__ = [
     "parse_overrides",
     "plugins",
     "prepare_ray_env",
+    "resource_issues",
     "resume",
     "retrain",
     "run",
@@ -105,6 +106,26 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Experimen
     return load_experiment(path, overrides)
 
 
+def resource_issues(exp: Experiment, address: str | None = None, *, local_only: bool = False) -> list[ConfigIssue]:
+    """What of ``exp.resources`` one trial could never get: on this machine (a local Ray,
+    checked without importing Ray), or, when ``address`` (or ``RAY_ADDRESS``) names a cluster,
+    on that cluster's live nodes (joined for the check, then left; with ``local_only``, a
+    cluster is not checked here). Empty: it fits."""
+    from growray.config import ConfigIssue
+    from growray.machine import joins_cluster, local_resources, resource_problems
+
+    if not joins_cluster(address):
+        problems = resource_problems(exp.resources.cpu, exp.resources.gpu, local_resources())
+        return [ConfigIssue(path, message, value) for path, message, value in problems]
+    if local_only:
+        return []
+    prepare_ray_env(address)
+    from growray.tune.session import cluster_resource_problem  # imports Ray only now
+
+    problem = cluster_resource_problem(exp.resources.cpu, exp.resources.gpu, address)
+    return [ConfigIssue("resources", problem)] if problem else []
+
+
 def absolute_tracking_uri(uri: str | None) -> str:
     """A tracking URI that works from any working directory (default ``sqlite:///mlflow.db``).
 
@@ -132,14 +153,20 @@ def run(
 ) -> SweepResult:
     """Validate (if given a path), then run the sweep; returns a ``growray.tune.SweepResult``.
 
+    Raises ``ConfigError`` for a trial this machine could never run (:func:`resource_issues`)
+    when Ray would start locally, before anything is imported or created.
+
     On a multi-node cluster ``output_dir`` must be reachable from every node: a ``file:///``
     folder on a shared mount, an object-store URI, or a plain folder with ``shared_storage=True``.
     """
-    from growray.config import Experiment
+    from growray.config import ConfigError, Experiment
 
     exp = experiment if isinstance(experiment, Experiment) else load(experiment, overrides)
     if overrides and isinstance(experiment, Experiment):
         exp = exp.with_overrides(overrides)
+    issues = resource_issues(exp, address, local_only=True)  # before Ray is imported
+    if issues:
+        raise ConfigError(issues)
     prepare_ray_env(address)
     from growray.data import DatasetNotFoundError
     from growray.tune.orchestrate import run_sweep  # imports Ray only now

@@ -26,6 +26,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     exp = load(args)
     if exp is None:
         return EXIT_INVALID
+    issues = api.resource_issues(exp, args.address)
+    if issues:
+        print(api.ConfigError(issues, args.file), file=sys.stderr)
+        return EXIT_INVALID
     space = exp.search.space
     print(
         f"{args.file}: OK — experiment {exp.name!r} ({exp.kind}), {exp.search.num_samples} trials, "
@@ -37,6 +41,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     exp = load(args)
     if exp is None:
+        return EXIT_INVALID
+    issues = api.resource_issues(exp, args.address, local_only=True)  # a cluster is checked once joined
+    if issues:
+        print(api.ConfigError(issues, args.file), file=sys.stderr)
         return EXIT_INVALID
     print(
         f"growray: running {exp.name!r}: {exp.search.num_samples} trials, "
@@ -120,6 +128,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     sp = sub.add_parser("validate", help="check an experiment file; every error with its YAML path (exit 2)")
     with_file(sp)
+    sp.add_argument(
+        "--address",
+        help="check resources against this Ray cluster ('auto' or HOST:PORT; joined for the check) "
+        "instead of this machine",
+    )
     sp.set_defaults(fn=cmd_validate)
 
     sp = sub.add_parser("run", help="validate, then run the sweep on Ray Tune and record it in MLflow")

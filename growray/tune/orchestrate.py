@@ -84,6 +84,7 @@ def run_sweep(
     from .session import (
         check_cluster_resources,
         check_cluster_storage,
+        check_machine_resources,
         git_commit,
         init_ray,
         quiet_noise,
@@ -96,6 +97,7 @@ def run_sweep(
 
     t0 = time.perf_counter()
     quiet_noise(verbose)
+    check_machine_resources(exp.resources.cpu, exp.resources.gpu, address)  # before anything exists
     storage = resolve_storage(exp.output_dir, exp.name, shared=shared_storage)
     check_storage_reachable(storage)
     sweep_name = f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -189,7 +191,14 @@ def resume_sweep(
     from growray.tracking import MlflowRecorder, ensure_store, run_status, run_tags
 
     from .finish import finish_sweep
-    from .session import check_cluster_resources, check_cluster_storage, init_ray, quiet_noise, sweep_session
+    from .session import (
+        check_cluster_resources,
+        check_cluster_storage,
+        check_machine_resources,
+        init_ray,
+        quiet_noise,
+        sweep_session,
+    )
     from .signing import resume_key_path, sign_folder, verify_folder
     from .trial import SweepContext
     from .tuner import build_trainable, restore_tuner, signatures_path
@@ -210,6 +219,7 @@ def resume_sweep(
             f"wrote it:\n  - {listed}\nstart a new sweep with growray run (finished trials stay in MLflow); the "
             f"signing key is {resume_key_path()}"
         )
+    check_machine_resources(exp.resources.cpu, exp.resources.gpu, address)
     uri = record.tracking_uri
     ensure_store(uri)
     tags = run_tags(uri, record.parent_run_id)

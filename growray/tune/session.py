@@ -12,6 +12,7 @@ from typing import Any
 
 import ray
 
+from growray.machine import joins_cluster, local_resources, resource_problems
 from growray.tracking import Recorder
 
 from .storage import SetupError, SweepStorage, require_shared_storage
@@ -20,6 +21,8 @@ from .writer import WriterHandle, stop_writer
 __all__ = [
     "check_cluster_resources",
     "check_cluster_storage",
+    "check_machine_resources",
+    "cluster_resource_problem",
     "git_commit",
     "init_ray",
     "quiet_noise",
@@ -110,6 +113,22 @@ def check_cluster_storage(storage: SweepStorage, started_ray: bool) -> None:
         raise
 
 
+def check_machine_resources(cpu: float, gpu: float, address: str | None) -> None:
+    """Refuse, before anything exists (Ray, the store, the output folder), a trial that a local
+    Ray on this machine could never run (:mod:`growray.machine`; what ``growray validate``
+    checks). Nothing is checked here when the sweep joins a cluster or Ray is already running:
+    :func:`check_cluster_resources` checks the live nodes then.
+
+    Raises:
+        SetupError: naming the YAML path, what the trial asks for and what this machine has.
+    """
+    if ray.is_initialized() or joins_cluster(address):
+        return
+    problems = resource_problems(cpu, gpu, local_resources())
+    if problems:
+        raise SetupError("; ".join(f"{path}: {message} (got {value:g})" for path, message, value in problems))
+
+
 def check_cluster_resources(cpu: float, gpu: float, started_ray: bool) -> None:
     """Refuse a sweep whose trials no node of the cluster could ever run (they would wait
     PENDING forever), before any run or study exists; Ray is shut down again if this process
@@ -133,6 +152,20 @@ def check_cluster_resources(cpu: float, gpu: float, started_ray: bool) -> None:
         f"resources: a trial asks for {cpu:g} CPU and {gpu:g} GPU, but no node of this Ray cluster has that much "
         f"(nodes: {have}); lower resources.cpu / resources.gpu, or run on a cluster with such a node (--address)"
     )
+
+
+def cluster_resource_problem(cpu: float, gpu: float, address: str | None) -> str | None:
+    """Join the cluster at ``address`` (``growray validate --address``), check that a node can
+    run one trial (:func:`check_cluster_resources`), and leave it; the problem, or None."""
+    started = init_ray(address, verbose=False)
+    try:
+        check_cluster_resources(cpu, gpu, started_ray=False)
+    except SetupError as exc:
+        return str(exc).removeprefix("resources: ")
+    finally:
+        if started:
+            ray.shutdown()
+    return None
 
 
 def git_commit() -> str | None:

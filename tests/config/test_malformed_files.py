@@ -161,6 +161,11 @@ CASES: dict[str, tuple[str, str]] = {
     "gpu fraction": (BASE + "resources: {gpu: 1.5}\n", "resources.gpu"),
     "gpu inf": (BASE + "resources: {gpu: .inf}\n", "resources.gpu: Input should be a finite number"),
     "cpu zero": (BASE + "resources: {cpu: 0}\n", "resources.cpu: Input should be greater than 0"),
+    "cpu beyond the machine": (BASE + "resources: {cpu: 4096}\n", "resources.cpu: a trial asks for 4096 CPU, but this"),
+    "gpus beyond the machine": (
+        BASE + "resources: {gpu: 4096}\ntrainer: {device: auto}\n",
+        "resources.gpu: a trial asks for 4096 GPU, but this machine has",
+    ),
     "gpu with cpu device": (
         BASE + "resources: {gpu: 1}\ntrainer: {device: cpu}\n",
         "trials ask Ray for a GPU but trainer.device is 'cpu'",
