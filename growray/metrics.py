@@ -30,7 +30,8 @@ CORE_METRICS: dict[str, str] = {
     "cost/train_seconds": "cumulative training wall time",
     "cost/train_flops": (
         "cumulative training compute: (forward + backward) FLOPs x samples seen, following growth, plus "
-        "architecture steps and growth checks/initializers (cost/train_flops/<kind>)"
+        "architecture steps, growth checks/initializers, RigL's dense gradients and a winning ticket's "
+        "retraining (cost/train_flops/<kind>)"
     ),
     "cost/eval_flops": "cumulative evaluation compute (validation, test, NAS gap passes): forward FLOPs x samples",
     "cost/gpu_seconds": "cumulative training time x the trial's GPU share (GPU trials)",
@@ -44,7 +45,9 @@ CORE_METRICS: dict[str, str] = {
 CORE_METRIC_PREFIXES: dict[str, str] = {
     "growth/width/": "width of one site, e.g. growth/width/hidden.0",
     "cost/latency_ms/bs": "median latency at another protocol batch size, e.g. cost/latency_ms/bs256",
-    "cost/train_flops/": "the part of cost/train_flops beside the weight steps, per kind: arch, growth, sparse",
+    "cost/train_flops/": (
+        "the part of cost/train_flops beside the run's weight steps, per kind: arch, growth, sparse, winning_ticket"
+    ),
 }
 
 

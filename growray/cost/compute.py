@@ -116,12 +116,14 @@ class TrainingCompute:
     entry per step).
 
     Compute spent beside the weight steps (architecture steps, growth trigger checks and
-    initializer proposals, RigL's dense gradients) enters through ``add_flops`` with a
-    ``kind``; it is part of ``total_flops`` and also kept per kind (``extra``).
+    initializer proposals, RigL's dense gradients, a Grow-vs-Prune winning ticket's
+    retraining) enters through ``add_flops`` with a ``kind``; it is part of ``total_flops``
+    and also kept per kind (``extra``).
 
     Attributes:
         total_flops: forward + backward FLOPs of every sample seen so far, plus ``extra``.
-        extra: FLOPs added by ``add_flops``, per kind (``arch``, ``growth``, ``sparse``, ...).
+        extra: FLOPs added by ``add_flops``, per kind (``arch``, ``growth``, ``sparse``,
+            ``winning_ticket``).
         n_samples: samples seen so far.
         n_steps: calls to ``add_step``.
         n_counts: how many times per-sample FLOPs were counted (architectures seen since

@@ -63,11 +63,17 @@ class CostMeter:
 
     def compute_metrics(self) -> dict[str, float]:
         """``cost/train_flops`` (weight steps and everything added beside them),
-        ``cost/train_flops/<kind>`` (the part each kind added: ``arch``, ``growth``, ...)
-        and ``cost/eval_flops``."""
+        ``cost/train_flops/<kind>`` (the part each kind added: ``arch``, ``growth``,
+        ``sparse``, ``winning_ticket``) and ``cost/eval_flops``."""
         out = {"cost/train_flops": float(self.compute.total_flops), "cost/eval_flops": float(self.eval_flops)}
         out.update({f"cost/train_flops/{kind}": float(v) for kind, v in sorted(self.compute.extra.items())})
         return out
+
+    def compute_changes(self, metrics: dict[str, float]) -> dict[str, float]:
+        """The ``compute_metrics`` whose values differ from those in ``metrics``: what was spent
+        since they were taken (the trainer's final metrics take in the compute hooks spend at
+        the end of a run, such as a winning ticket's retraining)."""
+        return {k: v for k, v in self.compute_metrics().items() if metrics.get(k) != v}
 
     def protocol(self) -> LatencyProtocol | None:
         """The latency protocol (logged as params), or None when latency is off."""

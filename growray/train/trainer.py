@@ -340,6 +340,9 @@ class Trainer:
             added = hook.on_fit_end(self, metrics)
             merge_metrics(metrics, added, hook.name)
             self._final_metrics.update(added)
+        spent = self.costs.compute_changes(metrics)  # e.g. a winning ticket's retraining, in on_fit_end
+        metrics.update(spent)
+        self._final_metrics.update(spent)
         if self._final_metrics:
             self.recorder.log_metrics(self._final_metrics, step=self.step)
         self.recorder.flush()

@@ -25,6 +25,9 @@ dormant units (ALGORITHMS.md §7, §12). Logged (MLflow keys):
     ``rewind_step``) — and trained from scratch for ``wt_epochs`` by a second Trainer, its
     data order and fresh draw seeded from the experiment seed (or ``wt_seed``); ``wt_acc`` is
     its *test* accuracy and ``wt_val_acc`` its final val accuracy.
+``cost/train_flops/winning_ticket``
+    the ticket's retraining compute (effective FLOPs: masked units count nothing), part of
+    the run's ``cost/train_flops``; its val and test passes join ``cost/eval_flops``.
 """
 
 from __future__ import annotations
@@ -330,7 +333,8 @@ class PlasticityHook(Hook):
         return model
 
     def _winning_ticket(self, trainer: Trainer) -> dict[str, float]:
-        """Freeze the mask, set the weights by ``wt_init`` and train from scratch (no report)."""
+        """Freeze the mask, set the weights by ``wt_init`` and train from scratch (no report);
+        the ticket's training and evaluation compute is added to the run's."""
         assert self.masks is not None
         epochs = self.cfg.wt_epochs or trainer.cfg.epochs
         seed = self.ticket_seed
@@ -347,6 +351,10 @@ class PlasticityHook(Hook):
                 device=trainer.device,
             )
             final = wt.fit()
+        # the ticket's compute is the run's: its training (effective FLOPs under the frozen
+        # mask) as cost/train_flops/winning_ticket, its val/test passes in cost/eval_flops
+        trainer.costs.compute.add_flops(wt.costs.compute.total_flops, "winning_ticket")
+        trainer.costs.eval_flops += wt.costs.eval_flops
         return {_P + "wt_acc": float(final["test/acc"]), _P + "wt_val_acc": float(final["val/acc"])}
 
     # ------------------------------------------------------------------ state
