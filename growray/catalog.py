@@ -15,13 +15,11 @@ into an import cycle.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
 import sys
 from dataclasses import asdict, dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +70,9 @@ def cache_dir() -> Path:
 
 def _sources_key() -> str:
     """A digest of everything :func:`describe_plugins` depends on (see the module docstring)."""
+    import hashlib
+    from importlib.metadata import entry_points
+
     digest = hashlib.sha256(f"{sys.version}\n".encode())
     roots = [Path(__file__).resolve().parent]
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name, e.value)):

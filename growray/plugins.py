@@ -21,7 +21,6 @@ import importlib
 import importlib.util
 import pkgutil
 import threading
-from importlib.metadata import entry_points
 
 __all__ = ["BUILTIN_PLUGIN_MODULES", "ENTRY_POINT_GROUP", "PluginLoadError", "load_plugins"]
 
@@ -51,6 +50,8 @@ def load_plugins() -> None:
     global _loaded
     if _loaded:
         return
+    from importlib.metadata import entry_points  # imports email, zipfile, csv...: only when loading
+
     with _lock:
         if _loaded:
             return

@@ -1,6 +1,8 @@
 """Wiring, not timing: ``growray ls``, ``pareto`` and ``show plugins`` import neither torch nor Ray
-(nor MLflow, on a sqlite store), checked in fresh interpreters; ``show plugins`` prints the same
-from its cache as from the live registries."""
+(nor MLflow, on a sqlite store), nor pydantic where no experiment file is read, checked in fresh
+interpreters; ``show plugins`` prints the same from its cache as from the live registries;
+``growray validate`` imports neither Ray nor MLflow (torch it does: the model is built on the meta
+device to check the kinds' settings against its shapes)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -25,7 +29,7 @@ out = io.StringIO()
 with contextlib.redirect_stdout(out):
     code = main(sys.argv[1:])
 heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "ray", "mlflow"})
-print(json.dumps({"code": code, "out": out.getvalue(), "heavy": heavy}))
+print(json.dumps({"code": code, "out": out.getvalue(), "heavy": heavy, "pydantic": "pydantic" in sys.modules}))
 """
 
 STORE = r"""
@@ -61,6 +65,7 @@ def test_show_plugins_from_its_cache_imports_no_torch_and_prints_the_same(tmp_pa
     cached = _cli(tmp_path, "show", "plugins")
     assert cached["out"] == live["out"]
     assert cached["heavy"] == [], f"growray show plugins imported {cached['heavy']}"
+    assert not cached["pydantic"], "growray show plugins (cached) imported pydantic"
     assert len(list((tmp_path / "cache").glob("plugins-*.json"))) == 1
 
 
@@ -74,7 +79,23 @@ def test_ls_and_pareto_import_no_torch_ray_or_mlflow(tmp_path):
         got = _cli(tmp_path, *args)
         assert got["code"] == 0, (args, got["out"])
         assert got["heavy"] == [], f"growray {' '.join(args)} imported {got['heavy']}"
+        if not args[1].endswith(".yaml"):  # a file's name and tracking section are read with pydantic
+            assert not got["pydantic"], f"growray {' '.join(args)} imported pydantic"
         if args[0] == "ls":
             assert "light-1" in got["out"] and parent in got["out"]
         else:
             assert "2 of 3 trials on the front" in got["out"]  # t0 and t1; t2 is dominated by t0
+
+
+def test_validate_imports_neither_ray_nor_mlflow(tmp_path):
+    ok = _cli(tmp_path, "validate", str(ROOT / "experiments" / "quickstart.yaml"))
+    assert ok["code"] == 0 and ": OK" in ok["out"], ok
+    assert set(ok["heavy"]) <= {"torch"}, f"growray validate imported {ok['heavy']}"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\ndata: {name: digits}\nmodel: {name: mlp}\ngrowth: {trigger: {name: plateu}}\n"
+        "tracking: {uri: 'sqlite:///mlflow.db'}\n"
+    )
+    got = _cli(tmp_path, "validate", str(bad))
+    assert got["code"] == 2, got
+    assert set(got["heavy"]) <= {"torch"}, f"growray validate (invalid file) imported {got['heavy']}"

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator, model_validator
 
-from growray.search.space import choice_label
+from .store_uri import tracking_uri_problem
 
 __all__ = [
     "SCHEDULERS",
@@ -115,10 +115,14 @@ class SearchParam(Section):
     def labels(self) -> list[Any]:
         """What Optuna sees for the choices: scalars as they are, lists and mappings (an op
         set, a list of widths) as their JSON text, since Optuna stores scalar choices only."""
+        from growray.search.space import choice_label  # growray.search imports numpy: on first use
+
         return [choice_label(c) for c in self.choices or []]
 
     def decode(self, value: Any) -> Any:
         """The choice behind a label from ``labels`` (other values pass through)."""
+        from growray.search.space import choice_label
+
         for choice in self.choices or []:
             if isinstance(choice, (list, dict)) and choice_label(choice) == value:
                 return choice
@@ -372,19 +376,3 @@ class TrackingConfig(Section):
         if problem:
             raise ValueError(problem)
         return v
-
-
-def tracking_uri_problem(uri: str) -> str | None:
-    """Why ``uri`` is not an MLflow store growray can use (None when it is one): a plain path
-    (MLflow 3 needs a URI), the file store (in maintenance mode), or ``sqlite://x`` (two
-    slashes: a host, not a path)."""
-    if "://" not in uri and not uri.startswith("databricks"):
-        return (
-            f"a tracking URI such as sqlite:///{uri} (a database file) or http://127.0.0.1:5000 (a server); "
-            "MLflow 3 takes no plain folder or file path"
-        )
-    if uri.startswith("file:"):
-        return "the file store is in maintenance mode in MLflow 3: use sqlite:///mlflow.db or a server URL"
-    if uri.startswith("sqlite://") and not uri.startswith("sqlite:///"):
-        return f"sqlite URIs have three slashes before a relative path (sqlite:///{uri[len('sqlite://') :]}), four before an absolute one"
-    return None
