@@ -10,7 +10,16 @@ one two-objective sweep of three trials is made in a temporary folder first (tha
 few seconds and is not timed). ``show plugins`` is timed with a warm cache (after one
 untimed run that describes the registries and writes it); its cold time is printed too.
 The load average and the CPU time (user + system) are printed too: on a shared machine wall
-times are upper bounds, and CPU time is the steadier measure.
+times are upper bounds, and CPU time is the steadier measure; both are given as a ratio to the
+target (``x1.00`` = on it). ``import torch (floor)`` is ``python -c "import torch"``, timed
+the same way against validate's target: what ``validate`` cannot go below while it builds the
+model (on the meta device) to check the kinds' settings against the model's shapes.
+
+Bytecode: an installed growray has its ``.pyc`` files, so by default the commands run with
+``PYTHONPYCACHEPREFIX`` set to a temporary folder (written by one untimed run of each command,
+the checkout left clean) and ``PYTHONDONTWRITEBYTECODE`` unset. ``--no-bytecode-cache`` keeps
+the caller's environment as it is: with ``PYTHONDONTWRITEBYTECODE=1`` (as in this project's
+sandbox) and no ``__pycache__`` in the checkout, every growray module is compiled on every run.
 """
 
 from __future__ import annotations
@@ -42,12 +51,17 @@ for name, acc, params in [("t0", 0.9, 500.0), ("t1", 0.8, 100.0), ("t2", 0.7, 60
 """
 
 
+#: not a command: the floor of every command that imports torch (``validate`` builds the model
+#: on the meta device to check the kinds' settings against its shapes), printed beside them
+TORCH_FLOOR = ["-c", "import torch"]
+
+
 def timed(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, float, int]:
-    """(wall seconds, CPU seconds, peak RSS in MiB, exit code) of ``python -m growray ARGS``."""
+    """(wall seconds, CPU seconds, peak RSS in MiB, exit code) of ``python -m growray ARGS``
+    (of ``python ARGS`` for :data:`TORCH_FLOOR`)."""
+    argv = [sys.executable, *args] if args is TORCH_FLOOR else [sys.executable, "-m", "growray", *args]
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "growray", *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -62,10 +76,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tracking-uri", help="a store with a sweep of experiment --experiment (default: made here)")
     ap.add_argument("--experiment", default="bench", help="its MLflow experiment (for pareto)")
+    ap.add_argument(
+        "--no-bytecode-cache", action="store_true", help="run with the environment's bytecode settings as they are"
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="growray-cli-latency-"))
     env = {**os.environ, "GROWRAY_CACHE_DIR": str(work / "cache")}
+    if not args.no_bytecode_cache:  # as installed: every module's .pyc is there
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     uri = args.tracking_uri
     if uri is None:
         uri = f"sqlite:///{work / 'mlflow.db'}"
@@ -78,7 +98,12 @@ def main() -> None:
         "ls": (["ls", "--tracking-uri", uri], 1.5),
         "pareto": (["pareto", args.experiment, "--tracking-uri", uri], 1.5),
         "show plugins": (["show", "plugins"], 1.5),
+        "import torch (floor)": (TORCH_FLOOR, 1.0),
     }
+    for cmd, _target in commands.values():  # untimed: writes the bytecode cache
+        timed(cmd, env, work)
+    bytecode = "off (every module compiled on every run)" if env.get("PYTHONDONTWRITEBYTECODE") else "cached"
+    print(f"python {sys.version.split()[0]}, bytecode {bytecode}, {args.repeats} runs per command")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}
     for _ in range(args.repeats):  # interleaved, so that a burst of load hits every command alike
@@ -86,7 +111,7 @@ def main() -> None:
             wall, cpu, rss, code = timed(cmd, env, work)
             if code == 0:
                 samples[name].append((wall, cpu, rss))
-    print(f"{'command':<26} {'median wall':>11} {'median CPU':>10} {'peak RSS':>10}  target (wall)")
+    print(f"{'command':<26} {'median wall':>11} {'median CPU':>10} {'peak RSS':>10}  target  wall/target  CPU/target")
     for name, (_cmd, target) in commands.items():
         if not samples[name]:
             print(f"{name:<26} {'failed':>11}")
@@ -95,7 +120,10 @@ def main() -> None:
         cpu = statistics.median(c for _, c, _ in samples[name])
         rss = max(r for _, _, r in samples[name])
         verdict = "ok" if wall <= target else "OVER"
-        print(f"{name:<26} {wall:>9.2f} s {cpu:>8.2f} s {rss:>6.0f} MiB  <= {target:g} s {verdict}")
+        print(
+            f"{name:<26} {wall:>9.2f} s {cpu:>8.2f} s {rss:>6.0f} MiB  {target:>4g} s  "
+            f"x{wall / target:<5.2f} {verdict:<4}  x{cpu / target:.2f}"
+        )
     print(f"{'show plugins (cold cache)':<26} {cold:>9.2f} s")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
