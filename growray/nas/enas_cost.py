@@ -57,7 +57,9 @@ def _shapes(net: EnasSupernet, input_shape: Shape) -> tuple[list[_CellShapes], S
     for j, cell in enumerate(net.cell_list()):
         for part, module in (("pre0", cell.preprocess0), ("pre1", cell.preprocess1), ("cell", cell)):
 
-            def record(m: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor, at=(j, part)) -> None:
+            def record(
+                m: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor, at: tuple[int, str] = (j, part)
+            ) -> None:
                 found[(at[0], at[1] + ".in")] = tuple(args[0].shape[1:])
                 found[(at[0], at[1] + ".out")] = tuple(out.shape[1:])
 
@@ -69,8 +71,8 @@ def _shapes(net: EnasSupernet, input_shape: Shape) -> tuple[list[_CellShapes], S
         with torch.no_grad():
             net(torch.zeros((2, *input_shape), device=ref.device, dtype=ref.dtype))
     finally:
-        for h in handles:
-            h.remove()
+        for handle in handles:
+            handle.remove()
         for m, mode in modes.items():
             m.training = mode
     cells = []
