@@ -2,7 +2,8 @@
 
 Importing this package registers the ``cell_network``, ``darts_supernet``, ``nb201_supernet``
 and ``nb201_network`` models in ``growray.models.MODELS`` and the candidate ops in ``OPS``.
-GDAS and PC-DARTS share the DARTS supernet code (``growray.nas.gdas``, ``growray.nas.pcdarts``).
+GDAS and PC-DARTS share the DARTS supernet code (``growray.nas.gdas``, ``growray.nas.pcdarts``);
+ENAS searches its micro cells (``growray.nas.enas``) or NAS-Bench-201's (``growray.nas.enas_nb201``).
 """
 
 from growray.nas.architect import DartsArchitect, arch_gradient
@@ -71,5 +72,7 @@ __all__ = [
 
 # ENAS registers the ``enas_supernet`` model on import (it builds on the modules above).
 from growray.nas.enas import EnasController, EnasSearch, EnasSupernet
+from growray.nas.enas_nb201 import Nb201EnasController
+from growray.nas.reinforce import CellController
 
-__all__ += ["EnasController", "EnasSearch", "EnasSupernet"]
+__all__ += ["CellController", "EnasController", "EnasSearch", "EnasSupernet", "Nb201EnasController"]
