@@ -18,6 +18,7 @@ its spec): still accepted in YAML, hidden from ``growray show plugins`` and the 
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -76,15 +77,27 @@ class RegistryEntry(Generic[T]):
 
     def parameters(self, skip: tuple[str, ...] = ()) -> dict[str, inspect.Parameter]:
         """Keyword parameters a user may set, by name (positional-only and skipped excluded)."""
-        try:  # resolve string annotations (``from __future__ import annotations``)
-            sig = inspect.signature(self.obj, eval_str=True)
-        except (NameError, TypeError):
-            sig = inspect.signature(self.obj)
+        try:
+            sig = _cached_signature(self.obj)
+        except TypeError:  # an unhashable callable: not cached
+            sig = _signature(self.obj)
         return {
             n: p
             for n, p in sig.parameters.items()
             if n not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and not n.startswith("_")
         }
+
+
+def _signature(obj: Callable[..., Any]) -> inspect.Signature:
+    try:  # resolve string annotations (``from __future__ import annotations``)
+        return inspect.signature(obj, eval_str=True)
+    except (NameError, TypeError):
+        return inspect.signature(obj)
+
+
+#: a registered object's signature, computed once: ``growray validate`` asks for it on every
+#: build and schema of every plug-in, at every search-space bound it checks
+_cached_signature = functools.cache(_signature)
 
 
 class Registry(Generic[T]):
