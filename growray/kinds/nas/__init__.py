@@ -2,8 +2,10 @@
 
 Section ``nas`` (:class:`NasConfig`); ``nas.method`` names a registered NAS method
 (``NAS_METHODS``: ``darts``, ``gdas``, ``pcdarts``, ``enas``), whose hook adds the architecture
-side to the one trainer. The supernet itself is the ``model`` section (``model: {space:
-darts_cnn}``, ``{space: pcdarts_cnn}``, ``{space: nb201}`` for NAS-Bench-201's cell).
+side to the one trainer (ENAS on the NAS-Bench-201 space has a hook of its own, a
+``NAS_METHOD_VARIANTS`` entry picked by the model). The supernet itself is the ``model``
+section (``model: {space: darts_cnn}``, ``{space: pcdarts_cnn}``, ``{space: enas_micro}``,
+``{space: nb201}`` for NAS-Bench-201's cell: DARTS, GDAS, PC-DARTS and ENAS).
 After the search, ``nas.retrain.enabled`` trains the discretized architecture from scratch
 inside the trial (``after_fit``); ``growray retrain RUN_ID`` does it later (``retrain_run``).
 """
@@ -22,11 +24,12 @@ from growray.tracking.tables import Column
 
 from . import darts as _darts  # noqa: F401  registers the method
 from . import enas as _enas  # noqa: F401  registers the method
+from . import enas_nb201 as _enas_nb201  # noqa: F401  registers ENAS on the NAS-Bench-201 space
 from . import gdas as _gdas  # noqa: F401  registers the method
 from . import pcdarts as _pcdarts  # noqa: F401  registers the method
 from .benchmark import describe_genotype
 from .config import ControllerConfig, NasConfig, RetrainConfig
-from .methods import NAS_METHODS
+from .methods import NAS_METHOD_VARIANTS, NAS_METHODS, method_entry, method_supernets
 from .retrain import record_retrain, retrain_experiment, retrain_genotype, retrain_search_run
 from .search_hook import BatchCycler, NasHook
 
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NAS_METHODS",
+    "NAS_METHOD_VARIANTS",
     "BatchCycler",
     "ControllerConfig",
     "NasConfig",
@@ -109,20 +113,20 @@ class NasKind(Kind[NasConfig]):
         from growray.models import MODELS
 
         issues = []
-        entry = NAS_METHODS.get(cfg.method)
-        want = entry.capability("supernet")
-        wanted = (want,) if isinstance(want, str) else tuple(want)
+        pairs = method_supernets(cfg.method)
+        wanted = list(dict.fromkeys(s for s, _ in pairs))
         if exp.model["name"] not in wanted:
+            spaces = " or ".join(f"{{space: {sp}}}" for sp in dict.fromkeys(sp for _, sp in pairs))
             issues.append(
                 ConfigIssue(
                     "model.name",
                     f"nas.method {cfg.method!r} searches a {' or '.join(repr(w) for w in wanted)} model "
-                    f"(e.g. model: {{space: {entry.capability('space')}}})",
+                    f"(e.g. model: {spaces})",
                     exp.model["name"],
                 )
             )
         else:
-            check_model = getattr(entry.obj, "check_model", None)
+            check_model = getattr(method_entry(cfg.method, exp.model["name"]).obj, "check_model", None)
             if callable(check_model):
                 issues += check_model(exp.model, cfg)
         if exp.section("growth") is not None:
@@ -153,7 +157,7 @@ class NasKind(Kind[NasConfig]):
 
     def setup(self, exp: Experiment, cfg: NasConfig, splits: TensorSplits) -> KindSetup:
         weights, arch = split_for_nas(exp, cfg, splits)
-        hook = NAS_METHODS.get(cfg.method).obj(cfg, arch, exp.trainer.batch_size, exp.seed)
+        hook = method_entry(cfg.method, exp.model["name"]).obj(cfg, arch, exp.trainer.batch_size, exp.seed)
         if isinstance(hook, NasHook):
             hook.dataset = str(exp.data["name"])
         return KindSetup([hook], weights)

@@ -23,6 +23,7 @@ import torch
 
 from growray.nas import Genotype
 from growray.nas.enas import EnasController, EnasSearch, EnasSupernet
+from growray.nas.reinforce import CellController
 from growray.train import Trainer
 
 from .config import NasConfig
@@ -63,14 +64,7 @@ class EnasHook(NasHook):
         c = self.cfg.controller
         with torch.random.fork_rng(devices=[]):  # seeded initial weights; the trainer's RNG stream is untouched
             torch.manual_seed(self.seed)
-            controller = EnasController(
-                n_nodes=model.n_nodes,
-                op_names=tuple(model.op_names),
-                hidden=c.hidden,
-                tanh_constant=c.tanh_constant,
-                op_tanh_reduce=c.op_tanh_reduce,
-                temperature=c.temperature,
-            )
+            controller = self._new_controller(model)
         self.search = EnasSearch(
             controller,
             lr=c.lr,
@@ -86,6 +80,18 @@ class EnasHook(NasHook):
             self._pending_tensors = None
         model.set_eval_batch_stats(True)  # evaluation scores cells as ENAS does (module docstring)
         model.set_arch(self._current() if self.genotype is not None else self._sample())
+
+    def _new_controller(self, model: EnasSupernet) -> CellController[Any]:
+        """The controller of ``model``'s cells (the NAS-Bench-201 hook builds its own)."""
+        c = self.cfg.controller
+        return EnasController(
+            n_nodes=model.n_nodes,
+            op_names=tuple(model.op_names),
+            hidden=c.hidden,
+            tanh_constant=c.tanh_constant,
+            op_tanh_reduce=c.op_tanh_reduce,
+            temperature=c.temperature,
+        )
 
     def _current(self) -> Genotype:
         """The derived cell (a DARTS/ENAS genotype: ENAS searches its micro cells)."""
