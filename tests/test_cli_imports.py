@@ -29,7 +29,8 @@ out = io.StringIO()
 with contextlib.redirect_stdout(out):
     code = main(sys.argv[1:])
 heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "ray", "mlflow"})
-print(json.dumps({"code": code, "out": out.getvalue(), "heavy": heavy, "pydantic": "pydantic" in sys.modules}))
+print(json.dumps({"code": code, "out": out.getvalue(), "heavy": heavy, "pydantic": "pydantic" in sys.modules,
+                  "numpy": "numpy" in sys.modules}))
 """
 
 STORE = r"""
@@ -82,6 +83,7 @@ def test_ls_and_pareto_import_no_torch_ray_or_mlflow(tmp_path):
         if not args[1].endswith(".yaml"):  # a file's name and tracking section are read with pydantic
             assert not got["pydantic"], f"growray {' '.join(args)} imported pydantic"
         if args[0] == "ls":
+            assert not got["numpy"], "growray ls imported numpy"
             assert "light-1" in got["out"] and parent in got["out"]
         else:
             assert "2 of 3 trials on the front" in got["out"]  # t0 and t1; t2 is dominated by t0

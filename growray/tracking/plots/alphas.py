@@ -6,11 +6,10 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ._figure import new_figure
 
 if TYPE_CHECKING:
+    import numpy as np
     from matplotlib.figure import Figure
 
 __all__ = ["CELL_ORDER", "alpha_heatmap_figure", "alpha_history_figure", "tex_label"]
@@ -27,6 +26,8 @@ def _check_weights(
     alphas: dict[str, Any], op_names: list[str], edge_labels: list[str], where: str
 ) -> dict[str, np.ndarray]:
     """``{cell: (n_edges, n_ops) array}`` after checking shapes and that values are weights."""
+    import numpy as np
+
     if not isinstance(alphas, dict) or not alphas:
         raise ValueError(
             f"{where} must be a non-empty mapping {{cell type: [[weight per op] per edge]}}; got {alphas!r}"
@@ -65,6 +66,8 @@ def tex_label(label: str) -> str:
 
 def _chosen_ops(w: np.ndarray, op_names: list[str]) -> np.ndarray:
     """Per edge, the strongest op other than ``none`` (the op DARTS discretisation would keep)."""
+    import numpy as np
+
     masked = w.copy()
     if "none" in op_names and len(op_names) > 1:
         masked[:, op_names.index("none")] = -np.inf
@@ -91,6 +94,7 @@ def alpha_heatmap_figure(
     Raises:
         ValueError: a matrix whose shape disagrees with the labels, or values outside [0, 1].
     """
+
     weights = _check_weights(alphas, op_names, edge_labels, "alphas")
     from matplotlib.patches import Rectangle
 
@@ -160,6 +164,8 @@ def alpha_history_figure(
         ValueError: an empty history, entries with different cell types, or a matrix whose
             shape disagrees with the labels.
     """
+    import numpy as np
+
     if not history:
         raise ValueError("alpha_history_figure needs at least one recorded epoch; got an empty history")
     if epochs is not None and len(epochs) != len(history):
