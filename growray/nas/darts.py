@@ -241,8 +241,8 @@ class DartsSupernet(RelaxedSupernet):
         return {"normal": edge_softmax(self.beta_normal, n), "reduce": edge_softmax(self.beta_reduce, n)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w_normal, i_normal = self.edge_weights(self.alpha_normal)
-        w_reduce, i_reduce = self.edge_weights(self.alpha_reduce)
+        w_normal, i_normal = self.edge_weights(self.alpha_normal, "normal")
+        w_reduce, i_reduce = self.edge_weights(self.alpha_reduce, "reduce")
         scales = self.edge_scales()
         s0 = s1 = self.stem(x)
         for cell in self.cells:
@@ -270,6 +270,14 @@ class DartsSupernet(RelaxedSupernet):
     def edges(self) -> list[tuple[int, int]]:
         """``(node, input)`` of every edge, in the row order of the alphas."""
         return [(node, inp) for node in range(self.nodes) for inp in range(node + 2)]
+
+    def edge_modules(self) -> list[tuple[str, int, nn.Module]]:
+        """``(cell type, alpha row, mixed op)`` of every edge of every cell."""
+        return [
+            ("reduce" if cell.reduction else "normal", e, edge)
+            for cell in self.cell_list()
+            for e, edge in enumerate(cell.edge_list())
+        ]
 
     # -- architecture ------------------------------------------------------------------
     def concat(self) -> tuple[int, ...]:

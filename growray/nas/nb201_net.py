@@ -148,9 +148,19 @@ class Nb201Supernet(RelaxedSupernet):
             for m, mode in modes.items():
                 m.training = mode
 
-    def cost_key(self) -> Nb201Genotype | None:
-        """What besides the parameters decides the cost of ``forward``: the cell set (ENAS)."""
-        return self._arch
+    def edge_indices(self, training: bool) -> dict[str, tuple[int, ...]] | None:
+        """The op every edge computes: the cell set (ENAS), else the relaxation's
+        (``RelaxedSupernet.edge_indices``)."""
+        if self._arch is not None:
+            return {"cell": tuple(self.op_names.index(op) for op in self._arch.ops)}
+        return super().edge_indices(training)
+
+    def cost_key(self) -> Any:
+        """What besides the parameters decides the cost of ``forward``: the cell set (ENAS),
+        else the relaxation's (``RelaxedSupernet.cost_key``: GDAS' argmax cell). With a cell
+        set, ``training_flops_per_sample`` sums that cell's per-op counts
+        (``growray.nas.relaxed_cost``) instead of a counted pass per new cell."""
+        return self._arch if self._arch is not None else super().cost_key()
 
     def _check_genotype(self, genotype: Nb201Genotype | dict[str, Any] | str) -> Nb201Genotype:
         geno = Nb201Genotype.from_dict(genotype)
@@ -181,7 +191,7 @@ class Nb201Supernet(RelaxedSupernet):
             weights = torch.zeros_like(self.alpha).scatter_(-1, torch.tensor(index, device=x.device)[:, None], 1.0)
             scale = None
         else:
-            weights, index = self.edge_weights(self.alpha)
+            weights, index = self.edge_weights(self.alpha, "cell")
             scales = self.edge_scales()
             scale = None if scales is None else scales["cell"]
         h = self.stem(x)
@@ -198,6 +208,15 @@ class Nb201Supernet(RelaxedSupernet):
     def edges(self) -> list[tuple[int, int]]:
         """``(node, input)`` of every edge, in the row order of alpha."""
         return nb201_edges(self.nodes)
+
+    def edge_modules(self) -> list[tuple[str, int, nn.Module]]:
+        """``("cell", alpha row, mixed op)`` of every edge of every search cell."""
+        return [
+            ("cell", e, edge)
+            for cell in self.cells
+            if isinstance(cell, _SearchCell)
+            for e, edge in enumerate(cell.edges)
+        ]
 
     def edge_names(self) -> list[str]:
         return [f"{j}←{i}" for j, i in self.edges()]

@@ -15,6 +15,12 @@ code (``D-X-Y/AutoDL-Projects``: ``exps/algos/GDAS.py``, ``search_model_gdas.py`
 the weight step of each batch (the authors update the weights first), as in growray's DARTS;
 eval mode runs the argmax cell (``growray.nas.relaxed``); the Gumbel noise comes from a
 generator the hook owns and checkpoints.
+
+Compute (``cost/train_flops``): each weight step is charged the ops its own forward sampled,
+forward and backward (``RelaxedSupernet.training_flops_per_sample``, summed from per-op counts
+in ``growray.nas.relaxed_cost``); each architecture step (its own sample, forward and the
+backward to alpha) is counted as it runs (``cost/train_flops/arch``); ``cost/flops`` and
+``cost/eval_flops`` follow the argmax cell that eval mode runs.
 """
 
 from __future__ import annotations
