@@ -21,10 +21,10 @@ def _quickstart(tmp_path: Path, scheduler: dict, **search):
     overrides = {
         "output_dir": str(tmp_path / "runs"),
         "tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        # HyperBand, max_t 4, reduction 2 (Ray: s_max + 1 = 3 brackets): the first bracket holds
-        # 4 trials and halves at epochs 1 and 2, the second 3 trials halving at 2, the third runs
-        # 3 to the end. Trials that reach a rung first wait PAUSED for the rest of their bracket,
-        # then the survivors resume from their checkpoints
+        # HyperBand, max_t 4, reduction 2 (Ray: s_max + 1 = 3 brackets of 3, 3 and 4 trials; Ray
+        # 2.60 fills first the bracket that runs its 3 trials to max_t, then 3 halving at epoch 2,
+        # then 4 halving at epochs 1 and 2). Trials that reach a rung first wait PAUSED for the
+        # rest of their bracket, then the survivors resume from their checkpoints
         "trainer.epochs": 4,
         "costs.latency.enabled": False,
         "growth.trigger.every_steps": 8,  # digits: ~20 steps an epoch, so trials grow before the first rung
@@ -33,11 +33,11 @@ def _quickstart(tmp_path: Path, scheduler: dict, **search):
             "growth.trigger.n_units": {"type": "int", "low": 2, "high": 6},
         },
         "search.scheduler": scheduler,
-        "search.num_samples": 7,
+        "search.num_samples": 10,  # every bracket full
         # Ray's HyperBand lets the trials of a bracket that is not yet full run on (no halving), a
         # trial joins a bracket only when it is created, and a PAUSED trial still counts against
-        # max_concurrent: the largest bracket's 4 trials must exist together
-        "search.max_concurrent": 4,
+        # max_concurrent: every trial is created at the start (4 run at a time, on 0.5 CPU each)
+        "search.max_concurrent": 10,
         "resources.cpu": 0.5,
         **{f"search.{k}": v for k, v in search.items()},
     }
@@ -126,7 +126,7 @@ def test_hyperband_pauses_and_resumes_grown_trials(ray_session, tmp_path):
 
     result = run_sweep(_quickstart(tmp_path, {"name": "hyperband", "reduction_factor": 2.0}), live_interval_s=3600)
     assert result.n_errors == 0 and not result.interrupted
-    resumed_grown, _ = _check_runs(result, 7)
+    resumed_grown, _ = _check_runs(result, 10)
     assert resumed_grown >= 1, "no trial was paused and resumed with a grown network"
     epochs = sorted(t.epochs for t in result.trials)
     assert epochs[0] < 4 <= epochs[-1]  # successive halving: some stopped early, some ran to max_t
