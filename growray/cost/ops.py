@@ -26,13 +26,13 @@ Unlike ``FlopCounterMode`` this does not track modules, so it works around
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry, shape_wrapper
 
 from growray.cost.static import _conv_backward_flops
 
@@ -103,16 +103,22 @@ def _solve(a_shape: Sequence[int], b_shape: Sequence[int], *args: Any, out_shape
     return _batch(a_shape) * ((2 * n**3) // 3 + 2 * n * n * k)
 
 
-_EXTRA: dict[Any, Callable[..., int]] = {
-    aten.convolution_backward: shape_wrapper(_conv_backward_flops),
-    aten._linalg_svd: shape_wrapper(_svd),
-    aten.linalg_pinv: shape_wrapper(_pinv),
-    aten.linalg_inv_ex: shape_wrapper(_inv),
-    aten.linalg_qr: shape_wrapper(_qr),
-    aten._linalg_eigh: shape_wrapper(_eigh),
-    aten._linalg_solve_ex: shape_wrapper(_solve),
-}
-_REGISTRY: dict[Any, Callable[..., int]] = {**flop_registry, **_EXTRA}
+@functools.cache
+def _registry() -> dict[Any, Callable[..., int]]:
+    """torch's formulas plus growray's (built on first use: ``torch.utils.flop_counter``
+    loads triton, which a command that counts nothing need not pay)."""
+    from torch.utils.flop_counter import flop_registry, shape_wrapper
+
+    extra = {
+        aten.convolution_backward: shape_wrapper(_conv_backward_flops),
+        aten._linalg_svd: shape_wrapper(_svd),
+        aten.linalg_pinv: shape_wrapper(_pinv),
+        aten.linalg_inv_ex: shape_wrapper(_inv),
+        aten.linalg_qr: shape_wrapper(_qr),
+        aten._linalg_eigh: shape_wrapper(_eigh),
+        aten._linalg_solve_ex: shape_wrapper(_solve),
+    }
+    return {**flop_registry, **extra}
 
 
 class OpFlopCounter(TorchDispatchMode):
@@ -126,7 +132,7 @@ class OpFlopCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        formula = _REGISTRY.get(func._overloadpacket)
+        formula = _registry().get(func._overloadpacket)
         if formula is not None:
             self.flops += int(formula(*args, **kwargs, out_val=out))
         return out

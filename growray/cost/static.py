@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from growray.cost.masked import inactive_share_of, masked_modules, masked_saving, module_flops, n_masked_out
+
+if TYPE_CHECKING:
+    from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = ["count_params", "dense_gradient_extra_flops", "forward_flops"]
 
@@ -36,7 +38,11 @@ def _conv_backward_flops(
 
 
 def flop_counter() -> FlopCounterMode:
-    """A silent ``FlopCounterMode`` with growray's convolution-backward formula."""
+    """A silent ``FlopCounterMode`` with growray's convolution-backward formula. (Imported
+    here: ``torch.utils.flop_counter`` loads triton, ~0.25 s that ``growray validate`` need
+    not pay.)"""
+    from torch.utils.flop_counter import FlopCounterMode
+
     return FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops})
 
 
