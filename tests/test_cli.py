@@ -184,3 +184,26 @@ def test_show_a_nas_bench_201_cell_prints_its_table_entry(capsys):
     assert "39.77%" in capsys.readouterr().out  # the all-skip cell DARTS collapses to
     assert main(["show", "999999"]) == 2
     assert "table key is 6 digits 0-4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(28, "No space left on device", "/data/runs/x/state.pt"),
+        RuntimeError("(sqlite3.OperationalError) database or disk is full"),
+    ],
+)
+def test_a_full_disk_during_a_command_is_one_message_with_exit_2(error, monkeypatch, capsys):
+    from growray import api
+
+    def run(*args, **kwargs):
+        try:
+            raise error
+        except Exception as exc:  # as the store raises it: wrapped by whoever called it
+            raise ValueError("writing the sweep's state failed") from exc
+
+    monkeypatch.setattr(api, "run", run)
+    assert main(["run", str(ROOT / "experiments" / "quickstart.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "growray run: the disk is full (" in err and "internal error" not in err, err
+    assert ("/data/runs/x/state.pt" in err) == isinstance(error, OSError)

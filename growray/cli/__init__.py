@@ -5,12 +5,13 @@ and prints. Each command group is one module of this package with a ``register(s
 function that adds its sub-parsers (``sweep``: validate, run, resume; ``store``: ls, ui,
 pareto; ``models``: retrain, export; ``show``); a new command is a new module listed in
 ``COMMANDS``. Exit codes: 0 success, 1 a sweep ran but every trial failed (or it was
-interrupted), 2 invalid experiment file or arguments (nothing was started).
+interrupted), 2 invalid experiment file or arguments (nothing was started), or a full disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -37,6 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _disk_full(exc: BaseException) -> str | None:
+    """What filled up, when ``exc`` (or an exception it was raised from) is a full disk or
+    quota: ``OSError`` ENOSPC/EDQUOT, or sqlite's "database or disk is full" through MLflow."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"{seen.strerror}: {seen.filename}" if seen.filename else str(seen.strerror)
+        if "database or disk is full" in str(seen):
+            return "the MLflow store: database or disk is full"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -47,6 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug, not a mistake in the file: one line, the traceback on request
         if os.environ.get("GROWRAY_TRACEBACK"):
             raise
+        full = _disk_full(exc)
+        if full is not None:
+            print(
+                f"growray {args.command}: the disk is full ({full}); free space or move output_dir and "
+                "tracking.uri to a larger disk, then `growray resume FILE` (it refuses any state the full "
+                "disk left damaged) or run the sweep again; finished trials stay in MLflow",
+                file=sys.stderr,
+            )
+            return EXIT_INVALID
         where = exc.__traceback__
         while where is not None and where.tb_next is not None:
             where = where.tb_next

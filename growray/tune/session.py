@@ -29,6 +29,8 @@ __all__ = [
     "sweep_session",
 ]
 
+_DISK_FULL = ("No space left on device", "database or disk is full")
+
 # What Ray, Optuna and MLflow print that growray says better, or that does not apply: hidden
 # unless --verbose. Keyed by logger, the messages' distinctive parts.
 _NOISE = {
@@ -36,11 +38,13 @@ _NOISE = {
     "ray._private.authentication.authentication_token_setup": ("Token authentication is enabled",),
     # on Ctrl-C: growray prints its own `growray resume ...` line and the INTERRUPTED trials
     "ray.tune.tune": ("Tuner.restore(", "has been interrupted", "Trials did not complete"),
+    # a trial that failed on a full disk: growray says "the disk is full" once, at the end
+    "ray.tune.execution.tune_controller": _DISK_FULL,
 }
 
 
 class _DropMessages(logging.Filter):
-    """Drops records whose message contains one of ``needles``."""
+    """Drops records whose message or attached exception contains one of ``needles``."""
 
     def __init__(self, needles: tuple[str, ...]) -> None:
         super().__init__()
@@ -48,6 +52,8 @@ class _DropMessages(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        if record.exc_info:
+            message += logging.Formatter().formatException(record.exc_info)
         return not any(n in message for n in self.needles)
 
 
@@ -55,17 +61,24 @@ def quiet_noise(verbose: bool) -> None:
     """Hide Ray's, Optuna's and MLflow's chatter about things growray reports itself, unless
     ``verbose``: the token-auth notice, Ray's experiment box and TensorBoard hint (the
     ``RAY_AIR_NEW_OUTPUT=0`` output engine, which prints nothing at ``verbose=0``), Ray's
+    "Unhandled error" tracebacks of calls nobody waited for (``RAY_IGNORE_UNHANDLED_ERRORS``), Ray's
     ``Tuner.restore(...)`` advice on Ctrl-C, Optuna's "A new study created in RDB" and MLflow's
     "Creating initial MLflow database tables". Warnings and errors of these libraries otherwise stay.
     An explicit ``RAY_AIR_NEW_OUTPUT`` in the environment is respected."""
     if verbose:
         return
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Ray prints a traceback for each failed call whose result nobody fetched: the writer's
+    # calls that a trial sends without waiting (their errors reach the trial at its next
+    # flush, or the trial failed first and Tune reports it): one full disk printed 2 tracebacks
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     for name, needles in _NOISE.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropMessages) for f in logger.filters):
             logger.addFilter(_DropMessages(needles))
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    # WARNING hides "Creating initial MLflow database tables"; CRITICAL its "SQLAlchemy database
+    # error" log with a traceback, always followed by the exception growray reports (full disk)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -190,7 +203,10 @@ def sweep_session(parent: Recorder, started_ray: bool, writer: WriterHandle) -> 
     try:
         yield
     except BaseException:
-        parent.close("FAILED")
+        # the sweep's own error is the one to report: closing the run may fail for the same
+        # reason (a full disk, a store gone away), and must not replace it
+        with contextlib.suppress(Exception):
+            parent.close("FAILED")
         raise
     finally:
         stop_writer(writer)
