@@ -153,20 +153,17 @@ def run(
 ) -> SweepResult:
     """Validate (if given a path), then run the sweep; returns a ``growray.tune.SweepResult``.
 
-    Raises ``ConfigError`` for a trial this machine could never run (:func:`resource_issues`)
-    when Ray would start locally, before anything is imported or created.
+    A trial this machine could never run is refused (``SetupError``) before anything is
+    created; ``growray run`` checks it earlier still, with :func:`resource_issues`.
 
     On a multi-node cluster ``output_dir`` must be reachable from every node: a ``file:///``
     folder on a shared mount, an object-store URI, or a plain folder with ``shared_storage=True``.
     """
-    from growray.config import ConfigError, Experiment
+    from growray.config import Experiment
 
     exp = experiment if isinstance(experiment, Experiment) else load(experiment, overrides)
     if overrides and isinstance(experiment, Experiment):
         exp = exp.with_overrides(overrides)
-    issues = resource_issues(exp, address, local_only=True)  # before Ray is imported
-    if issues:
-        raise ConfigError(issues)
     prepare_ray_env(address)
     from growray.data import DatasetNotFoundError
     from growray.tune.orchestrate import run_sweep  # imports Ray only now

@@ -21,10 +21,10 @@ def _quickstart(tmp_path: Path, scheduler: dict, **search):
     overrides = {
         "output_dir": str(tmp_path / "runs"),
         "tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        # HyperBand, max_t 4, reduction 2 (Ray: s_max + 1 = 3 brackets of 3, 3 and 4 trials; Ray
-        # 2.60 fills first the bracket that runs its 3 trials to max_t, then 3 halving at epoch 2,
-        # then 4 halving at epochs 1 and 2). Trials that reach a rung first wait PAUSED for the
-        # rest of their bracket, then the survivors resume from their checkpoints
+        # HyperBand, max_t 4, reduction 2 (Ray: s_max + 1 = 3 brackets of 3, 3 and 4 trials; in
+        # Ray 2.60 the first trials went to a 3-trial bracket, and with 7 trials the 4-trial one
+        # that halves at epoch 1 never filled, instrumented). Trials that reach a rung first wait
+        # PAUSED for the rest of their bracket, then the survivors resume from their checkpoints
         "trainer.epochs": 4,
         "costs.latency.enabled": False,
         "growth.trigger.every_steps": 8,  # digits: ~20 steps an epoch, so trials grow before the first rung
