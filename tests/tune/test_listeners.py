@@ -54,6 +54,10 @@ def _tree(root: int) -> dict[int, tuple[str, set[str]]]:
         try:
             ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
             cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if not cmd.strip():
+                # a process that is exiting has let go of its memory (so its command line reads
+                # empty) before it closes its sockets; its short name outlives both
+                cmd = "[" + Path(f"/proc/{entry}/comm").read_text().strip() + "]"
             socks = set()
             for fd in os.listdir(f"/proc/{entry}/fd"):
                 with_target = os.readlink(f"/proc/{entry}/fd/{fd}")
@@ -71,6 +75,8 @@ def _tree(root: int) -> dict[int, tuple[str, set[str]]]:
 
 
 def _ray_component(cmd: str) -> bool:
+    if cmd.startswith("[") and cmd.endswith("]"):  # only the kernel's 15-character name is left
+        return cmd[1:-1] in ("gcs_server", "raylet") or cmd.startswith("[ray::")
     return any(part in cmd for part in ("/ray/gcs/gcs_server", "/ray/raylet/raylet", "ray::"))
 
 
@@ -89,7 +95,11 @@ def test_a_local_sweep_listens_beyond_loopback_only_through_rays_own_grpc_server
         owner = {inode: pid for pid, (_, socks) in tree.items() for inode in socks}
         for address, port, inode in _listeners():
             if inode in owner:
-                seen[(address, port)] = (owner[inode], tree[owner[inode]][0])
+                pid, cmd = owner[inode], tree[owner[inode]][0]
+                earlier = seen.get((address, port))
+                if earlier is not None and earlier[0] == pid and cmd.startswith("["):
+                    continue  # keep the full command line read while the process was alive
+                seen[(address, port)] = (pid, cmd)
         time.sleep(0.3)
     if proc.poll() is None:
         proc.kill()
