@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from growray.growth.capture import capture_site
-from growray.growth.senn_score import LayerStats, layer_stats, with_bias_column
+from growray.growth.capture import capture_sites
+from growray.growth.senn_score import LayerStats, ReluSlope, layer_stats, with_bias_column
 from growray.models.sites import GrowableModel, SiteModules
 
-__all__ = ["SiteData", "measure_site", "senn_supported"]
+__all__ = ["SiteData", "measure_site", "measure_sites", "senn_supported"]
 
 
 def senn_supported(model: GrowableModel, site: str) -> bool:
@@ -59,7 +59,13 @@ class SiteData:
 
 
 def _site_activation(mods: SiteModules) -> Callable[[Tensor], Tensor]:
-    act = mods.act if mods.act is not None else (lambda t: t)
+    act = mods.act
+    if act is None or type(act) is nn.Identity:
+        return lambda t: t
+    if type(act) is nn.ReLU:  # the module's function without its call (or its in-place option)
+        return torch.relu
+    if type(act) is nn.Tanh:
+        return torch.tanh
     return act
 
 
@@ -70,10 +76,28 @@ def _site_slope(mods: SiteModules) -> Callable[[Tensor], Tensor] | None:
     if act is None or type(act) is nn.Identity:
         return torch.ones_like
     if type(act) is nn.ReLU:
-        return lambda z: (z > 0).to(z.dtype)
+        return ReluSlope()
     if type(act) is nn.Tanh:
         return lambda z: 1 - torch.tanh(z) ** 2
     return None
+
+
+def _width_functions(
+    act: Callable[[Tensor], Tensor], slope: Callable[[Tensor], Tensor] | None, mods: SiteModules
+) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor] | None]:
+    """A width candidate's activation ``act(z / sqrt(1 + bn_eps))`` and its slope (without a
+    norm, ``act`` itself on float64: ``z * 1.0`` is ``z``)."""
+    if mods.norm is None:
+        return (lambda z: act(z.to(torch.float64))), (None if slope is None else (lambda z: slope(z.to(torch.float64))))
+    scale = 1.0 / math.sqrt(1.0 + float(mods.norm.eps))
+
+    def width_act(z: Tensor) -> Tensor:
+        return act((z * scale).to(torch.float64))
+
+    if isinstance(slope, ReluSlope):
+        return width_act, ReluSlope(scale)
+    width_slope = None if slope is None else (lambda z: slope((z * scale).to(torch.float64)) * scale)
+    return width_act, width_slope
 
 
 def measure_site(
@@ -85,39 +109,46 @@ def measure_site(
         ``(data, g, g_hat)``: the per-sample consumer gradients and their normalised version
         (kept for rescoring). The model is left unchanged.
     """
-    mods = model.site_modules(site)
+    return measure_sites(model, [site], batch, tikhonov)[site]
+
+
+def measure_sites(
+    model: GrowableModel, sites: list[str], batch: tuple[Tensor, Tensor], tikhonov: float = 0.1
+) -> dict[str, tuple[SiteData, Tensor, Tensor]]:
+    """``measure_site`` for several sites from one capture (``capture_sites``: one forward and
+    one backward for all of them) and one forward for the logits."""
+    if not sites:
+        return {}
     x, y = batch
     was_training = model.training
     model.eval()
     try:
-        cap = capture_site(model, site, x, y, with_grad=True)
+        caps = capture_sites(model, sites, x, y, with_grad=True)
         with torch.no_grad():
             logits = model(x)
     finally:
         model.train(was_training)
     n = x.shape[0]
-    g = cap.gradients()[2].reshape(n, -1).double() * n  # per-sample gradients of each sample's own loss
     g_y = torch.softmax(logits.double(), dim=1) - F.one_hot(y, logits.shape[1]).double()
     g_y_norm = g_y.norm(dim=1)
-    g_hat = g / g_y_norm.clamp_min(1e-12)[:, None]
+    y_norm = g_y_norm.clamp_min(1e-12)[:, None]
     grad_sq = float((g_y_norm**2).mean())
-    consumer_inputs = cap.consumer_inputs.reshape(n, -1).double()
-    if mods.consumer.bias is not None:
-        consumer_inputs = with_bias_column(consumer_inputs)
-    else:  # keep the "last column is the bias" layout; a zero column adds nothing
-        consumer_inputs = torch.cat([consumer_inputs, torch.zeros(n, 1, dtype=torch.float64)], 1)
-    stats = layer_stats(consumer_inputs, g, g_hat, grad_sq, tikhonov)
-    has_offset = mods.producer.bias is not None or mods.norm is not None
-    inputs = cap.inputs.reshape(n, -1).double()
-    if has_offset:
-        inputs = with_bias_column(inputs)
-    act = _site_activation(mods)
-    scale = 1.0 / math.sqrt(1.0 + float(mods.norm.eps)) if mods.norm is not None else 1.0
-
-    def width_act(z: Tensor) -> Tensor:
-        return act((z * scale).to(torch.float64))
-
-    slope = _site_slope(mods)
-    width_slope = None if slope is None else (lambda z: slope((z * scale).to(torch.float64)) * scale)
-    data = SiteData(stats, inputs, consumer_inputs, width_act, lambda z: act(z), has_offset, width_slope, slope)
-    return data, g, g_hat
+    out = {}
+    for site in sites:
+        mods, cap = model.site_modules(site), caps[site]
+        g = cap.gradients()[2].reshape(n, -1).double() * n  # per-sample gradients of each sample's own loss
+        g_hat = g / y_norm
+        consumer_inputs = cap.consumer_inputs.reshape(n, -1).double()
+        if mods.consumer.bias is not None:
+            consumer_inputs = with_bias_column(consumer_inputs)
+        else:  # keep the "last column is the bias" layout; a zero column adds nothing
+            consumer_inputs = torch.cat([consumer_inputs, torch.zeros(n, 1, dtype=torch.float64)], 1)
+        stats = layer_stats(consumer_inputs, g, g_hat, grad_sq, tikhonov)
+        has_offset = mods.producer.bias is not None or mods.norm is not None
+        inputs = cap.inputs.reshape(n, -1).double()
+        if has_offset:
+            inputs = with_bias_column(inputs)
+        act, slope = _site_activation(mods), _site_slope(mods)
+        width_act, width_slope = _width_functions(act, slope, mods)
+        out[site] = (SiteData(stats, inputs, consumer_inputs, width_act, act, has_offset, width_slope, slope), g, g_hat)
+    return out

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from growray.checks import check_bool, check_int, check_number
-from growray.growth._senn_site import measure_site, senn_supported
+from growray.growth._senn_site import measure_sites, senn_supported
 from growray.growth.senn_score import LayerStats, optimize_proposals, sample_winner
 from growray.growth.triggers import TRIGGERS, GrowthRequest, Trigger, TriggerContext
 
@@ -137,7 +137,7 @@ class SENNTrigger(Trigger):
             return []
         model = ctx.model
         sites = [s for s in ctx.widths if senn_supported(model, s)]
-        measured = {s: measure_site(model, s, ctx.batch, self.tikhonov) for s in sites}
+        measured = measure_sites(model, sites, ctx.batch, self.tikhonov)  # one capture for all sites
         self.last_eta = {s: d.stats.eta for s, (d, _, _) in measured.items()}
         self.last_scores, self.last_depth_scores = {}, {}
         depth_ok = self.depth and self.layer_cooldown_left == 0

@@ -37,6 +37,7 @@ from torch import Tensor
 
 __all__ = [
     "LayerStats",
+    "ReluSlope",
     "candidate_gain",
     "damp",
     "layer_stats",
@@ -118,6 +119,27 @@ def candidate_gain(a_p: Tensor, stats: LayerStats, tikhonov: float = 0.1) -> Ten
     return quad / a_sq
 
 
+class ReluSlope:
+    """The derivative of ``relu(z * scale)``: ``scale`` where ``z > 0``, else 0 (``scale > 0``).
+
+    ``chain(grad, z)`` is ``grad * self(z)`` in one pass (ReLU's backward: zero where
+    ``z <= 0``, then times ``scale``): the product's values (up to the sign of a zero), without the
+    three passes that build the slope. ``optimize_proposals`` uses it for ReLU sites.
+    """
+
+    def __init__(self, scale: float = 1.0):
+        self.scale = float(scale)
+
+    def __call__(self, z: Tensor) -> Tensor:
+        if self.scale == 1.0:
+            return torch.sign(torch.relu(z))
+        return torch.sign(torch.relu((z * self.scale).to(torch.float64))) * self.scale
+
+    def chain(self, grad: Tensor, z: Tensor) -> Tensor:
+        out = torch.ops.aten.threshold_backward(grad, z, 0)
+        return out if self.scale == 1.0 else out.mul_(self.scale)
+
+
 def _gains_and_ascent(
     v: Tensor,
     feats: Tensor,
@@ -130,10 +152,14 @@ def _gains_and_ascent(
     """``candidate_gain(activation(v @ feats.T))`` per row of ``v`` and, with ``with_grad``,
     its gradient with respect to ``v``, in closed form (what autograd of ``candidate_gain``
     gives, up to the order of floating-point operations; one forward, no graph over the
-    matmuls). The activation must be elementwise; its slope is ``slope_of(z)``, or from
-    autograd on the activation alone when ``slope_of`` is None."""
+    matmuls). The activation must be elementwise; its slope is ``slope_of(z)`` (a
+    ``ReluSlope`` is applied with ``chain``, without building the slope), or from autograd on
+    the activation alone when ``slope_of`` is None."""
     z = v @ feats.t()  # (P, N)
-    if with_grad and slope_of is not None:
+    slope: Tensor | None = None
+    if with_grad and isinstance(slope_of, ReluSlope):
+        a = activation(z)  # the slope is applied in the backward (ReluSlope.chain)
+    elif with_grad and slope_of is not None:
         a, slope = activation(z), slope_of(z)
     elif with_grad:
         with torch.enable_grad():
@@ -156,7 +182,12 @@ def _gains_and_ascent(
     # d gain / d a = (d quad / d m) r^T / (n a_sq) - quad / a_sq^2 * 2 (1 + tikhonov) a / n
     grad_m = ms + m @ s_inv.t()
     grad_a = (grad_m @ r.t()) / (n * a_sq)[:, None] - (quad / (a_sq * a_sq) * (2.0 * (1.0 + tikhonov) / n))[:, None] * a
-    return gains, (grad_a * slope) @ feats
+    if isinstance(slope_of, ReluSlope):
+        grad_z = slope_of.chain(grad_a, z)
+    else:
+        assert slope is not None
+        grad_z = grad_a * slope
+    return gains, grad_z @ feats
 
 
 def optimize_proposals(
