@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from growray.checks import check_int, check_number
 from growray.growth._north_triggers import flat_rows, is_conv_site, singular_values
-from growray.growth.capture import capture_site, units_matrix
+from growray.growth.capture import SiteCapture, capture_site, units_matrix
 from growray.growth.initializers import INITIALIZERS, Initializer, WidthProposal, _fresh_norm
 from growray.growth.limits import SiteLimits
 from growray.models.sites import GrowableModel, SiteModules
@@ -65,8 +65,9 @@ def _proposal(mods: SiteModules, rows: Tensor) -> WidthProposal:
 
 
 def _candidate_post(mods: SiteModules, inputs: Tensor, rows: Tensor) -> Tensor:
-    """Post-activations (candidates x samples) the candidate fan-in ``rows`` would have as new
-    units: bias 0, fresh BatchNorm in eval mode (x / sqrt(1 + eps)), then the site's act."""
+    """Post-activations (candidates x samples, float64) the candidate fan-in ``rows`` would
+    have as new units: bias 0, fresh BatchNorm in eval mode (x / sqrt(1 + eps)), then the
+    site's act."""
     p = mods.producer
     rows = rows.to(inputs.dtype)
     if isinstance(p, nn.Conv2d):
@@ -74,9 +75,18 @@ def _candidate_post(mods: SiteModules, inputs: Tensor, rows: Tensor) -> Tensor:
     else:
         pre = inputs.reshape(inputs.shape[0], -1) @ rows.t()
     if mods.norm is not None:
-        pre = pre / math.sqrt(1.0 + float(mods.norm.eps))
+        pre = pre.div_(math.sqrt(1.0 + float(mods.norm.eps)))  # a fresh tensor: in place is the same division
     post = mods.act(pre) if mods.act is not None else pre
-    return units_matrix(post)
+    return _units_double(post)
+
+
+def _units_double(t: Tensor) -> Tensor:
+    """``units_matrix(t).double()``; a conv tensor is transposed and widened in one copy."""
+    if t.dim() == 2:
+        return units_matrix(t).double()
+    out = torch.empty((t.shape[1], t.shape[0], math.prod(t.shape[2:])), dtype=torch.float64, device=t.device)
+    out.copy_(t.reshape(t.shape[0], t.shape[1], -1).transpose(0, 1))
+    return out.reshape(t.shape[1], -1)
 
 
 def _span_basis(h: Tensor, epsilon: float) -> Tensor:
@@ -89,9 +99,8 @@ def _span_basis(h: Tensor, epsilon: float) -> Tensor:
     return basis
 
 
-def _greedy_orthogonal(cand: Tensor, basis: Tensor, k: int) -> list[int]:
-    """Greedily pick ``k`` rows of ``cand`` (C x n) with the largest residual norm after
-    projecting onto ``basis`` (n x r), adding each pick's residual direction to the basis."""
+def _greedy_explicit(cand: Tensor, basis: Tensor, k: int) -> list[int]:
+    """``_greedy_orthogonal`` on the explicit C x n residual matrix."""
     resid = cand - (cand @ basis) @ basis.t()
     chosen: list[int] = []
     for _ in range(min(k, cand.shape[0])):
@@ -103,6 +112,60 @@ def _greedy_orthogonal(cand: Tensor, basis: Tensor, k: int) -> list[int]:
         if norms[i] > 1e-12:
             q = resid[i] / norms[i]
             resid = resid - torch.outer(resid @ q, q)
+    return chosen
+
+
+def _greedy_orthogonal(cand: Tensor, basis: Tensor, k: int) -> list[int]:
+    """Greedily pick ``k`` rows of ``cand`` (C x n) with the largest residual norm after
+    projecting onto ``basis`` (n x r), adding each pick's residual direction to the basis.
+
+    The residual norms are tracked without the C x n residual matrix: ``||c - B p||^2 =
+    ||c||^2 - 2 ||p||^2 + p^T B^T B p`` with ``p = B^T c``, then minus ``(resid @ q)^2`` for
+    each pick's direction ``q``, which costs one product ``cand @ q``. Their rounding grows
+    with ``||c||^2``, so a pick is taken only when its lead over the runner-up exceeds that
+    bound on both sides, its residual is clearly on one side of the 1e-12 threshold and not
+    tiny against its candidate (whose direction would then be inaccurate); otherwise every
+    pick is redone on the explicit residuals (``_greedy_explicit``). The picks are those of
+    the explicit computation either way.
+    """
+    n_pick = min(k, cand.shape[0])
+    if n_pick == 0:
+        return []
+    # products in the orientation of cand's storage (a transposed view is samples x candidates)
+    samples_major = cand.stride(0) == 1 and cand.stride(1) != 1
+    store = cand.t() if samples_major else cand
+    if samples_major:
+        pt = basis.t() @ store  # p for every candidate: r x C
+        c2 = torch.linalg.vecdot(store, store, dim=0)
+    else:
+        pt = (cand @ basis).t()
+        c2 = torch.linalg.vector_norm(cand, dim=1).square()  # no C x n temporary
+    sq = c2 - (pt * (2 * pt - (basis.t() @ basis) @ pt)).sum(0)
+    if not bool(torch.isfinite(sq).all()):
+        return _greedy_explicit(cand, basis, k)
+    tol = (1e-10 + 16 * cand.shape[1] * torch.finfo(cand.dtype).eps) * c2
+    qs: list[Tensor] = []
+    ss: list[Tensor] = []
+    chosen: list[int] = []
+    avail = sq
+    for _ in range(n_pick):
+        i = int(torch.argmax(avail).item())
+        lo, hi = float(avail[i] - tol[i]), float(avail[i] + tol[i])
+        avail[i] = -math.inf
+        if lo <= 1e-24 < hi or float((avail + tol).max()) >= lo or 1e-24 < lo < 1e-6 * float(c2[i]):
+            return _greedy_explicit(cand, basis, k)
+        chosen.append(i)
+        if lo > 1e-24:
+            r = cand[i] - basis @ pt[:, i]  # pick i's residual row, as the explicit matrix holds it
+            for q_u, s_u in zip(qs, ss):
+                r = r - s_u[i] * q_u
+            q = r / torch.linalg.vector_norm(r)
+            s = (q @ store if samples_major else cand @ q) - (basis.t() @ q) @ pt  # resid @ q, every candidate
+            for q_u, s_u in zip(qs, ss):
+                s = s - s_u * (q_u @ q)
+            avail -= s.square()
+            qs.append(q)
+            ss.append(s)
     return chosen
 
 
@@ -125,13 +188,22 @@ def _need_batch(name: str, batch: tuple[Tensor, Tensor] | None) -> Tensor:
 
 
 def _select(
-    model: GrowableModel, mods: SiteModules, site: str, x: Tensor, candidates: Tensor, n_new: int, epsilon: float
+    model: GrowableModel,
+    mods: SiteModules,
+    site: str,
+    x: Tensor,
+    candidates: Tensor,
+    n_new: int,
+    epsilon: float,
+    cap: SiteCapture | None = None,
 ) -> Tensor:
     """Keep the ``n_new`` candidates (greedy) whose post-activations are most orthogonal to
-    the site's current post-activations on ``x``."""
-    cap = capture_site(model, site, x)
-    current = units_matrix(cap.post).double()
-    cand = _candidate_post(mods, cap.inputs, candidates).double()
+    the site's current post-activations on ``x`` (``cap``: a capture of ``site`` on ``x``
+    to reuse)."""
+    if cap is None:
+        cap = capture_site(model, site, x)
+    current = _units_double(cap.post)
+    cand = _candidate_post(mods, cap.inputs, candidates)
     keep = _greedy_orthogonal(cand, _span_basis(current, epsilon), n_new)
     return candidates[keep]
 
