@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -13,11 +15,10 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from growray.checks import check_bool, check_int, check_number
-from growray.growth.capture import capture_site
 from growray.growth.gradmax import columns_to_fan_out, existing_fan_out_columns
 from growray.growth.initializers import INITIALIZERS, Initializer, WidthProposal, _fresh_norm
 from growray.growth.surgery import widen
-from growray.models.sites import GrowableModel, SiteModules, as_module
+from growray.models.sites import GrowableModel, Norm, SiteModules, as_module
 
 __all__ = ["FireflyInitializer"]
 
@@ -59,6 +60,143 @@ def _forward_replaced(module: nn.Module, fn: Callable[[Tensor], Tensor]) -> Iter
             module.forward = saved
 
 
+class _Stop(Exception):
+    """Raised by a replaced consumer to end a forward once it has what it needs."""
+
+
+@dataclass
+class _Recording:
+    """One eval-mode forward and backward of the model at a site (all detached).
+
+    ``inputs``, ``pre``, ``consumer_inputs``: the producer's input, its output and the
+    consumer's input; ``pre_grad``, ``out_grad``: dL/d(pre) and dL/d(consumer output);
+    ``before_producer``, ``before_consumer``: the outermost modules whose single call ended
+    before the producer's (the consumer's) began, with their outputs (empty when some module
+    runs more than once per forward, or one of them returns something other than a tensor).
+    """
+
+    inputs: Tensor
+    pre: Tensor
+    consumer_inputs: Tensor
+    pre_grad: Tensor
+    out_grad: Tensor
+    before_producer: list[tuple[nn.Module, Tensor]]
+    before_consumer: list[tuple[nn.Module, Tensor]]
+
+
+def _record(model: GrowableModel, mods: SiteModules, x: Tensor, y: Tensor) -> _Recording:
+    """Run ``model`` (in eval mode) on ``x`` once and record ``_Recording``. Gradients stop at
+    the producer's output: no parameter ``.grad`` is touched, no layer before it is
+    differentiated."""
+    producer, consumer = mods.producer, mods.consumer
+    root = as_module(model)
+    by_name = dict(root.named_modules())
+    parent = {m: by_name[name.rpartition(".")[0]] for name, m in by_name.items() if name}
+    clock = itertools.count()
+    start: dict[nn.Module, int] = {}
+    end: dict[nn.Module, int] = {}
+    outs: dict[nn.Module, object] = {}
+    calls: dict[nn.Module, int] = {}
+    seen: dict[str, Tensor] = {}
+
+    def pre_hook(m: nn.Module, args: tuple[object, ...]) -> None:
+        calls[m] = calls.get(m, 0) + 1
+        start.setdefault(m, next(clock))
+
+    def post_hook(m: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> Tensor | None:
+        end[m] = next(clock)
+        outs[m] = out
+        if m is producer:  # a fresh leaf: gradients stop here
+            seen["inputs"], seen["pre"] = args[0], out.detach().requires_grad_(True)
+            return seen["pre"]
+        if m is consumer:
+            seen["consumer_inputs"], seen["z"] = args[0], out
+        return None
+
+    handles = []
+    try:
+        for m in parent:
+            handles.append(m.register_forward_pre_hook(pre_hook))
+            handles.append(m.register_forward_hook(post_hook))
+        with torch.enable_grad():
+            loss = F.cross_entropy(model(x), y)
+            pre_grad, out_grad = torch.autograd.grad(loss, [seen["pre"], seen["z"]])
+    finally:
+        for h in handles:
+            h.remove()
+
+    def before(boundary: nn.Module) -> list[tuple[nn.Module, Tensor]]:
+        if any(c != 1 for c in calls.values()):
+            return []
+        done = {m for m, t in end.items() if t < start[boundary]}
+        kept = []
+        for m in done:
+            if parent[m] in done:
+                continue
+            out = outs[m]
+            if not isinstance(out, Tensor):
+                return []
+            kept.append((m, out.detach()))
+        return kept
+
+    return _Recording(
+        inputs=seen["inputs"].detach(),
+        pre=seen["pre"].detach(),
+        consumer_inputs=seen["consumer_inputs"].detach(),
+        pre_grad=pre_grad,
+        out_grad=out_grad,
+        before_producer=before(producer),
+        before_consumer=before(consumer),
+    )
+
+
+def _cached(stack: ExitStack, modules: list[tuple[nn.Module, Tensor]]) -> None:
+    """Within ``stack``, each module returns its recorded output instead of running."""
+    for m, out in modules:
+        stack.enter_context(_forward_replaced(m, lambda *_a, _out=out, **_k: _out))
+
+
+def _norm_fn(norm: Norm, entries: dict[str, Tensor]) -> Callable[[Tensor], Tensor]:
+    """``norm``'s forward with other per-unit entries (as a widened copy's norm computes its new
+    units: BatchNorm is per channel)."""
+    use_batch = norm.training or (norm.running_mean is None and norm.running_var is None)
+
+    def fn(t: Tensor) -> Tensor:
+        return F.batch_norm(
+            t,
+            entries.get("running_mean"),
+            entries.get("running_var"),
+            entries.get("weight"),
+            entries.get("bias"),
+            use_batch,
+            0.0,
+            norm.eps,
+        )
+
+    return fn
+
+
+class _Adam:
+    """``torch.optim.Adam`` (defaults, single-tensor CPU algorithm) on one flat tensor: the same
+    elementwise updates as Adam on its pieces, without the optimizer's per-call overhead."""
+
+    def __init__(self, param: Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.param, self.lr, self.betas, self.eps = param, lr, betas, eps
+        self.exp_avg = torch.zeros_like(param)
+        self.exp_avg_sq = torch.zeros_like(param)
+        self.step_count = 0.0
+
+    @torch.no_grad()
+    def step(self, grad: Tensor) -> None:
+        beta1, beta2 = self.betas
+        self.step_count += 1.0
+        self.exp_avg.lerp_(grad, 1 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step_size = self.lr / (1 - beta1**self.step_count)
+        denom = (self.exp_avg_sq.sqrt() / (1 - beta2**self.step_count) ** 0.5).add_(self.eps)
+        self.param.addcdiv_(self.exp_avg, denom, value=-step_size)
+
+
 @INITIALIZERS.register("firefly")
 class FireflyInitializer(Initializer):
     """Firefly: score split and new-neuron candidates by a first-order gate, keep the best.
@@ -76,7 +214,10 @@ class FireflyInitializer(Initializer):
     incumbents frozen, renormalised to unit norm after each step. Each candidate then gets a
     gate g (scaling ``eps * delta`` for a split, the fan-out for a new neuron); the score is
     ``-dL/dg`` at g = 0 (where no candidate changes the function), a first-order Taylor
-    estimate of the loss decrease it brings; the ``n_new`` best are kept.
+    estimate of the loss decrease it brings; the ``n_new`` best are kept. In train mode this
+    runs on a widened copy of the model; in eval mode the same losses and gradients come
+    from one recorded pass of the model itself, recomputing only what depends on ``delta``
+    and ``v`` (``_optimise_cached``).
 
     **Splits as appends.** Surgery only appends units, and the incumbent's fan-in cannot be
     moved by ``-eps * delta`` (a proposal has no incumbent fan-in). A chosen split is the
@@ -134,13 +275,52 @@ class FireflyInitializer(Initializer):
         split_src = torch.arange(n_split, device=w.device)
         bias = self._bias(mods, split_src, n_fresh)
         norm = self._norm(mods, split_src, n_fresh, w)
-        inc_cols = cols / 2 if n_split else cols
 
         def assemble(delta: Tensor, v: Tensor, g_split: Tensor, g_fresh: Tensor) -> tuple[Tensor, Tensor]:
             rows = torch.cat([theta[split_src] + self.eps * g_split[:, None] * delta, u])
             new_cols = torch.cat([cols[split_src] / 2, self.eps * g_fresh[:, None] * v])
             return rows, new_cols
 
+        if model.training:
+            delta, v, scores = self._optimise_widened(model, site, x, y, assemble, bias, norm, delta, v)
+        else:
+            delta, v, scores = self._optimise_cached(model, mods, x, y, theta, u, bias, norm, delta, v)
+        chosen = torch.argsort(scores, descending=True, stable=True)[:n_new]
+        with torch.no_grad():
+            ones = torch.ones(n_split + n_fresh, dtype=w.dtype, device=w.device)
+            rows, new_cols = assemble(delta, v, ones[:n_split], ones[n_split:])
+            is_split = chosen < n_split
+            inc = cols.clone()
+            inc[chosen[is_split]] /= 2
+            out_norm = None if norm is None else {k: t[chosen].clone() for k, t in norm.items()}
+            return WidthProposal(
+                rows[chosen].reshape(n_new, *w.shape[1:]).clone(),
+                None if bias is None else bias[chosen].clone(),
+                columns_to_fan_out(new_cols[chosen], cw, spatial),
+                columns_to_fan_out(inc, cw, spatial) if bool(is_split.any()) else None,
+                out_norm,
+            )
+
+    def _optimise_widened(
+        self,
+        model: GrowableModel,
+        site: str,
+        x: Tensor,
+        y: Tensor,
+        assemble: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]],
+        bias: Tensor | None,
+        norm: dict[str, Tensor] | None,
+        delta: Tensor,
+        v: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Train mode (batch statistics, dropout): optimise ``delta`` and ``v`` and score every
+        candidate on the whole widened copy, every step. Returns ``(delta, v, scores)``."""
+        mods = model.site_modules(site)
+        w, cw, spatial = mods.producer.weight.detach(), mods.consumer.weight.detach(), mods.spatial
+        theta = w.reshape(w.shape[0], -1)
+        cols = existing_fan_out_columns(cw, spatial)
+        n_split, n_fresh = delta.shape[0], v.shape[0]
+        inc_cols = cols / 2 if n_split else cols
         scratch = copy.deepcopy(model)
         ones_s = torch.ones(n_split, dtype=w.dtype, device=w.device)
         ones_f = torch.ones(n_fresh, dtype=w.dtype, device=w.device)
@@ -156,21 +336,16 @@ class FireflyInitializer(Initializer):
                 norm,
             ),
         )
-        loss_of: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
-        if model.training:  # batch statistics, dropout: the whole widened copy, every step
-            smods = scratch.site_modules(site)
-            p_name, c_name = _param_name(scratch, smods.producer.weight), _param_name(scratch, smods.consumer.weight)
-            for p in scratch.parameters():
-                p.requires_grad_(False)
+        smods = scratch.site_modules(site)
+        p_name, c_name = _param_name(scratch, smods.producer.weight), _param_name(scratch, smods.consumer.weight)
+        for p in scratch.parameters():
+            p.requires_grad_(False)
 
-            def loss_of(delta: Tensor, v: Tensor, g_split: Tensor, g_fresh: Tensor) -> Tensor:
-                rows, new_cols = assemble(delta, v, g_split, g_fresh)
-                pw = torch.cat([theta, rows]).reshape(-1, *w.shape[1:])
-                pc = columns_to_fan_out(torch.cat([inc_cols, new_cols]), cw, spatial)
-                return F.cross_entropy(functional_call(as_module(scratch), {p_name: pw, c_name: pc}, (x,)), y)
-
-        else:
-            loss_of = self._cached_loss(model, site, x, y, scratch, assemble, n_split, n_fresh)
+        def loss_of(delta: Tensor, v: Tensor, g_split: Tensor, g_fresh: Tensor) -> Tensor:
+            rows, new_cols = assemble(delta, v, g_split, g_fresh)
+            pw = torch.cat([theta, rows]).reshape(-1, *w.shape[1:])
+            pc = columns_to_fan_out(torch.cat([inc_cols, new_cols]), cw, spatial)
+            return F.cross_entropy(functional_call(as_module(scratch), {p_name: pw, c_name: pc}, (x,)), y)
 
         with torch.enable_grad():
             delta, v = delta.clone().requires_grad_(True), v.clone().requires_grad_(True)
@@ -187,78 +362,150 @@ class FireflyInitializer(Initializer):
             g_split = torch.zeros_like(ones_s, requires_grad=True)
             g_fresh = torch.zeros_like(ones_f, requires_grad=True)
             gs, gf = torch.autograd.grad(loss_of(delta, v, g_split, g_fresh), [g_split, g_fresh], allow_unused=True)
-        scores = -torch.cat([gs if gs is not None else torch.zeros_like(ones_s), gf])
-        chosen = torch.argsort(scores, descending=True, stable=True)[:n_new]
-        with torch.no_grad():
-            rows, new_cols = assemble(delta, v, ones_s, ones_f)
-            is_split = chosen < n_split
-            inc = cols.clone()
-            inc[chosen[is_split]] /= 2
-            out_norm = None if norm is None else {k: t[chosen].clone() for k, t in norm.items()}
-            return WidthProposal(
-                rows[chosen].reshape(n_new, *w.shape[1:]).clone(),
-                None if bias is None else bias[chosen].clone(),
-                columns_to_fan_out(new_cols[chosen], cw, spatial),
-                columns_to_fan_out(inc, cw, spatial) if bool(is_split.any()) else None,
-                out_norm,
-            )
+        scores = -torch.cat(
+            [gs if gs is not None else torch.zeros_like(ones_s), gf if gf is not None else torch.zeros_like(ones_f)]
+        )
+        return delta, v, scores
 
-    @staticmethod
-    def _cached_loss(
+    def _optimise_cached(
+        self,
         model: GrowableModel,
-        site: str,
+        mods: SiteModules,
         x: Tensor,
         y: Tensor,
-        scratch: GrowableModel,
-        assemble: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]],
-        n_split: int,
-        n_fresh: int,
-    ) -> Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]:
-        """The batch loss of the widened model as a function of ``(delta, v, g_split,
-        g_fresh)``, in eval mode, from activations computed once.
+        theta: Tensor,
+        u: Tensor,
+        bias: Tensor | None,
+        norm: dict[str, Tensor] | None,
+        delta: Tensor,
+        v: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Eval mode: the same optimisation and scores as ``_optimise_widened``, from one
+        recorded forward and backward of ``model`` (no widened copy). Returns ``(delta, v, scores)``.
 
-        The incumbents' and the new neurons' consumer inputs do not depend on the optimised
-        tensors, so they are captured once (the new neurons' from ``scratch``, the widened
-        copy); each call recomputes only the split copies' pre-activations on the cached
-        producer input, runs them through ``model``'s own norm, activation and pooling (a
-        split copy uses its incumbent's entries), and runs the consumer on the concatenated
-        inputs (incumbents, splits, new neurons: the widened copy's own layout, so the sums
-        are the same) and the layers after it. It relies, as surgery does, on each unit's
-        consumer inputs depending on its own pre-activation only.
+        In eval mode the widened copy's loss depends on ``delta`` and ``v`` only through the
+        split copies' pre-activations and the new neurons' fan-out; everything else is fixed:
+
+        - the layers before the producer (before the consumer when there are no splits) are
+          recorded once and replayed as constants (each returns its recorded output);
+        - the new neurons' consumer inputs are computed once (their pre-activations through
+          the site's own norm with their fresh entries, its activation and whatever leads to
+          the consumer);
+        - the consumer's output is the recorded incumbents' term (fan-out halved when there
+          are splits) plus the split copies' term (their consumer inputs, recomputed every step
+          through the site's own norm, activation and pooling, times the halved fan-out) plus
+          the new neurons' term (fixed inputs times ``eps * v``); the layers after it run as usual.
+
+        Each Adam step (``torch.optim.Adam``'s update, applied to ``delta`` and ``v`` as one
+        flat tensor) is one such partial forward and backward. The gate gradients at g = 0
+        are closed form, since at g = 0 the widened copy computes the model's own function:
+        a split gate's is ``eps/2 * <dL/dpre_i, (delta_i * h)>`` (the copy and the incumbent
+        each carry half the fan-out, so each gets half the incumbent's pre-activation
+        gradient), a new neuron's ``eps * <dL/dW_k, v_k>`` (``dL/dW_k`` the consumer-weight
+        gradient of its inputs). Sums are regrouped relative to the widened copy, so results
+        agree with it to rounding. It relies, as surgery does, on each unit's consumer inputs
+        depending on its own pre-activation only, and on the model's forward not editing
+        module outputs in place.
         """
-        mods = model.site_modules(site)
         producer, consumer, spatial = mods.producer, mods.consumer, mods.spatial
         w, cw = producer.weight.detach(), consumer.weight.detach()
-        width = w.shape[0]
-        with torch.no_grad():
-            cap = capture_site(model, site, x)
-            new_inputs = capture_site(scratch, site, x).consumer_inputs
-        fresh_inputs = _unit_slice(new_inputs, width + n_split, width + n_split + n_fresh, spatial)
-        cw_inc = cw / 2 if n_split else cw  # a split halves its incumbent's fan-out (both halves)
-        c_bias = None if consumer.bias is None else consumer.bias.detach()
+        n_split, n_fresh = delta.shape[0], v.shape[0]
         p_bias = None if producer.bias is None else producer.bias.detach()
-
-        def loss_of(delta: Tensor, v: Tensor, g_split: Tensor, g_fresh: Tensor) -> Tensor:
-            rows, new_cols = assemble(delta, v, g_split, g_fresh)
-            new_w = columns_to_fan_out(new_cols, cw, spatial)  # (splits, new neurons)
-            if n_split:  # split copy j of incumbent j: the incumbent's bias, norm entries and halved fan-out
-                pre = _layer(producer, cap.inputs, rows[:n_split].reshape(-1, *w.shape[1:]), p_bias)
-
-                def consume(split_inputs: Tensor) -> Tensor:
-                    inputs = torch.cat([cap.consumer_inputs, split_inputs, fresh_inputs], 1)
-                    return _layer(consumer, inputs, torch.cat([cw_inc, new_w], 1), c_bias)
-
+        c_bias = None if consumer.bias is None else consumer.bias.detach()
+        rec = _record(model, mods, x, y)
+        with torch.no_grad():
+            if n_fresh:
+                fresh_pre = _layer(
+                    producer, rec.inputs, u.reshape(-1, *w.shape[1:]), None if bias is None else bias[n_split:]
+                )
+                fresh_norm = None if norm is None else {k: t[n_split:] for k, t in norm.items()}
+                fresh_inputs = self._consumer_inputs(model, mods, x, rec, fresh_pre, fresh_norm)
             else:
-                pre = cap.pre
+                fresh_inputs = _unit_slice(rec.consumer_inputs, 0, 0, spatial)
+            cw_half = cw / 2 if n_split else cw  # a split halves its incumbent's fan-out (both halves)
+            z_base = _layer(consumer, rec.consumer_inputs, cw_half, c_bias)
+        state: dict[str, Tensor] = {}
 
-                def consume(split_inputs: Tensor) -> Tensor:
-                    inputs = torch.cat([cap.consumer_inputs, fresh_inputs], 1)
-                    return _layer(consumer, inputs, torch.cat([cw_inc, new_w], 1), c_bias)
+        def consume(split_inputs: Tensor) -> Tensor:
+            z = z_base
+            if n_fresh:
+                z = z + _layer(consumer, fresh_inputs, state["fan_out"], None)
+            if n_split:
+                z = z + _layer(consumer, split_inputs, cw_half, None)
+            return z
 
-            with _forward_replaced(producer, lambda _: pre), _forward_replaced(consumer, consume):
-                return F.cross_entropy(model(x), y)
+        nd = delta.numel()
+        flat = torch.cat([delta.reshape(-1), v.reshape(-1)]).requires_grad_(True)
+        adam = _Adam(flat, self.lr)
+        with ExitStack() as stack:
+            if n_split:
+                _cached(stack, rec.before_producer)
+                stack.enter_context(_forward_replaced(producer, lambda _: state["pre"]))
+            else:
+                _cached(stack, rec.before_consumer)
+            stack.enter_context(_forward_replaced(consumer, consume))
+            for _ in range(self.opt_steps):
+                with torch.enable_grad():
+                    d, vv = flat[:nd].view(delta.shape), flat[nd:].view(v.shape)
+                    if n_split:
+                        rows = (theta + self.eps * d).reshape(-1, *w.shape[1:])
+                        state["pre"] = _layer(producer, rec.inputs, rows, p_bias)
+                    state["fan_out"] = columns_to_fan_out(self.eps * vv, cw, spatial)
+                    # autograd.grad: the model's own parameters never get a .grad
+                    (grad,) = torch.autograd.grad(F.cross_entropy(model(x), y), flat)
+                adam.step(grad)
+                with torch.no_grad():
+                    d, vv = flat[:nd].view(delta.shape), flat[nd:].view(v.shape)
+                    d.copy_(_unit_rows(d))
+                    vv.copy_(_unit_rows(vv))
+            state.clear()
+        delta, v = flat[:nd].detach().view(delta.shape).clone(), flat[nd:].detach().view(v.shape).clone()
+        with torch.no_grad():
+            gs = torch.zeros(n_split, dtype=w.dtype, device=w.device)
+            if n_split:
+                moved = _layer(producer, rec.inputs, delta.reshape(-1, *w.shape[1:]), None)  # delta_i . h
+                gs = (self.eps / 2) * (moved * rec.pre_grad).sum([0, *range(2, moved.dim())])
+            gf = torch.zeros(n_fresh, dtype=w.dtype, device=w.device)
+            if n_fresh:
+                if isinstance(consumer, nn.Conv2d):
+                    with torch.enable_grad():
+                        wf = torch.zeros(cw.shape[0], n_fresh, *cw.shape[2:], dtype=w.dtype, device=w.device)
+                        wf.requires_grad_(True)
+                        (dw,) = torch.autograd.grad((_layer(consumer, fresh_inputs, wf, None) * rec.out_grad).sum(), wf)
+                else:
+                    dw = rec.out_grad.t() @ fresh_inputs
+                gf = self.eps * (existing_fan_out_columns(dw, spatial) * v).sum(1)
+        return delta, v, -torch.cat([gs, gf])
 
-        return loss_of
+    @staticmethod
+    def _consumer_inputs(
+        model: GrowableModel,
+        mods: SiteModules,
+        x: Tensor,
+        rec: _Recording,
+        pre: Tensor,
+        norm: dict[str, Tensor] | None,
+    ) -> Tensor:
+        """The consumer inputs of units with pre-activations ``pre`` and norm entries ``norm``:
+        ``model`` replayed from the recorded producer input to the consumer's input (the
+        site's own norm, activation and pooling), where the forward stops."""
+        got: list[Tensor] = []
+
+        def grab(inputs: Tensor) -> Tensor:
+            got.append(inputs)
+            raise _Stop
+
+        with ExitStack() as stack:
+            _cached(stack, rec.before_producer)
+            stack.enter_context(_forward_replaced(mods.producer, lambda _: pre))
+            if mods.norm is not None and norm is not None:
+                stack.enter_context(_forward_replaced(mods.norm, _norm_fn(mods.norm, norm)))
+            stack.enter_context(_forward_replaced(mods.consumer, grab))
+            with suppress(_Stop):
+                model(x)
+        if not got:
+            raise RuntimeError("firefly: the model's forward never reached the site's consumer")
+        return got[0]
 
     @staticmethod
     def _bias(mods: SiteModules, split_src: Tensor, n_fresh: int) -> Tensor | None:
