@@ -208,6 +208,19 @@ def _select(
     return candidates[keep]
 
 
+def _rng_states(device: torch.device) -> list[Tensor] | None:
+    """The random-number states a forward on ``device`` can draw from (None: unknown device)."""
+    if device.type == "cpu":
+        return [torch.get_rng_state()]
+    if device.type == "cuda":
+        return [torch.get_rng_state(), torch.cuda.get_rng_state(device)]
+    return None
+
+
+def _same_states(a: list[Tensor] | None, b: list[Tensor] | None) -> bool:
+    return a is not None and b is not None and all(torch.equal(u, v) for u, v in zip(a, b))
+
+
 @INITIALIZERS.register("north_select")
 class NorthSelectInitializer(Initializer):
     """NORTH-Select: the most orthogonal of many random fan-ins, zero fan-out.
@@ -287,7 +300,10 @@ class NorthPreInitializer(Initializer):
         x = _need_batch("north_pre", batch)
         w = mods.producer.weight
         with torch.no_grad():
+            before = _rng_states(x.device)
             cap = capture_site(model, site, x)
+            # a forward that drew no random numbers is deterministic: Select reuses its capture
+            reuse = cap if _same_states(before, _rng_states(x.device)) else None
             inputs = cap.inputs.reshape(cap.inputs.shape[0], -1).double()
             pre = units_matrix(cap.pre).double()  # M x n
             _, s, vh = torch.linalg.svd(pre, full_matrices=True)
@@ -300,7 +316,7 @@ class NorthPreInitializer(Initializer):
                 mix = torch.randn(complement.shape[1], n_cand, dtype=torch.float64).to(w.device)
                 cand = (torch.linalg.pinv(inputs) @ complement @ mix).t().to(w.dtype)  # n_cand x F
                 cand = _to_incumbent_norm(cand, w)  # as the paper rescales every NORTH newborn
-            rows = _select(model, mods, site, x, cand, n_new, self.epsilon)
+            rows = _select(model, mods, site, x, cand, n_new, self.epsilon, reuse)
         return _proposal(mods, rows)
 
 
