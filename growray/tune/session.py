@@ -98,7 +98,11 @@ def init_ray(address: str | None, verbose: bool) -> bool:
         return False
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": verbose, "logging_level": "WARNING"}
     if not address:
-        ray.init(**kwargs)
+        # Without an address, ray.init() joins RAY_ADDRESS, or else the cluster a `ray start`
+        # (or ray.cluster_utils) on this machine last recorded in /tmp/ray/ray_current_cluster:
+        # a sweep run without --address would then land silently on someone else's cluster,
+        # unchecked for shared storage and resources. "local" always starts this sweep's own Ray.
+        ray.init(address=None if joins_cluster(None) else "local", **kwargs)
         return True
     try:
         ray.init(address=address, **kwargs)
