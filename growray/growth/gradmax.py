@@ -138,7 +138,11 @@ def auxiliary_gradient(
     _, _, delta = cap.gradients()
     patches = _producer_patches(mods.producer, cap.inputs, cap.pre)  # (N, D_in, H1, W1)
     if center:
-        patches = patches - patches.mean(dim=(0, 2, 3), keepdim=True)
+        mean = patches.mean(dim=(0, 2, 3), keepdim=True)
+        # unfolded conv patches are a fresh tensor: centre them in place (the same values),
+        # never the captured inputs themselves (a Linear producer's patches are a view)
+        fresh = patches.untyped_storage().data_ptr() != cap.inputs.untyped_storage().data_ptr()
+        patches = patches.sub_(mean) if fresh else patches - mean
     n_samples, d_in = patches.shape[:2]
     if isinstance(consumer, nn.Linear):
         s = mods.spatial
