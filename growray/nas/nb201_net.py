@@ -100,8 +100,10 @@ class Nb201Supernet(RelaxedSupernet):
         self.partial_channels = check_partial_channels(partial_channels, channels)
         self.edge_normalization = check_bool("edge_normalization", edge_normalization)
         n = len(nb201_edges(self.nodes))
-        self.alpha = nn.Parameter(1e-3 * torch.randn(n, len(self.op_names)))
-        self.beta: nn.Parameter | None = nn.Parameter(1e-3 * torch.randn(n)) if self.edge_normalization else None
+        # mul_, not 1e-3 * x: the same values, but on the meta device (growray validate) the
+        # out-of-place product goes through a Python kernel that imports torch._dynamo (~2.5 s)
+        self.alpha = nn.Parameter(torch.randn(n, len(self.op_names)).mul_(1e-3))
+        self.beta: nn.Parameter | None = nn.Parameter(torch.randn(n).mul_(1e-3)) if self.edge_normalization else None
 
         def make_cell(c: int) -> nn.Module:
             return _SearchCell(c, self.nodes, self.op_names, self.partial_channels)

@@ -97,17 +97,14 @@ def _check_against_model(exp: Experiment, cfg: GrowthConfig) -> list[ConfigIssue
     """Build the model on the meta device (no memory, no compute) and check the growth
     settings against its real sites and layer sizes: unknown sites, and plug-ins that cannot
     work at a site (e.g. ``north_weight`` needs width < fan-in)."""
-    import torch
-
     from growray.data import describe_dataset
-    from growray.models import MODELS
+    from growray.models.meta import meta_model
 
     shape = describe_dataset(exp.data)
     if shape is None:
         return []
     try:
-        with torch.device("meta"):
-            model: Any = MODELS.build(exp.model, input_shape=shape[0], n_classes=shape[1])
+        model: Any = meta_model(exp.model, shape[0], shape[1])
     except (ValueError, TypeError) as exc:
         return [ConfigIssue("model", f"cannot be built for {exp.data['name']} inputs {shape[0]}: {exc}")]
     sites = list(model.sites())

@@ -110,7 +110,7 @@ class NasKind(Kind[NasConfig]):
 
     def check(self, exp: Experiment, cfg: NasConfig) -> list[ConfigIssue]:
         from growray.data import describe_dataset
-        from growray.models import MODELS
+        from growray.models.meta import meta_model
 
         issues = []
         pairs = method_supernets(cfg.method)
@@ -138,8 +138,7 @@ class NasKind(Kind[NasConfig]):
         shape = describe_dataset(exp.data)
         if shape is not None and not issues:
             try:
-                with torch.device("meta"):
-                    MODELS.build(exp.model, input_shape=shape[0], n_classes=shape[1])
+                meta_model(exp.model, shape[0], shape[1])
             except (ValueError, TypeError) as exc:
                 hint = " (digits: set data.image: true)" if exp.data["name"] == "digits" and len(shape[0]) == 1 else ""
                 issues.append(

@@ -118,17 +118,14 @@ def _check_baselines(exp: Experiment, cfg: SparseConfig) -> list[ConfigIssue]:
 def _check_against_model(exp: Experiment, cfg: SparseConfig) -> list[ConfigIssue]:
     """Build the model on the meta device and check that it has sparse layers and that the
     distribution can reach the sparsity on them."""
-    import torch
-
     from growray.data import describe_dataset
-    from growray.models import MODELS
+    from growray.models.meta import meta_model
 
     shape = describe_dataset(exp.data)
     if shape is None:
         return []
     try:
-        with torch.device("meta"):
-            model: Any = MODELS.build(exp.model, input_shape=shape[0], n_classes=shape[1])
+        model: Any = meta_model(exp.model, shape[0], shape[1])
     except (ValueError, TypeError) as exc:
         return [ConfigIssue("model", f"cannot be built for {exp.data['name']} inputs {shape[0]}: {exc}")]
     layers = sparse_layers(model, cfg)
