@@ -40,6 +40,9 @@ _NOISE = {
     "ray.tune.tune": ("Tuner.restore(", "has been interrupted", "Trials did not complete"),
     # a trial that failed on a full disk: growray says "the disk is full" once, at the end
     "ray.tune.execution.tune_controller": _DISK_FULL,
+    # the same full disk, when Tune's background copy of a checkpoint into the run's storage
+    # failed: a warning with the copy's whole traceback in its message
+    "ray.train._internal.syncer": _DISK_FULL,
 }
 
 

@@ -16,6 +16,7 @@ def test_quiet_noise_drops_only_the_known_notices(monkeypatch, caplog):
     monkeypatch.setattr(logging.getLogger("ray._private.authentication.authentication_token_setup"), "filters", [])
     monkeypatch.setattr(logging.getLogger("mlflow.store.db.utils"), "level", logging.NOTSET)
     monkeypatch.setattr(logging.getLogger("ray.tune.execution.tune_controller"), "filters", [])
+    monkeypatch.setattr(logging.getLogger("ray.train._internal.syncer"), "filters", [])
     monkeypatch.delenv("RAY_IGNORE_UNHANDLED_ERRORS", raising=False)
     verbosity = optuna.logging.get_verbosity()
     quiet_noise(verbose=False)
@@ -45,6 +46,15 @@ def test_quiet_noise_drops_only_the_known_notices(monkeypatch, caplog):
             except Exception:
                 controller.error("Trial task failed for trial t", exc_info=True)
     assert [r.exc_info[1] for r in caplog.records if r.exc_info] == [cause]
+    # Tune's background copy of a checkpoint failed on the full disk (its traceback is in the text)
+    syncer = logging.getLogger("ray.train._internal.syncer")
+    with caplog.at_level(logging.WARNING):
+        caplog.clear()
+        syncer.warning(
+            "Last sync command failed with the following error:\nOSError: [Errno 28] No space left on device"
+        )
+        syncer.warning("Last sync command failed with the following error:\nPermissionError: denied")
+    assert [r.getMessage().split("\n")[1] for r in caplog.records] == ["PermissionError: denied"]
     optuna.logging.set_verbosity(verbosity)
 
 
