@@ -206,6 +206,39 @@ def test_mlflow_recorder_artifacts_and_parent(store, client, exp_id):
     assert yaml.safe_load(Path(local, "config.yaml").read_text()) == {"trainer": {"lr": 0.01}}
 
 
+def test_artifacts_are_the_files_mlflows_client_writes(store, client, exp_id, tmp_path):
+    """The recorder writes artifacts itself (libyaml, the run's artifact repository opened once):
+    the files are byte for byte those of MLflow's own log_dict/log_text, for a whole experiment
+    config too; an object the safe YAML dumper refuses is still written as MLflow would. A tuple
+    is the one departure: a list, which yaml.safe_load reads (MLflow writes !!python/tuple)."""
+    from growray.config import load_experiment
+
+    config = load_experiment(Path(__file__).parents[2] / "experiments" / "quickstart.yaml").to_dict()
+    odd = {"p": Path("/x")}  # no safe representation: PyYAML's full dumper, as MLflow's
+    objects = {"config.yaml": config, "c.json": config, "odd.yaml": odd, "sub/a.json": {"x": float("nan")}}
+    ours = MlflowRecorder(store, exp_id, run_name="ours")
+    theirs = MlflowRecorder(store, exp_id, run_name="theirs")
+    for name, obj in objects.items():
+        ours.log_dict(obj, name)
+        theirs.client.log_dict(theirs.run_id, obj, name)
+    ours.log_text("ünïcode\n", "t.txt")
+    theirs.client.log_text(theirs.run_id, "ünïcode\n", "t.txt")
+    ours.log_bytes(b"\x89PNG", "plots/p.png")
+    for rec in (ours, theirs):
+        rec.close()
+    for name in [*objects, "t.txt"]:
+        a = Path(client.download_artifacts(ours.run_id, name, dst_path=str(tmp_path / "a")))
+        b = Path(client.download_artifacts(theirs.run_id, name, dst_path=str(tmp_path / "b")))
+        assert a.read_bytes() == b.read_bytes(), name
+    png = client.download_artifacts(ours.run_id, "plots/p.png", dst_path=str(tmp_path / "a"))
+    assert Path(png).read_bytes() == b"\x89PNG"
+    tupled = MlflowRecorder(store, exp_id, run_name="tuple")
+    tupled.log_dict({"t": (1, 2)}, "t.yaml")
+    tupled.close()
+    path = client.download_artifacts(tupled.run_id, "t.yaml", dst_path=str(tmp_path / "c"))
+    assert yaml.safe_load(Path(path).read_text()) == {"t": [1, 2]}
+
+
 def test_mlflow_recorder_continues_run(store, client, exp_id):
     first = MlflowRecorder(store, exp_id, run_name="restored")
     first.log_params({"lr": 0.1})
