@@ -24,6 +24,7 @@ from ._recorder import MemoryRecorder, NullRecorder, ProgressRecorder, Recorder,
 from ._retrain import SearchRun, link_retrain, load_search_run, open_retrain_run, run_config, search_run_in_hand
 from ._runs import (
     RUNS_VIEW_KEY,
+    child_run_statuses,
     clear_failure,
     create_sweep_run,
     delete_run_tag,
@@ -70,6 +71,7 @@ __all__ = [
     "UIProcess",
     "absolute_tracking_uri",
     "check_port_free",
+    "child_run_statuses",
     "child_runs",
     "clear_failure",
     "close_figure",

@@ -131,6 +131,7 @@ def finalize_child_run(
     stopped_early: bool = False,
     stopped_at_epoch: int | None = None,
     error: str | None = None,
+    status: str | None = None,
 ) -> None:
     """Close a trial's run from the driver after the sweep, from Ray's verdict on the trial.
 
@@ -150,21 +151,35 @@ def finalize_child_run(
             stopped it); tags ``growray.stopped_early=true`` on a run left open.
         stopped_at_epoch: with ``stopped_early``, tagged as ``growray.stopped_at_epoch``.
         error: the failure, tagged as ``growray.failure``.
+        status: the run's status, when the caller read it already (:func:`child_run_statuses`);
+            a FINISHED run of a trial that did not fail is then left as it is without a read.
     """
+    if status is None:
+        status = str(_client(tracking_uri).get_run(run_id).info.status)
+    elif not failed and status != "RUNNING":
+        return  # nothing to change (the common case: the trial closed its run)
     client = _client(tracking_uri)
-    run = client.get_run(run_id)
     if failed:
         if error:
             client.set_tag(run_id, "growray.failure", error[:5000])
-        if run.info.status != "FAILED":
+        if status != "FAILED":
             client.set_terminated(run_id, status="FAILED")
-    elif run.info.status == "RUNNING":
+    elif status == "RUNNING":
         if stopped_early:
             tags = {"growray.stopped_early": "true"}
             if stopped_at_epoch is not None:
                 tags["growray.stopped_at_epoch"] = str(stopped_at_epoch)
             set_run_tags(tracking_uri, run_id, tags)
         client.set_terminated(run_id, status="FINISHED")
+
+
+def child_run_statuses(tracking_uri: str, experiment_id: str, parent_run_id: str) -> dict[str, str]:
+    """``{run id: status}`` of every run nested under ``parent_run_id`` (one query for a sweep's
+    trials, read from sqlite directly when the store is a local file)."""
+    from ._reader import reader
+
+    runs = reader(tracking_uri).runs_tagged([experiment_id], "mlflow.parentRunId", parent_run_id, newest_first=False)
+    return {r.info.run_id: r.info.status for r in runs}
 
 
 def max_logged_step(tracking_uri: str, run_id: str, key: str) -> int:

@@ -38,7 +38,7 @@ def finish_sweep(
         t0: ``time.perf_counter()`` when the sweep (or the resume) started.
         extra_columns: the experiment kind's columns in the summary table.
     """
-    from growray.tracking import finalize_child_run, record_front
+    from growray.tracking import child_run_statuses, finalize_child_run, record_front
 
     uri = record.tracking_uri
     trials = summaries(results, exp.search.metrics[0], exp.trainer.epochs, trial_statuses(results))
@@ -68,6 +68,7 @@ def finish_sweep(
                 t.status, t.stopped_early = "INTERRUPTED", False
     # Tune ends trials inside report() and may tear their actor down before the trial's own
     # close reaches MLflow (finished trials too); an errored one may not have closed either.
+    statuses = {} if result.interrupted else child_run_statuses(uri, record.experiment_id, record.parent_run_id)
     for t in trials:
         if t.mlflow_run_id and not result.interrupted:
             finalize_child_run(
@@ -77,6 +78,7 @@ def finish_sweep(
                 stopped_early=t.stopped_early,
                 stopped_at_epoch=t.epochs if t.stopped_early else None,
                 error=t.error,
+                status=statuses.get(t.mlflow_run_id),  # None: not found under the parent, read it
             )
     _log_summary(result, parent)
     if not result.interrupted and exp.search.scheduler.name not in ("pbt", "bohb"):  # no Optuna study

@@ -76,6 +76,38 @@ def test_a_failed_trial_fails_its_run_with_the_reason(store):
     assert run.info.status == "FAILED" and run.data.tags["growray.failure"] == "RuntimeError: boom"
 
 
+def test_statuses_read_in_one_query_drive_the_same_verdicts(store):
+    """finish_sweep reads every trial's status at once (child_run_statuses) and passes it in:
+    open runs are closed as before, a failed trial's closed run is still failed, and a closed
+    run of a trial that ended well is left alone."""
+    from growray.tracking import MlflowRecorder, child_run_statuses, finalize_child_run
+
+    uri, eid, parent = store
+    left_open = _open_run(store, "s-open")
+    failed = _open_run(store, "s-failed")
+    closed = MlflowRecorder(uri, eid, run_name="s-closed", parent_run_id=parent)
+    closed.set_tags({"growray.stopped_early": "false"})
+    closed.close("FINISHED")
+    MlflowRecorder(uri, eid, run_name="elsewhere").close("FINISHED")  # not under the parent
+
+    statuses = child_run_statuses(uri, eid, parent)
+    assert {statuses[left_open], statuses[failed], statuses[closed.run_id]} == {"RUNNING", "FINISHED"}
+    assert statuses[closed.run_id] == "FINISHED" and len(statuses) == len(set(statuses))
+    from mlflow import MlflowClient
+
+    children = MlflowClient(uri).search_runs([eid], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    assert set(statuses) == {r.info.run_id for r in children}
+
+    finalize_child_run(uri, left_open, failed=False, stopped_early=True, stopped_at_epoch=3, status=statuses[left_open])
+    finalize_child_run(uri, failed, failed=True, error="OSError: gone", status=statuses[failed])
+    finalize_child_run(uri, closed.run_id, failed=False, stopped_early=True, status=statuses[closed.run_id])
+    assert _run(store, left_open).info.status == "FINISHED"
+    assert _run(store, left_open).data.tags["growray.stopped_at_epoch"] == "3"
+    assert _run(store, failed).info.status == "FAILED"
+    assert _run(store, failed).data.tags["growray.failure"] == "OSError: gone"
+    assert _run(store, closed.run_id).data.tags["growray.stopped_early"] == "false"
+
+
 def test_last_metric_is_the_value_at_the_largest_step(store):
     from growray.tracking import MlflowRecorder, last_metric
 
