@@ -8,7 +8,7 @@ orchestration itself:
 
 * **growray**: ``run_sweep`` on ``experiments/nb201_tabular.yaml`` (no time budget): every trial
   re-validates its experiment, opens an MLflow child run (tags, params, ``config.yaml``) through
-  the sweep's writer actor, logs its metrics, closes the run, reports; the sweep ends with the
+  the sweep's writer (the driver), logs its metrics, closes the run, reports; the sweep ends with the
   parent run's summary.
 * **raw**: a function trainable that does the same lookup and calls ``tune.report`` once: no
   tracking.

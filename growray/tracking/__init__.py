@@ -48,7 +48,6 @@ from ._store import (
     get_or_create_experiment,
     latest_sweep_run,
     list_sweeps,
-    open_store,
 )
 from .plots import growth_timeline_figure, pareto_figure
 
@@ -95,7 +94,6 @@ __all__ = [
     "log_onnx_model",
     "max_logged_step",
     "open_retrain_run",
-    "open_store",
     "param_value",
     "pareto_figure",
     "read_export_source",

@@ -31,7 +31,6 @@ __all__ = [
     "get_or_create_experiment",
     "latest_sweep_run",
     "list_sweeps",
-    "open_store",
 ]
 
 SWEEP_KIND = "sweep"
@@ -78,12 +77,6 @@ def _client(tracking_uri: str) -> MlflowClient:
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri)
-
-
-def open_store(tracking_uri: str) -> None:
-    """Import MLflow and open a client on the store, so that the first write does not pay for
-    it (the sweep's writer actor calls this once while the trials start)."""
-    _client(tracking_uri)
 
 
 def ensure_store(tracking_uri: str) -> None:

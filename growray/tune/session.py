@@ -205,7 +205,7 @@ def sweep_session(parent: Recorder, started_ray: bool, writer: WriterHandle) -> 
     Args:
         parent: the sweep's parent run.
         started_ray: this process started Ray (:func:`init_ray` returned True).
-        writer: the sweep's writer actor.
+        writer: the sweep's writer (:func:`~growray.tune.writer.start_writer`).
     """
     try:
         yield

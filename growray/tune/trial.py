@@ -33,7 +33,7 @@ class SweepContext:
     parent_run_id: str
     sweep_name: str
     tags: dict[str, str] = field(default_factory=dict)  # provenance shared by every trial (git commit)
-    writer: WriterHandle | None = None  # the sweep's MlflowWriter actor; None: trials write directly
+    writer: WriterHandle | None = None  # the sweep's MLflow writer (the driver); None: trials write directly
 
 
 class StepFilterRecorder:

@@ -1,29 +1,37 @@
-"""One MLflow writer per sweep: trials record through a Ray actor instead of importing MLflow.
+"""The sweep's MLflow writer: trials record through the driver, which has MLflow open already.
 
-Importing ``mlflow`` and opening its sqlite store costs about 2.8 s of CPU in every new
-process (measured: 1.6 s ``import mlflow``, 1.2 s for the SQLAlchemy store modules). With
-one writer actor per sweep, pinned to the driver's node, that is paid once, while the
-trial actors start, instead of once per trial actor; and a sqlite store (with its local
-artifact folder) then only has to be reachable from the driver's node.
+Importing ``mlflow`` and opening its sqlite store costs about 4.5 s of CPU in a new process
+on these machines (``import mlflow`` pulls in pandas, FastAPI and SQLAlchemy's ORM). The
+driver pays it once anyway, for the sweep's parent run. So a trial does not import MLflow:
+its calls go to a small mailbox actor (Ray only, pinned to the driver's node), and a thread
+of the driver takes them from there and runs them on one :class:`MlflowWriter`. A sqlite
+store (with its local artifact folder) then only has to be reachable from the driver's node.
+(The writer used to be an actor of its own, which paid MLflow's import again in every sweep,
+while the trial actors started.)
 
 The trial side, :class:`RemoteRecorder`, keeps the :class:`~growray.tracking.Recorder`
 contract: metrics are buffered in the trial's process and written by :meth:`flush`, which
-returns only once the writer has stored them (the trainer flushes before each checkpoint,
+returns only once the driver has stored them (the trainer flushes before each checkpoint,
 so "metrics up to the checkpoint are in MLflow" still holds). Params, tags and artifacts
-are sent without waiting: an actor runs one caller's calls in order, so they are stored
-before the next flush returns, and their errors are raised there. A trial whose worker dies
-loses only what it had not flushed, as before; a writer that dies fails the call, and Tune
-retries the trial from its last checkpoint.
+are sent without waiting: one process's calls are run in the order it made them, so they
+are stored before the next flush returns, and their errors are raised there. A trial whose
+worker dies loses only what it had not flushed, as before; a mailbox that dies fails the
+calls waiting in it, and Tune retries the trial from its last checkpoint.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
+import logging
+import pickle
+import threading
 import time
+import uuid
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import ray
-from ray.actor import ActorHandle, ActorProxy
 
 from growray.tracking import close_figure
 
@@ -32,15 +40,27 @@ if TYPE_CHECKING:
 
 __all__ = ["MlflowWriter", "RemoteRecorder", "WriterHandle", "start_writer", "stop_writer"]
 
+log = logging.getLogger(__name__)
+
 _Rows: TypeAlias = list[tuple[dict[str, float], int, int]]  # (metrics, step, timestamp ms)
 
 
 class MlflowWriter:
-    """Holds one ``MlflowRecorder`` per open trial run of a sweep; trials call it remotely.
+    """Holds one ``MlflowRecorder`` per open trial run of a sweep; runs in the driver, where
+    :func:`start_writer`'s thread calls it for the trials.
 
-    Runs as a Ray actor (:func:`start_writer`); its methods are ``@ray.method`` so that
-    ``handle.method.remote(...)`` is typed.
+    Args:
+        tracking_uri, experiment_id, parent_run_id: the sweep's store, experiment and parent run.
+        fresh: a new sweep, whose trial runs this writer opens all, so it can answer "has this
+            trial a run?" from memory (saving an MLflow search per trial); a resumed sweep's
+            writer asks the store.
     """
+
+    #: what a trial may call (the mailbox carries method names; nothing else is called)
+    METHODS = frozenset(
+        {"new_run", "continue_run", "find_trial_run", "log_params", "set_tags", "log_dict", "log_text"}
+        | {"log_image", "flush", "close"}
+    )
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, fresh: bool = False) -> None:
         self._uri = tracking_uri
@@ -48,20 +68,8 @@ class MlflowWriter:
         self._parent = parent_run_id
         self._runs: dict[str, MlflowRecorder] = {}
         self._trial_runs: dict[str, str] = {}  # trial name -> the run this writer opened for it
-        # A new sweep's first writer opens every trial run itself, so it can answer "has this
-        # trial a run?" from memory (saving an MLflow search per trial); a restarted writer
-        # (or a resumed sweep's) asks the store.
-        self._complete = fresh and not ray.get_runtime_context().was_current_actor_reconstructed
+        self._complete = fresh
 
-    @ray.method
-    def ready(self) -> bool:
-        """Import MLflow and open the store (called once at start, not waited for)."""
-        from growray.tracking import open_store
-
-        open_store(self._uri)
-        return True
-
-    @ray.method
     def new_run(self, run_name: str, tags: dict[str, str]) -> str:
         """Open a trial's run under the sweep's parent; returns its id."""
         from growray.tracking import MlflowRecorder
@@ -71,7 +79,6 @@ class MlflowWriter:
         self._trial_runs[run_name] = rec.run_id
         return rec.run_id
 
-    @ray.method
     def continue_run(self, run_id: str) -> int:
         """Reopen an existing trial run; returns the last step of ``val/acc`` already stored."""
         from growray.tracking import MlflowRecorder, clear_failure, max_logged_step
@@ -80,7 +87,6 @@ class MlflowWriter:
         self._runs[run_id] = MlflowRecorder(self._uri, self._experiment_id, run_id=run_id)
         return max_logged_step(self._uri, run_id, "val/acc")
 
-    @ray.method
     def find_trial_run(self, trial_name: str) -> str | None:
         """The run trial ``trial_name`` already created in this sweep, or None."""
         from growray.tracking import find_trial_run
@@ -89,42 +95,26 @@ class MlflowWriter:
             return self._trial_runs.get(trial_name)
         return find_trial_run(self._uri, self._experiment_id, self._parent, trial_name)
 
-    @ray.method
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         self._recorder(run_id).log_params(params)
 
-    @ray.method
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self._recorder(run_id).set_tags(tags)
 
-    @ray.method
     def log_dict(self, run_id: str, obj: Any, artifact_file: str) -> None:
         self._recorder(run_id).log_dict(obj, artifact_file)
 
-    @ray.method
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self._recorder(run_id).log_text(text, artifact_file)
 
-    @ray.method
     def log_image(self, run_id: str, data: bytes, artifact_file: str) -> None:
         """A figure the trial rendered (PNG/SVG/PDF bytes), stored as ``artifact_file``."""
-        import os
-        import posixpath
-        import tempfile
+        self._recorder(run_id).log_bytes(data, artifact_file)
 
-        rec = self._recorder(run_id)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, posixpath.basename(artifact_file))
-            with open(path, "wb") as f:
-                f.write(data)
-            rec.client.log_artifact(run_id, path, posixpath.dirname(artifact_file) or None)
-
-    @ray.method
     def flush(self, run_id: str, rows: _Rows) -> None:
         """Store the trial's buffered metrics: ``(metrics, step, timestamp_ms)`` rows."""
         self._store(run_id, rows)
 
-    @ray.method
     def close(self, run_id: str, status: str, rows: _Rows) -> None:
         """Store the last buffered metrics, then end the run with ``status``."""
         self._store(run_id, rows)
@@ -138,37 +128,190 @@ class MlflowWriter:
 
     def _recorder(self, run_id: str) -> MlflowRecorder:
         rec = self._runs.get(run_id)
-        if rec is None:  # a restarted writer: the run is reopened, its content kept
+        if rec is None:  # a run closed by an earlier attempt (or another writer): reopened, content kept
             from growray.tracking import MlflowRecorder
 
             rec = self._runs[run_id] = MlflowRecorder(self._uri, self._experiment_id, run_id=run_id)
         return rec
 
 
-_WriterActor = ray.remote(num_cpus=0, max_restarts=-1)(MlflowWriter)
+class _Mailbox:
+    """The actor trials call: it queues each call until the driver's thread takes it, and
+    answers the caller with what the driver's :class:`MlflowWriter` returned or raised.
 
-#: A handle on the sweep's writer actor (``writer.new_run.remote(...)``).
-WriterHandle: TypeAlias = ActorProxy[MlflowWriter]
+    An async actor may start one caller's calls out of order (a call waits for its arguments,
+    the run id of a pending ``new_run``, and then they all start at once); each call carries
+    its caller's sequence number and is queued only after its predecessors, so a process's
+    calls run in the order it made them. A predecessor that never comes (lost when the
+    mailbox restarted) holds a call back for at most ``patience_s``.
+    """
+
+    def __init__(self, patience_s: float = 10.0) -> None:
+        self._queue: list[tuple[int, str, tuple[Any, ...]]] = []
+        self._answers: dict[int, asyncio.Future[tuple[bool, Any]]] = {}
+        self._next = 0
+        self._expected: dict[str, int] = {}  # caller -> the sequence number it sends next
+        self._turn = asyncio.Condition()
+        self._arrived = asyncio.Event()
+        self._closed = False
+        self._patience_s = patience_s
+
+    async def call(self, caller: str, seq: int, method: str, *args: Any) -> Any:
+        async with self._turn:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    self._turn.wait_for(lambda: self._expected.get(caller, 0) >= seq), self._patience_s
+                )
+            self._expected[caller] = max(self._expected.get(caller, 0), seq + 1)
+            self._turn.notify_all()
+            if self._closed:
+                raise RuntimeError(f"the sweep's MLflow writer has stopped; {method} was not stored")
+            cid, self._next = self._next, self._next + 1
+            answer: asyncio.Future[tuple[bool, Any]] = asyncio.get_running_loop().create_future()
+            self._answers[cid] = answer
+            self._queue.append((cid, method, args))
+            self._arrived.set()
+        ok, value = await answer
+        if not ok:
+            raise value
+        return value
+
+    async def take(self, timeout_s: float) -> list[tuple[int, str, tuple[Any, ...]]]:
+        """The calls queued since the last take (waits up to ``timeout_s`` for one)."""
+        if not self._queue and not self._closed:
+            self._arrived.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), timeout_s)
+        calls, self._queue = self._queue, []
+        return calls
+
+    async def answer(self, results: list[tuple[int, bool, Any]]) -> None:
+        for cid, ok, value in results:
+            fut = self._answers.pop(cid, None)
+            if fut is not None and not fut.done():
+                fut.set_result((ok, value))
+
+    async def close(self) -> None:
+        """Refuse new calls and wake the driver's thread (the sweep is over)."""
+        self._closed = True
+        self._arrived.set()
+
+
+_MailboxActor = ray.remote(num_cpus=0, max_restarts=-1)(_Mailbox)
+
+
+class _Method:
+    """``handle.<method>.remote(*args)``: one call to the driver's writer, run after the calls
+    this process made before through the same handle."""
+
+    def __init__(self, handle: WriterHandle, name: str) -> None:
+        self._handle, self._name = handle, name
+
+    def remote(self, *args: Any) -> ray.ObjectRef[Any]:
+        return self._handle._call(self._name, args)
+
+
+class WriterHandle:
+    """What trials hold of the sweep's writer (picklable; it travels in the trainable's
+    arguments): ``writer.new_run.remote(name, tags)`` and the other :class:`MlflowWriter`
+    methods return an ``ObjectRef`` of the result, as an actor handle's would."""
+
+    def __init__(self, mailbox: Any) -> None:
+        self._mailbox = mailbox
+        self._lock = threading.Lock()
+        self._caller = uuid.uuid4().hex  # a copy's own: each process numbers its calls
+        self._seq = 0
+        self._host: _Host | None = None  # in the driver: the thread that serves the mailbox
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"mailbox": self._mailbox}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["mailbox"])  # type: ignore[misc]
+
+    def __getattr__(self, name: str) -> _Method:
+        if name in MlflowWriter.METHODS:
+            return _Method(self, name)
+        raise AttributeError(name)
+
+    def _call(self, method: str, args: tuple[Any, ...]) -> ray.ObjectRef[Any]:
+        with self._lock:
+            seq, self._seq = self._seq, self._seq + 1
+            ref: ray.ObjectRef[Any] = self._mailbox.call.remote(self._caller, seq, method, *args)
+        return ref
+
+
+def _sendable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling (the mailbox re-raises it in the trial), else a
+    RuntimeError with its text (an OSError keeps its errno: the CLI names a full disk)."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        if isinstance(exc, OSError):
+            return OSError(exc.errno, f"{type(exc).__name__}: {exc}")
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+class _Host(threading.Thread):
+    """The driver's thread that runs the trials' calls on the sweep's :class:`MlflowWriter`."""
+
+    def __init__(self, mailbox: Any, writer: MlflowWriter) -> None:
+        super().__init__(name="growray-mlflow-writer", daemon=True)
+        self._mailbox, self._writer = mailbox, writer
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                calls = ray.get(self._mailbox.take.remote(1.0))
+            except Exception as exc:  # the mailbox is restarting (its node failed) or gone
+                if self._stopping.is_set():
+                    return
+                log.warning("the MLflow mailbox did not answer (%s); retrying", exc)
+                time.sleep(0.5)
+                continue
+            results: list[tuple[int, bool, Any]] = []
+            for cid, method, args in calls:
+                try:
+                    if method not in MlflowWriter.METHODS:
+                        raise ValueError(f"the MLflow writer has no method {method!r}")
+                    results.append((cid, True, getattr(self._writer, method)(*args)))
+                except Exception as exc:
+                    results.append((cid, False, _sendable(exc)))
+            if results:
+                self._mailbox.answer.remote(results)
+
+    def stop(self, timeout_s: float) -> None:
+        self._stopping.set()
+        with contextlib.suppress(Exception):
+            ray.get(self._mailbox.close.remote(), timeout=timeout_s)
+        self.join(timeout_s)
 
 
 def start_writer(tracking_uri: str, experiment_id: str, parent_run_id: str, fresh: bool = False) -> WriterHandle:
-    """Start the sweep's writer on the driver's node and let it warm up in the background;
+    """Start the sweep's mailbox on the driver's node and the driver's thread that serves it;
     ``fresh``: a new sweep, whose trial runs this writer opens all (none exists yet)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     node = ray.get_runtime_context().get_node_id()
     strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
-    writer = _WriterActor.options(scheduling_strategy=strategy).remote(
-        tracking_uri, experiment_id, parent_run_id, fresh
-    )
-    writer.ready.remote()
-    return writer
+    mailbox = _MailboxActor.options(scheduling_strategy=strategy).remote()
+    handle = WriterHandle(mailbox)
+    host = _Host(mailbox, MlflowWriter(tracking_uri, experiment_id, parent_run_id, fresh))
+    host.start()
+    handle._host = host
+    return handle
 
 
-def stop_writer(writer: WriterHandle) -> None:
-    """Kill the sweep's writer actor (every trial has closed its run, or the sweep failed)."""
-    if isinstance(writer, ActorHandle):  # always, at run time; the alias also names the class
-        ray.kill(writer)
+def stop_writer(writer: WriterHandle, timeout_s: float = 10.0) -> None:
+    """Stop the driver's thread (after the call it is running) and kill the mailbox (every
+    trial has ended, or the sweep failed)."""
+    host, writer._host = writer._host, None
+    if host is not None:
+        host.stop(timeout_s)
+    with contextlib.suppress(Exception):
+        ray.kill(writer._mailbox)
 
 
 class RemoteRecorder:

@@ -1,4 +1,5 @@
-"""The sweep's MLflow writer actor and the trial-side RemoteRecorder (real Ray, real sqlite MLflow)."""
+"""The sweep's MLflow writer (a driver thread behind a mailbox actor) and the trial-side
+RemoteRecorder (real Ray, real sqlite MLflow)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def test_remote_recorder_writes_in_order_and_flush_confirms(ray_session, store):
     from mlflow import MlflowClient
 
     from growray.tune.trial import StepFilterRecorder
-    from growray.tune.writer import RemoteRecorder, start_writer
+    from growray.tune.writer import RemoteRecorder, start_writer, stop_writer
 
     uri, eid, parent = store
     client = MlflowClient(uri)
@@ -87,7 +88,7 @@ def test_remote_recorder_writes_in_order_and_flush_confirms(ray_session, store):
         with pytest.raises(Exception, match="no-such-run"):
             bad.flush()
     finally:
-        ray_session.kill(writer)
+        stop_writer(writer)
 
 
 def test_trial_side_modules_do_not_import_mlflow():
@@ -98,3 +99,73 @@ def test_trial_side_modules_do_not_import_mlflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_remote_process_calls_run_in_the_order_it_made_them(ray_session, store):
+    """The mailbox is an async actor, which may start one caller's calls out of order (all of
+    them wait for the pending new_run's id, then start together): the sequence numbers keep
+    a trial's tags in the order it set them. Without them this test sees an earlier value."""
+    from mlflow import MlflowClient
+
+    from growray.tune.writer import RemoteRecorder, start_writer, stop_writer
+
+    uri, _, _ = store
+    writer = start_writer(*store)
+
+    @ray_session.remote(num_cpus=0)
+    def trial(handle) -> str:
+        rec = RemoteRecorder(handle, handle.new_run.remote("ordered", {}))
+        for i in range(40):  # every call carries the pending run id: they all start at once
+            rec.set_tags({"last": str(i)})
+            rec.log_params({f"p{i}": i})
+        rec.log_metrics({"x": 1.0}, step=1)
+        rec.close("FINISHED")
+        return rec.run_id
+
+    try:
+        for _ in range(3):
+            run_id = ray_session.get(trial.remote(writer), timeout=120)
+            run = MlflowClient(uri).get_run(run_id)
+            assert run.data.tags["last"] == "39" and len(run.data.params) == 40
+            assert run.info.status == "FINISHED"
+    finally:
+        stop_writer(writer)
+
+
+def test_the_mailbox_runs_only_the_writers_methods_and_survives_a_lost_call(ray_session):
+    """Names of calls come from trial processes: anything but the writer's methods is refused.
+    A caller's call whose predecessor never arrives (lost when the mailbox restarted) waits at
+    most ``patience_s``, then is queued."""
+    from growray.tune.writer import MlflowWriter, WriterHandle, _MailboxActor
+
+    handle = WriterHandle(_MailboxActor.remote())
+    with pytest.raises(AttributeError):
+        handle.__init__x  # noqa: B018 - only MlflowWriter.METHODS are callable names
+    assert "new_run" in MlflowWriter.METHODS and "__init__" not in MlflowWriter.METHODS
+
+    mailbox = _MailboxActor.remote(0.5)
+    late = mailbox.call.remote("caller", 3, "find_trial_run", "t")  # seq 0..2 never come
+    calls = []
+    for _ in range(20):
+        calls += ray_session.get(mailbox.take.remote(1.0))
+        if calls:
+            break
+    assert [(m, a) for _, m, a in calls] == [("find_trial_run", ("t",))]
+    ray_session.get(mailbox.answer.remote([(calls[0][0], True, "run-1")]))
+    assert ray_session.get(late, timeout=30) == "run-1"
+    ray_session.get(mailbox.close.remote())
+    with pytest.raises(Exception, match="has stopped"):
+        ray_session.get(mailbox.call.remote("caller", 4, "find_trial_run", "t"), timeout=30)
+
+
+def test_an_error_that_does_not_pickle_reaches_the_trial_as_text():
+    from growray.tune.writer import _sendable
+
+    class Unpicklable(Exception):
+        def __init__(self, a, b):
+            super().__init__(f"{a}/{b}")
+
+    err = _sendable(Unpicklable(1, 2))
+    assert type(err) is RuntimeError and "Unpicklable: 1/2" in str(err)
+    full = OSError(28, "No space left on device")
+    assert _sendable(full) is full  # an OSError keeps its errno (the CLI names a full disk)
