@@ -46,20 +46,26 @@ class CostMeter:
         """``cost/params`` and ``cost/flops`` (per sample), recomputed only when widths, weight
         masks or the architecture set on a supernet change (masked weights are not counted:
         ``growray.cost.masked``; the architecture: ``growray.cost.architecture_key``)."""
-        key = (tuple(widths.values()), architecture_key(model, self.input_shape))
+        arch = architecture_key(model, self.input_shape)
+        key = (tuple(widths.values()), arch)
         if self._cache is None or self._cache[0] != key:
-            self._cache = (key, count_params(model), forward_flops(model, self.input_shape))
+            self._cache = (key, count_params(model), self._forward_flops(model, arch))
         _, params, flops = self._cache
         return {"cost/params": float(params), "cost/flops": float(flops)}
 
     def add_eval(self, model: nn.Module, n_samples: int) -> None:
         """Count an evaluation pass of ``n_samples`` through ``model`` (forward only, effective
         FLOPs for masked layers) into ``cost/eval_flops``; cached per architecture."""
-        key = architecture_key(model, self.input_shape)
-        flops = self._eval_cache.get(key)
-        if flops is None:
-            flops = self._eval_cache[key] = forward_flops(model, self.input_shape)
+        flops = self._forward_flops(model, architecture_key(model, self.input_shape))
         self.eval_flops += flops * int(n_samples)
+
+    def _forward_flops(self, model: nn.Module, arch: Any) -> int:
+        """``forward_flops`` of the architecture ``arch`` (its ``architecture_key``), counted once
+        for ``cost/flops`` and the evaluation passes alike."""
+        flops = self._eval_cache.get(arch)
+        if flops is None:
+            flops = self._eval_cache[arch] = forward_flops(model, self.input_shape)
+        return flops
 
     def compute_metrics(self) -> dict[str, float]:
         """``cost/train_flops`` (weight steps and everything added beside them),
