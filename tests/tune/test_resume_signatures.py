@@ -84,6 +84,48 @@ def test_missing_or_garbled_manifest_or_another_key_refuses(tmp_path, monkeypatc
     assert "missing or unreadable" in verify_folder(tmp_path / "exp", manifest)[0]
 
 
+def test_the_callback_signs_what_changed_and_reads_nothing_else(tmp_path, monkeypatch):
+    """While trials run, the callback re-reads only files whose inode, mtime or size changed
+    (a sweep's staging folder holds a params.pkl per trial), and what it signed verifies: a
+    file Tune replaces (by renaming a new one over it), a new trial's file, a removed one."""
+    from types import SimpleNamespace
+
+    from growray.tune.signing import SigningCallback
+
+    exp = tmp_path / "exp"
+    _state(exp)
+    for i in range(20):
+        (exp / f"trial_{i}").mkdir()
+        (exp / f"trial_{i}" / "params.pkl").write_bytes(pickle.dumps({"i": i}))
+    manifest = tmp_path / "sig.json"
+    trials = [SimpleNamespace(storage=SimpleNamespace(experiment_driver_staging_path=str(exp)))]
+    callback = SigningCallback(str(manifest), min_interval_s=0.0)
+    reads: list[str] = []
+    original = Path.read_bytes
+    monkeypatch.setenv("GROWRAY_RESUME_KEY", str(tmp_path / "resume.key"))
+    monkeypatch.setattr(
+        Path, "read_bytes", lambda self: (self.name != "resume.key" and reads.append(self.name)) or original(self)
+    )
+
+    callback.on_step_end(0, trials)
+    assert len(reads) == 24 and verify_folder(exp, manifest) == []
+    reads.clear()
+    callback.on_step_end(1, trials)
+    assert reads == []  # nothing changed: nothing read
+    new = exp / "experiment_state-2026.json.tmp"
+    new.write_text('{"trials": [1, 2, 3]}')
+    new.replace(exp / "experiment_state-2026.json")  # as Tune rewrites its state
+    (exp / "trial_20").mkdir()
+    (exp / "trial_20" / "params.pkl").write_bytes(b"new trial")
+    (exp / "trial_3" / "params.pkl").unlink()
+    callback.on_step_end(2, trials)
+    assert sorted(reads) == ["experiment_state-2026.json", "params.pkl"]
+    assert verify_folder(exp, manifest) == []
+    reads.clear()
+    callback.on_experiment_end(trials)  # the end: everything read and signed again
+    assert verify_folder(exp, manifest) == []
+
+
 def test_key_file_is_private(tmp_path, monkeypatch):
     monkeypatch.setenv("GROWRAY_RESUME_KEY", str(tmp_path / "k" / "resume.key"))
     _state(tmp_path / "exp")
