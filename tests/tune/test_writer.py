@@ -136,7 +136,8 @@ def test_the_mailbox_runs_only_the_writers_methods_and_survives_a_lost_call(ray_
     """Names of calls come from trial processes: anything but the writer's methods is refused.
     A caller's call whose predecessor never arrives (lost when the mailbox restarted) waits at
     most ``patience_s``, then is queued."""
-    from growray.tune.writer import MlflowWriter, WriterHandle, _MailboxActor
+    from growray.tune._mailbox import _MailboxActor
+    from growray.tune.writer import MlflowWriter, WriterHandle
 
     handle = WriterHandle(_MailboxActor.remote())
     with pytest.raises(AttributeError):
@@ -159,7 +160,7 @@ def test_the_mailbox_runs_only_the_writers_methods_and_survives_a_lost_call(ray_
 
 
 def test_an_error_that_does_not_pickle_reaches_the_trial_as_text():
-    from growray.tune.writer import _sendable
+    from growray.tune._mailbox import _sendable
 
     class Unpicklable(Exception):
         def __init__(self, a, b):
