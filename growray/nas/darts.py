@@ -29,7 +29,7 @@ from growray.checks import check_bool, check_int
 from growray.models.spec import MODELS, ArchSpec
 from growray.nas.genotype import Genotype, discretize, n_edges
 from growray.nas.network import Cell, CellNetwork, build_cell_stack, check_image_shape, modules_of
-from growray.nas.ops import DARTS_OPS, OPS, FactorizedReduce, ReLUConvBN, make_op
+from growray.nas.ops import DARTS_OPS, OPS, FactorizedReduce, ReLUConvBN, cpu_channels_last, make_op
 from growray.nas.pcdarts import PartialMixedOp, PartialOp, check_partial_channels, edge_softmax
 from growray.nas.relaxed import RelaxedSupernet
 
@@ -246,7 +246,7 @@ class DartsSupernet(RelaxedSupernet):
         w_normal, i_normal = self.edge_weights(self.alpha_normal, "normal")
         w_reduce, i_reduce = self.edge_weights(self.alpha_reduce, "reduce")
         scales = self.edge_scales()
-        s0 = s1 = self.stem(x)
+        s0 = s1 = cpu_channels_last(self.stem(x), (self.partial_channels or 1) == 1)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
             w, index = (w_reduce, i_reduce) if cell.reduction else (w_normal, i_normal)

@@ -32,7 +32,7 @@ from growray.nas.network import (
     drop_path,
     modules_of,
 )
-from growray.nas.ops import ENAS_OPS, OPS, FactorizedReduce, ReLUConvBN, make_op
+from growray.nas.ops import ENAS_OPS, OPS, FactorizedReduce, ReLUConvBN, cpu_channels_last, make_op
 from growray.registry import UnknownNameError
 
 __all__ = ["EnasController", "EnasSearch", "EnasSupernet", "edge_index"]
@@ -263,7 +263,7 @@ class EnasSupernet(nn.Module):
         return self._forward(x, self._arch)
 
     def _forward(self, x: torch.Tensor, arch: Genotype) -> torch.Tensor:
-        s0 = s1 = self.stem(x)
+        s0 = s1 = cpu_channels_last(self.stem(x))
         for cell in self.cell_list():
             pairs = arch.reduce if cell.reduction else arch.normal
             s0, s1 = s1, cell(s0, s1, pairs, self.drop_path)

@@ -26,7 +26,7 @@ from growray.nas.bn import batch_statistics
 from growray.nas.darts import _check_ops, inherited_op, make_edge
 from growray.nas.nb201 import Nb201Genotype, discretize_nb201, nb201_edges
 from growray.nas.nb201_network import Nb201Network, ResNetBasicBlock, _Cell, _check_common, _stack
-from growray.nas.ops import NB201_OPS
+from growray.nas.ops import NB201_OPS, cpu_channels_last
 from growray.nas.pcdarts import check_partial_channels, edge_softmax
 from growray.nas.relaxed import RelaxedSupernet
 
@@ -196,7 +196,7 @@ class Nb201Supernet(RelaxedSupernet):
             weights, index = self.edge_weights(self.alpha, "cell")
             scales = self.edge_scales()
             scale = None if scales is None else scales["cell"]
-        h = self.stem(x)
+        h = cpu_channels_last(self.stem(x), (self.partial_channels or 1) == 1)
         for cell in self.cells:
             h = cell(h, weights, index, scale) if isinstance(cell, _SearchCell) else cell(h)
         return self.classifier(self.global_pooling(self.lastact(h)).flatten(1))

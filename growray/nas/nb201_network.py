@@ -22,7 +22,7 @@ from growray.checks import check_bool, check_int
 from growray.models.spec import MODELS, ArchSpec
 from growray.nas.nb201 import Nb201Genotype
 from growray.nas.network import check_drop_path, check_image_shape, drop_path
-from growray.nas.ops import ReLUConvBN, make_op
+from growray.nas.ops import ReLUConvBN, cpu_channels_last, make_op
 from growray.nas.pcdarts import PartialOp, check_partial_channels
 
 __all__ = ["Nb201Network", "ResNetBasicBlock"]
@@ -147,7 +147,7 @@ class Nb201Network(nn.Module):
         self.classifier = nn.Linear(c_last, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.stem(x)
+        h = cpu_channels_last(self.stem(x), self.partial_channels == 1)
         for cell in self.cells:
             h = cell(h, self.drop_path) if isinstance(cell, _Cell) else cell(h)
         return self.classifier(self.global_pooling(self.lastact(h)).flatten(1))

@@ -32,7 +32,7 @@ from torch import nn
 from growray.checks import check_bool, check_choice, check_int, check_number
 from growray.models.spec import MODELS, ArchSpec
 from growray.nas.genotype import Genotype
-from growray.nas.ops import FactorizedReduce, ReLUConvBN, make_op
+from growray.nas.ops import FactorizedReduce, ReLUConvBN, cpu_channels_last, make_op
 from growray.nas.pcdarts import PartialOp
 
 __all__ = [
@@ -290,7 +290,7 @@ class CellNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._aux_logits = None
-        s0 = s1 = self.stem(x)
+        s0 = s1 = cpu_channels_last(self.stem(x), self.partial_channels == 1)
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self._drop_now)
             if i == self._aux_at and self.auxiliary_head is not None and self.training:

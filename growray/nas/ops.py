@@ -38,6 +38,7 @@ __all__ = [
     "ReLUConvBN",
     "SepConv",
     "Zero",
+    "cpu_channels_last",
     "make_op",
 ]
 
@@ -124,6 +125,12 @@ class FactorizedReduce(nn.Module):
 
     The offset branch zero-pads the bottom/right edge, so both branches give
     ``ceil(H/2) x ceil(W/2)`` for odd sizes too (DARTS handles even sizes only).
+
+    A 1x1 conv with stride 2 reads only every other pixel, so each branch takes those pixels
+    first and applies a stride-1 1x1 conv: the same products and the same weights
+    (``state_dict`` unchanged). It also avoids PyTorch 2.14's channels-last CPU kernel for
+    strided 1x1 convs, whose backward corrupts the heap at small sizes (measured: 6 to 1 or
+    2 channels on 8x8 inputs gave gradients 40% off, then ``free(): invalid size``).
     """
 
     def __init__(self, c_in: int, c_out: int, affine: bool = True):
@@ -133,14 +140,17 @@ class FactorizedReduce(nn.Module):
                 f"FactorizedReduce needs an even number of output channels (two halves); got c_out={c_out}"
             )
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, bias=False)
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
-        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        # the pixels each branch reads, in x's memory format (a strided view has neither)
+        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        even = x[:, :, ::2, ::2].contiguous(memory_format=fmt)
+        odd = F.pad(x, (0, 1, 0, 1))[:, :, 1::2, 1::2].contiguous(memory_format=fmt)
+        return self.bn(torch.cat([self.conv_1(even), self.conv_2(odd)], dim=1))
 
 
 @OPS.register("none", description="zeros (the absence of an edge)")
@@ -191,6 +201,26 @@ def _nor_conv_1x1(C: int, stride: int, affine: bool) -> nn.Module:
 @OPS.register("nor_conv_3x3", description="ReLU, 3x3 conv, BatchNorm (NAS-Bench-201)")
 def _nor_conv_3x3(C: int, stride: int, affine: bool) -> nn.Module:
     return ReLUConvBN(C, C, 3, stride, 1, affine)
+
+
+def cpu_channels_last(x: torch.Tensor, enabled: bool = True) -> torch.Tensor:
+    """``x`` in channels-last memory format when ``enabled`` and it is a 4-d CPU tensor; else ``x``.
+
+    The cell networks call it on their stem's output: the format then carries through every
+    conv, BatchNorm, pooling and concatenation of the cells (the stem's input may have one
+    channel, which PyTorch reads as the default format), and the gradients are the same up to
+    float rounding. Why: on CPUs PyTorch's backward of depthwise 5x5 convolutions is
+    slow in the default format (2.14, 2 threads, batch 64 of 16 channels at
+    32x32: 45-71 ms for a depthwise 5x5 conv's backward, 7.5-14 ms in channels-last), and
+    a DARTS search step is mostly those. The DARTS paper configuration's step took 38.6 s
+    before and 25.4 s after (``benchmarks/darts_step.py --reference``). PC-DARTS' partial
+    channels slice the channel dimension, which channels-last makes slower, so its
+    supernets pass ``enabled=False``. On CUDA nothing changes here (``trainer.channels_last``
+    is the setting there).
+    """
+    if enabled and x.dim() == 4 and x.device.type == "cpu":
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def _is_pool(name: str) -> bool:
