@@ -78,11 +78,40 @@ def _continue_run(sweep: SweepContext, run_id: str) -> StepFilterRecorder:
     return StepFilterRecorder(base, max_logged_step(sweep.tracking_uri, run_id, "val/acc"))
 
 
-def _new_run(
-    sweep: SweepContext, exp: Any, dataset: Any, trial_name: str, config: dict[str, Any], tags: dict[str, str]
+def _open_run(
+    sweep: SweepContext,
+    exp: Any,
+    dataset: Any,
+    trial_name: str,
+    config: dict[str, Any],
+    tags: dict[str, str],
+    restart_tags: dict[str, str],
 ) -> Any:
-    """The trial's child run under the sweep's parent, with the resolved config as params
-    (one write for the tags, one for the params, one artifact)."""
+    """The trial's run when it starts without a checkpoint: the run it opened before in this
+    sweep, continued (it restarted before its first checkpoint; the deterministic re-run's
+    already stored steps are not logged again; ``restart_tags`` are set), or a new child run.
+
+    With the sweep's writer this is one call that the trial does not wait for: the writer
+    looks the trial up, and either opens the run with its tags, params and ``config.yaml`` or
+    continues it and drops the rows it already holds."""
+    if sweep.writer is None:
+        if run_id := _find_run(sweep, trial_name):
+            recorder = _continue_run(sweep, run_id)
+            recorder.set_tags(restart_tags)
+            return recorder
+        return _new_run(sweep, exp, dataset, trial_name, config, tags)
+    from .writer import RemoteRecorder
+
+    all_tags, params = _run_records(sweep, exp, dataset, trial_name, config, tags)
+    run = sweep.writer.open_trial_run.remote(trial_name, all_tags, params, exp.to_dict(), restart_tags)
+    return RemoteRecorder(sweep.writer, run)  # the run id is fetched when first needed (the first report)
+
+
+def _run_records(
+    sweep: SweepContext, exp: Any, dataset: Any, trial_name: str, config: dict[str, Any], tags: dict[str, str]
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """A new trial run's tags and params: searched values as ``search.<path>``, then a compact
+    rest (the whole config is the ``config.yaml`` artifact)."""
     from growray import __version__
     from growray.tracking import flatten_params, trial_params
 
@@ -95,24 +124,22 @@ def _new_run(
         **sweep.tags,
         **tags,
     }
-    if sweep.writer is not None:
-        from .writer import RemoteRecorder
-
-        # not waited for: the run id is fetched when first needed (the first report)
-        recorder: Any = RemoteRecorder(sweep.writer, sweep.writer.new_run.remote(trial_name, all_tags))
-    else:
-        from growray.tracking import MlflowRecorder
-
-        recorder = MlflowRecorder(
-            sweep.tracking_uri,
-            sweep.experiment_id,
-            run_name=trial_name,
-            parent_run_id=sweep.parent_run_id,
-            tags=all_tags,
-        )
-    # searched values as search.<path>, then a compact rest; the whole config is config.yaml
     params = trial_params(exp.to_dict(), config)
     params.update(flatten_params({f"data.{k}": v for k, v in dataset.summary().items()}))
+    return all_tags, params
+
+
+def _new_run(
+    sweep: SweepContext, exp: Any, dataset: Any, trial_name: str, config: dict[str, Any], tags: dict[str, str]
+) -> Any:
+    """The trial's child run under the sweep's parent, written directly (no sweep writer), with
+    the resolved config as params (one write for the tags, one for the params, one artifact)."""
+    from growray.tracking import MlflowRecorder
+
+    all_tags, params = _run_records(sweep, exp, dataset, trial_name, config, tags)
+    recorder = MlflowRecorder(
+        sweep.tracking_uri, sweep.experiment_id, run_name=trial_name, parent_run_id=sweep.parent_run_id, tags=all_tags
+    )
     recorder.log_params(params)
     recorder.log_dict(exp.to_dict(), "config.yaml")
     return recorder
@@ -186,14 +213,11 @@ def trial_main(config: dict[str, Any], *, experiment: Any, dataset: Any, sweep: 
                 f"widths {trainer.widths()}, MLflow run {run_id}",
                 flush=True,
             )
-    elif run_id := _find_run(sweep, trial_name):
-        # Restarted before its first checkpoint (worker died, or the sweep was interrupted):
-        # the same run continues; the deterministic re-run's already-logged steps are skipped.
-        recorder = _continue_run(sweep, run_id)
-        recorder.set_tags({"growray.restarted": "true", "growray.stopped_early": "false", **where})
-        trainer = build_trainer(exp, dataset, recorder=recorder, report=report)
     else:
-        recorder = _new_run(sweep, exp, dataset, trial_name, config, where)
+        # a new run, or, restarted before its first checkpoint (worker died, or the sweep was
+        # interrupted), the same run continued
+        restarted = {"growray.restarted": "true", "growray.stopped_early": "false", **where}
+        recorder = _open_run(sweep, exp, dataset, trial_name, config, where, restarted)
         trainer = build_trainer(exp, dataset, recorder=recorder, report=report)
     trainer.meta_extra["trial_name"] = trial_name  # lets a PBT recipient tell a donor's checkpoint
     if str(trainer.device) != where["growray.device"]:  # the trainer chose otherwise (never, today)
@@ -258,11 +282,7 @@ def _simulated_trial(
 
     trial_name = tune.get_context().get_trial_name()
     where = {"growray.pid": str(os.getpid()), "growray.node_id": ray.get_runtime_context().get_node_id()}
-    if run_id := _find_run(sweep, trial_name):
-        recorder: Any = _continue_run(sweep, run_id)
-        recorder.set_tags({"growray.restarted": "true", **where})
-    else:
-        recorder = _new_run(sweep, exp, dataset, trial_name, config, where)
+    recorder = _open_run(sweep, exp, dataset, trial_name, config, where, {"growray.restarted": "true", **where})
     for step, metrics in enumerate(results, start=1):
         recorder.log_metrics(metrics, step)
     recorder.close("FINISHED")

@@ -58,8 +58,8 @@ class MlflowWriter:
 
     #: what a trial may call (the mailbox carries method names; nothing else is called)
     METHODS = frozenset(
-        {"new_run", "continue_run", "find_trial_run", "log_params", "set_tags", "log_dict", "log_text"}
-        | {"log_image", "flush", "close"}
+        {"new_run", "continue_run", "find_trial_run", "open_trial_run", "log_params", "set_tags", "log_dict"}
+        | {"log_text", "log_image", "flush", "close"}
     )
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, fresh: bool = False) -> None:
@@ -68,6 +68,7 @@ class MlflowWriter:
         self._parent = parent_run_id
         self._runs: dict[str, MlflowRecorder] = {}
         self._trial_runs: dict[str, str] = {}  # trial name -> the run this writer opened for it
+        self._stored_through: dict[str, int] = {}  # continued by open_trial_run: rows <= step are dropped
         self._complete = fresh
 
     def new_run(self, run_name: str, tags: dict[str, str]) -> str:
@@ -85,7 +86,26 @@ class MlflowWriter:
 
         clear_failure(self._uri, run_id)
         self._runs[run_id] = MlflowRecorder(self._uri, self._experiment_id, run_id=run_id)
+        self._stored_through.pop(run_id, None)  # the caller filters (StepFilterRecorder)
         return max_logged_step(self._uri, run_id, "val/acc")
+
+    def open_trial_run(
+        self, trial_name: str, tags: dict[str, str], params: dict[str, Any], config: Any, restart_tags: dict[str, str]
+    ) -> str:
+        """A trial's run in one call; returns its id. The run this trial opened before in this
+        sweep is continued (``restart_tags`` set; the rows the trial sends later at or before
+        the last stored ``val/acc`` step are dropped, as a deterministic re-run repeats them);
+        otherwise a new run gets ``tags``, ``params`` and ``config`` as ``config.yaml``."""
+        run_id = self.find_trial_run(trial_name)
+        if run_id is not None:
+            through = self.continue_run(run_id)
+            self._stored_through[run_id] = through
+            self.set_tags(run_id, restart_tags)
+            return run_id
+        run_id = self.new_run(trial_name, tags)
+        self.log_params(run_id, params)
+        self.log_dict(run_id, config, "config.yaml")
+        return run_id
 
     def find_trial_run(self, trial_name: str) -> str | None:
         """The run trial ``trial_name`` already created in this sweep, or None."""
@@ -119,11 +139,14 @@ class MlflowWriter:
         """Store the last buffered metrics, then end the run with ``status``."""
         self._store(run_id, rows)
         self._runs.pop(run_id).close(status)
+        self._stored_through.pop(run_id, None)
 
     def _store(self, run_id: str, rows: _Rows) -> None:
         rec = self._recorder(run_id)
+        through = self._stored_through.get(run_id)
         for metrics, step, ts in rows:
-            rec.log_metrics(metrics, step, timestamp_ms=ts)
+            if through is None or step > through:
+                rec.log_metrics(metrics, step, timestamp_ms=ts)
         rec.flush()
 
     def _recorder(self, run_id: str) -> MlflowRecorder:

@@ -91,6 +91,52 @@ def test_remote_recorder_writes_in_order_and_flush_confirms(ray_session, store):
         stop_writer(writer)
 
 
+@pytest.mark.parametrize("fresh", [True, False])
+def test_open_trial_run_opens_a_run_once_and_continues_it_after_a_restart(ray_session, store, fresh):
+    """One call per trial start: a new run with its tags, params and config.yaml; the same
+    trial started again (restarted before its first checkpoint) continues that run, gets the
+    restart tags, and the rows it repeats up to the last stored val/acc step are dropped.
+    ``fresh=False`` (a resumed sweep's writer) looks the trial up in the store."""
+    from mlflow import MlflowClient
+
+    from growray.tune.writer import RemoteRecorder, start_writer, stop_writer
+
+    uri, eid, parent = store
+    client = MlflowClient(uri)
+    writer = start_writer(uri, eid, parent, fresh=fresh)
+    try:
+        first = RemoteRecorder(
+            writer,
+            writer.open_trial_run.remote("t7", {"growray.trial": "t7"}, {"lr": 0.1}, {"a": [1]}, {"restarted": "yes"}),
+        )
+        for step in (1, 2, 3):
+            first.log_metrics({"val/acc": step / 10, "train/loss": 1.0 / step}, step)
+        first.flush()  # the attempt dies after step 3 (its close never comes)
+        run_id = first.run_id
+        run = client.get_run(run_id)
+        assert run.data.params == {"lr": "0.1"} and "restarted" not in run.data.tags
+        assert run.data.tags["growray.trial"] == "t7" and run.data.tags["mlflow.parentRunId"] == parent
+        assert [a.path for a in client.list_artifacts(run_id)] == ["config.yaml"]
+
+        again = RemoteRecorder(
+            writer, writer.open_trial_run.remote("t7", {"growray.trial": "t7"}, {"lr": 0.2}, {}, {"restarted": "yes"})
+        )
+        for step in (1, 2, 3, 4, 5):  # the deterministic re-run repeats steps 1-3
+            again.log_metrics({"val/acc": step / 10 + 0.01, "train/loss": 0.5}, step)
+        again.close("FINISHED")
+        assert again.run_id == run_id
+        run = client.get_run(run_id)
+        assert run.data.tags["restarted"] == "yes" and run.data.params == {"lr": "0.1"}
+        assert run.info.status == "FINISHED"
+        history = [(m.step, round(m.value, 2)) for m in client.get_metric_history(run_id, "val/acc")]
+        assert history == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.41), (5, 0.51)]
+        assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [1, 2, 3, 4, 5]
+        children = client.search_runs([eid], f"tags.mlflow.parentRunId = '{parent}'")
+        assert [r.info.run_id for r in children] == [run_id]
+    finally:
+        stop_writer(writer)
+
+
 def test_trial_side_modules_do_not_import_mlflow():
     """What a trial imports to train and record through the writer leaves MLflow out (~2.8 s per process)."""
     code = (
