@@ -4,6 +4,8 @@ DESIGN.md)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Hashable
 from typing import Any
 
 import torch
@@ -20,6 +22,25 @@ from growray.cost import (
 )
 
 __all__ = ["CostMeter"]
+
+#: forward FLOPs per sample by (model spec, ``architecture_key``), for every CostMeter of this
+#: process: a reused Ray actor runs many trials of a sweep, which mostly start from the same
+#: architecture (counting one takes a FlopCounterMode pass, ~20 ms for a small MLP)
+_PROCESS_FLOPS: dict[Hashable, int] = {}
+_PROCESS_FLOPS_MAX = 256
+
+
+def _process_key(model: nn.Module, arch: Hashable) -> Hashable | None:
+    """``(spec as JSON, arch)``: the constructor arguments decide what ``arch`` (parameter
+    shapes, masks, ``cost_key``) cannot, such as an activation; None for a model without a
+    spec, which is then counted per meter only."""
+    spec = getattr(model, "spec", None)
+    if not callable(spec):
+        return None
+    try:
+        return json.dumps(spec().to_dict(), sort_keys=True), arch
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 class CostMeter:
@@ -64,7 +85,15 @@ class CostMeter:
         for ``cost/flops`` and the evaluation passes alike."""
         flops = self._eval_cache.get(arch)
         if flops is None:
-            flops = self._eval_cache[arch] = forward_flops(model, self.input_shape)
+            key = _process_key(model, arch)
+            flops = None if key is None else _PROCESS_FLOPS.get(key)
+            if flops is None:
+                flops = forward_flops(model, self.input_shape)
+                if key is not None:
+                    if len(_PROCESS_FLOPS) >= _PROCESS_FLOPS_MAX:
+                        del _PROCESS_FLOPS[next(iter(_PROCESS_FLOPS))]  # the oldest entry
+                    _PROCESS_FLOPS[key] = flops
+            self._eval_cache[arch] = flops
         return flops
 
     def compute_metrics(self) -> dict[str, float]:
