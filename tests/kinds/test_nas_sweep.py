@@ -9,7 +9,8 @@ import pytest
 
 from growray.tracking import param_value
 
-pytestmark = pytest.mark.timeout(400)
+# one module sweep (DARTS, ENAS, retraining) shared by its tests: ~1.5 min on 2 cores
+pytestmark = [pytest.mark.timeout(400), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

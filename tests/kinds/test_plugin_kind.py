@@ -55,6 +55,7 @@ def test_the_plugin_kind_is_listed_and_its_section_checked(tmp_path):
     assert bad.returncode == 2 and "toy.every_epochs: larger than trainer.epochs (2)" in bad.stderr
 
 
+@pytest.mark.slow  # a sweep of its own: ~1-1.5 min on 2 cores (the default suite's ~10-min budget)
 @pytest.mark.timeout(600)
 def test_a_sweep_of_the_plugin_kind_runs_on_ray_optuna_and_mlflow(tmp_path):
     import optuna

@@ -57,6 +57,7 @@ def _sweep(folder: Path, crash: bool) -> dict[str, list[tuple[int, float]]]:
     return {k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)] for k in run.data.metrics}
 
 
+@pytest.mark.slow  # a sweep of its own: ~1-1.5 min on 2 cores (the default suite's ~10-min budget)
 @pytest.mark.timeout(900)
 def test_a_crashed_attempt_leaves_each_metric_once_per_step(tmp_path):
     crashed = _sweep(tmp_path / "crashed", crash=True)

@@ -198,6 +198,7 @@ def test_ui_serves_the_sweep_over_rest(sweep):
         proc.stop()
 
 
+@pytest.mark.slow  # a sweep of its own: ~1-1.5 min on 2 cores (the default suite's ~10-min budget)
 def test_asha_stops_weak_trials_and_closes_their_runs(ray_session, tmp_path):
     """Tune ends stopped trials inside report(): their runs must close FINISHED with artifacts."""
     from growray.tune.orchestrate import run_sweep
@@ -235,6 +236,7 @@ def test_asha_stops_weak_trials_and_closes_their_runs(ray_session, tmp_path):
         assert {"architecture.json", "growth_events.json"} <= {a.path for a in client.list_artifacts(r.info.run_id)}
 
 
+@pytest.mark.slow  # a sweep of its own: ~1-1.5 min on 2 cores (the default suite's ~10-min budget)
 def test_diverging_trial_fails_alone_and_is_not_retried(ray_session, tmp_path):
     """A NaN/inf loss: the run fails with the reason, Optuna records a failure, the sweep goes on."""
     import optuna

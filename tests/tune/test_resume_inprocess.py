@@ -27,6 +27,7 @@ def _interrupt_at_second_checkpoint(root: Path, stop: threading.Event) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow  # a sweep of its own: ~1-1.5 min on 2 cores (the default suite's ~10-min budget)
 def test_interrupted_sweep_resumes_in_process(ray_session, tmp_path):
     import optuna
     from mlflow import MlflowClient
