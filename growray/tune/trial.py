@@ -62,15 +62,16 @@ def _find_run(sweep: SweepContext, trial_name: str) -> str | None:
     return find_trial_run(sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id, trial_name)
 
 
-def _continue_run(sweep: SweepContext, run_id: str) -> StepFilterRecorder:
-    """Reopen a trial's existing run; steps MLflow already holds are not logged again."""
+def _continue_run(sweep: SweepContext, run_id: str) -> Any:
+    """Reopen a trial's existing run; steps MLflow already holds are not logged again (the
+    sweep's writer drops them; without one, a ``StepFilterRecorder`` here)."""
     if sweep.writer is not None:
         import ray
 
         from .writer import RemoteRecorder
 
-        through = ray.get(sweep.writer.continue_run.remote(run_id))
-        return StepFilterRecorder(RemoteRecorder(sweep.writer, run_id), through)
+        ray.get(sweep.writer.continue_run.remote(run_id))  # waited for: a failure to reopen is raised here
+        return RemoteRecorder(sweep.writer, run_id)
     from growray.tracking import MlflowRecorder, clear_failure, max_logged_step
 
     clear_failure(sweep.tracking_uri, run_id)

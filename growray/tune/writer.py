@@ -68,7 +68,7 @@ class MlflowWriter:
         self._parent = parent_run_id
         self._runs: dict[str, MlflowRecorder] = {}
         self._trial_runs: dict[str, str] = {}  # trial name -> the run this writer opened for it
-        self._stored_through: dict[str, int] = {}  # continued by open_trial_run: rows <= step are dropped
+        self._stored_through: dict[str, int] = {}  # a continued run: rows at or before this step are dropped
         self._complete = fresh
 
     def new_run(self, run_name: str, tags: dict[str, str]) -> str:
@@ -81,25 +81,25 @@ class MlflowWriter:
         return rec.run_id
 
     def continue_run(self, run_id: str) -> int:
-        """Reopen an existing trial run; returns the last step of ``val/acc`` already stored."""
+        """Reopen an existing trial run; returns the last step of ``val/acc`` already stored.
+        Rows sent for the run later at or before that step are dropped: a trial that restarts
+        from a checkpoint, or from the start, sends them again."""
         from growray.tracking import MlflowRecorder, clear_failure, max_logged_step
 
         clear_failure(self._uri, run_id)
         self._runs[run_id] = MlflowRecorder(self._uri, self._experiment_id, run_id=run_id)
-        self._stored_through.pop(run_id, None)  # the caller filters (StepFilterRecorder)
-        return max_logged_step(self._uri, run_id, "val/acc")
+        through = self._stored_through[run_id] = max_logged_step(self._uri, run_id, "val/acc")
+        return through
 
     def open_trial_run(
         self, trial_name: str, tags: dict[str, str], params: dict[str, Any], config: Any, restart_tags: dict[str, str]
     ) -> str:
         """A trial's run in one call; returns its id. The run this trial opened before in this
-        sweep is continued (``restart_tags`` set; the rows the trial sends later at or before
-        the last stored ``val/acc`` step are dropped, as a deterministic re-run repeats them);
-        otherwise a new run gets ``tags``, ``params`` and ``config`` as ``config.yaml``."""
+        sweep is continued (:meth:`continue_run`; ``restart_tags`` set); otherwise a new run gets
+        ``tags``, ``params`` and ``config`` as ``config.yaml``."""
         run_id = self.find_trial_run(trial_name)
         if run_id is not None:
-            through = self.continue_run(run_id)
-            self._stored_through[run_id] = through
+            self.continue_run(run_id)
             self.set_tags(run_id, restart_tags)
             return run_id
         run_id = self.new_run(trial_name, tags)
