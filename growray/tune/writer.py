@@ -13,20 +13,25 @@ The trial side, :class:`RemoteRecorder`, keeps the :class:`~growray.tracking.Rec
 contract: metrics are buffered in the trial's process and written by :meth:`flush`, which
 returns only once the driver has stored them (the trainer flushes before each checkpoint,
 so "metrics up to the checkpoint are in MLflow" still holds). Params, tags and artifacts
-are sent without waiting: one process's calls are run in the order it made them, so they
-are stored before the next flush returns, and their errors are raised there. A trial whose
-worker dies loses only what it had not flushed, as before; a mailbox that dies fails the
-calls waiting in it, and Tune retries the trial from its last checkpoint.
+are buffered as well, in the order they were made, and travel in the same call as the next
+flush's metrics (or the close), stored before them; their errors are raised there. Each call
+through the mailbox costs CPU in three processes (the trial, the mailbox and the driver), so
+a trial makes three in all: opening its run (sent at once, so that even a trial that dies
+in its first epoch has one), one per flush, and the close. A trial whose worker dies loses
+only what it had not flushed, as before; a mailbox that dies fails the calls waiting in it,
+and Tune retries the trial from its last checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import ray
@@ -43,6 +48,7 @@ __all__ = ["MlflowWriter", "RemoteRecorder", "WriterHandle", "start_writer", "st
 log = logging.getLogger(__name__)
 
 _Rows: TypeAlias = list[tuple[dict[str, float], int, int]]  # (metrics, step, timestamp ms)
+_Ops: TypeAlias = Sequence[tuple[str, tuple[Any, ...]]]  # (writer method, its arguments after the run id)
 
 
 class MlflowWriter:
@@ -61,6 +67,8 @@ class MlflowWriter:
         {"new_run", "continue_run", "find_trial_run", "open_trial_run", "log_params", "set_tags", "log_dict"}
         | {"log_text", "log_image", "flush", "close"}
     )
+    #: what may travel with a flush or a close (:meth:`flush`'s ``ops``)
+    OPS = frozenset({"log_params", "set_tags", "log_dict", "log_text", "log_image"})
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, fresh: bool = False) -> None:
         self._uri = tracking_uri
@@ -131,15 +139,26 @@ class MlflowWriter:
         """A figure the trial rendered (PNG/SVG/PDF bytes), stored as ``artifact_file``."""
         self._recorder(run_id).log_bytes(data, artifact_file)
 
-    def flush(self, run_id: str, rows: _Rows) -> None:
-        """Store the trial's buffered metrics: ``(metrics, step, timestamp_ms)`` rows."""
+    def flush(self, run_id: str, rows: _Rows, ops: _Ops = ()) -> None:
+        """Run the trial's buffered ``ops`` (``(method, args)``: params, tags, artifacts, in the
+        order it made them), then store its buffered metrics: ``(metrics, step, timestamp_ms)`` rows."""
+        self._apply(run_id, ops)
         self._store(run_id, rows)
 
-    def close(self, run_id: str, status: str, rows: _Rows) -> None:
-        """Store the last buffered metrics, then end the run with ``status``."""
+    def close(self, run_id: str, status: str, rows: _Rows, ops: _Ops = ()) -> None:
+        """Run the last buffered ``ops``, store the last metrics, then end the run with ``status``."""
+        self._apply(run_id, ops)
         self._store(run_id, rows)
         self._runs.pop(run_id).close(status)
         self._stored_through.pop(run_id, None)
+
+    def _apply(self, run_id: str, ops: _Ops) -> None:
+        for method, args in ops:
+            if method not in self.OPS:
+                raise ValueError(
+                    f"the MLflow writer does not take {method!r} with a flush; it takes {sorted(self.OPS)}"
+                )
+            getattr(self, method)(run_id, *args)
 
     def _store(self, run_id: str, rows: _Rows) -> None:
         rec = self._recorder(run_id)
@@ -272,7 +291,7 @@ class RemoteRecorder:
         self._writer = writer
         self._run = run_id  # the id, or the pending result of ``writer.new_run``
         self._buffer: _Rows = []
-        self._sent: list[ray.ObjectRef[Any]] = []  # writes not yet confirmed
+        self._ops: list[tuple[str, tuple[Any, ...]]] = []  # params, tags, artifacts for the next flush
         self._closed = False
 
     @property
@@ -281,38 +300,29 @@ class RemoteRecorder:
             self._run = ray.get(self._run)
         return self._run
 
-    def _send(self, ref: ray.ObjectRef[Any]) -> None:
-        self._sent.append(ref)
+    def _queue(self, method: str, *args: Any) -> None:
+        self._check_open()
+        self._ops.append((method, args))
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"RemoteRecorder for run {self.run_id} is closed")
 
-    def _confirm(self, last: ray.ObjectRef[None] | None = None) -> None:
-        """Wait until every write sent so far (and ``last``) is stored; raise the first error."""
-        n_sent = len(self._sent)
-        ray.get(self._sent + ([last] if last is not None else []))
-        del self._sent[:n_sent]
-
     def log_params(self, params: dict[str, Any]) -> None:
-        self._check_open()
-        self._send(self._writer.log_params.remote(self._run, params))
+        self._queue("log_params", copy.deepcopy(params))  # as it is now, not as it is at the flush
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         self._check_open()
         self._buffer.append(({k: float(v) for k, v in metrics.items()}, int(step), int(time.time() * 1000)))
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self._check_open()
-        self._send(self._writer.set_tags.remote(self._run, {str(k): str(v) for k, v in tags.items()}))
+        self._queue("set_tags", {str(k): str(v) for k, v in tags.items()})
 
     def log_dict(self, obj: Any, artifact_file: str) -> None:
-        self._check_open()
-        self._send(self._writer.log_dict.remote(self._run, obj, artifact_file))
+        self._queue("log_dict", copy.deepcopy(obj), artifact_file)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self._check_open()
-        self._send(self._writer.log_text.remote(self._run, text, artifact_file))
+        self._queue("log_text", str(text), artifact_file)
 
     def log_figure(self, fig: Any, artifact_file: str) -> None:
         """Render the figure here (format from the extension), store the bytes, close the figure."""
@@ -321,27 +331,29 @@ class RemoteRecorder:
             fig.savefig(buf, format=artifact_file.rsplit(".", 1)[-1].lower())
         finally:
             close_figure(fig)
-        self._check_open()
-        self._send(self._writer.log_image.remote(self._run, buf.getvalue(), artifact_file))
+        self._queue("log_image", buf.getvalue(), artifact_file)
 
     def flush(self) -> None:
-        """Write the buffered metrics; returns once they and every earlier write are stored
-        (on a failure the metrics stay buffered)."""
-        rows = list(self._buffer)
-        self._confirm(self._writer.flush.remote(self._run, rows) if rows else None)
+        """Send the buffered params, tags, artifacts and metrics in one call; returns once they
+        are stored (on a failure they stay buffered, and the error is raised here)."""
+        rows, ops = list(self._buffer), list(self._ops)
+        if rows or ops:
+            ray.get(self._writer.flush.remote(self._run, rows, ops))
         del self._buffer[: len(rows)]
+        del self._ops[: len(ops)]
 
     def close(self, status: str = "FINISHED") -> None:
-        """Flush and end the run. Idempotent."""
+        """Flush and end the run, in one round trip. Idempotent."""
         if self._closed:
             return
-        rows = list(self._buffer)
-        self._confirm(self._writer.close.remote(self._run, status, rows))  # one round trip
+        ray.get(self._writer.close.remote(self._run, status, list(self._buffer), list(self._ops)))
         self._buffer.clear()
+        self._ops.clear()
         self._closed = True
 
     def discard_pending(self) -> int:
-        """Drop the buffered metrics (a crashed attempt's partial epoch); returns how many."""
+        """Drop the buffered metrics (a crashed attempt's partial epoch); returns how many.
+        Params, tags and artifacts stay buffered: they describe the run, not the epoch."""
         n = sum(len(m) for m, _, _ in self._buffer)
         self._buffer.clear()
         return n

@@ -41,7 +41,9 @@ def test_remote_recorder_writes_in_order_and_flush_confirms(ray_session, store):
     try:
         assert ray_session.get(writer.find_trial_run.remote("t1")) is None
         rec = RemoteRecorder(writer, writer.new_run.remote("t1", {"growray.trial": "t1"}))
-        rec.log_params({"trainer": {"lr": 0.1}})  # sent without waiting
+        params = {"trainer": {"lr": 0.1}}
+        rec.log_params(params)  # buffered with the metrics, sent with the next flush
+        params["trainer"]["lr"] = 0.2  # what was logged is the value at log_params
         rec.set_tags({"a": 1})
         rec.log_dict({"x": [1, 2]}, "config.yaml")
         fig = plt.figure()
@@ -51,7 +53,8 @@ def test_remote_recorder_writes_in_order_and_flush_confirms(ray_session, store):
         assert rec.n_pending == 2
         run_id = rec.run_id
         assert client.get_metric_history(run_id, "val/acc") == []  # buffered in the trial
-        rec.flush()  # returns once everything sent before is stored
+        assert client.get_run(run_id).data.params == {} and client.list_artifacts(run_id) == []
+        rec.flush()  # returns once everything is stored
         run = client.get_run(run_id)
         assert run.data.params == {"trainer.lr": "0.1"} and run.data.tags["a"] == "1"
         assert run.data.tags["mlflow.parentRunId"] == parent and run.info.status == "RUNNING"
@@ -148,23 +151,23 @@ def test_trial_side_modules_do_not_import_mlflow():
 def test_a_remote_process_calls_run_in_the_order_it_made_them(ray_session, store):
     """The mailbox is an async actor, which may start one caller's calls out of order (all of
     them wait for the pending new_run's id, then start together): the sequence numbers keep
-    a trial's tags in the order it set them. Without them this test sees an earlier value."""
+    a process's tags in the order it set them. Without them this test sees an earlier value."""
+    import ray
     from mlflow import MlflowClient
 
-    from growray.tune.writer import RemoteRecorder, start_writer, stop_writer
+    from growray.tune.writer import start_writer, stop_writer
 
     uri, _, _ = store
     writer = start_writer(*store)
 
     @ray_session.remote(num_cpus=0)
     def trial(handle) -> str:
-        rec = RemoteRecorder(handle, handle.new_run.remote("ordered", {}))
+        run = handle.new_run.remote("ordered", {})
         for i in range(40):  # every call carries the pending run id: they all start at once
-            rec.set_tags({"last": str(i)})
-            rec.log_params({f"p{i}": i})
-        rec.log_metrics({"x": 1.0}, step=1)
-        rec.close("FINISHED")
-        return rec.run_id
+            handle.set_tags.remote(run, {"last": str(i)})
+            handle.log_params.remote(run, {f"p{i}": i})
+        ray.get(handle.close.remote(run, "FINISHED", [({"x": 1.0}, 1, 0)]))
+        return ray.get(run)
 
     try:
         for _ in range(3):
@@ -172,6 +175,58 @@ def test_a_remote_process_calls_run_in_the_order_it_made_them(ray_session, store
             run = MlflowClient(uri).get_run(run_id)
             assert run.data.tags["last"] == "39" and len(run.data.params) == 40
             assert run.info.status == "FINISHED"
+    finally:
+        stop_writer(writer)
+
+
+def test_a_trial_reaches_the_writer_in_three_calls(ray_session, store):
+    """A trial's params, tags and artifacts travel with its flushes: opening the run, one call
+    per flush and the close, whatever it logs in between (each call costs CPU in the trial,
+    the mailbox and the driver); everything arrives, in the order it was logged."""
+    from mlflow import MlflowClient
+
+    from growray.tune.writer import MlflowWriter, RemoteRecorder, start_writer, stop_writer
+
+    uri, _, _ = store
+    writer = start_writer(*store)
+    assert writer._host is not None
+    seen: list[str] = []
+    real = writer._host._writer
+
+    class Counting:  # the driver's thread looks each call up by name
+        def __getattr__(self, name: str):
+            if name in MlflowWriter.METHODS:
+                seen.append(name)
+            return getattr(real, name)
+
+    writer._host._writer = Counting()
+
+    @ray_session.remote(num_cpus=0)
+    def trial(handle) -> str:
+        rec = RemoteRecorder(handle, handle.open_trial_run.remote("t3", {}, {"lr": 0.1}, {"a": 1}, {}))
+        rec.log_params({"protocol": "x"})
+        rec.set_tags({"where": "here"})
+        rec.log_metrics({"val/acc": 0.5}, step=1)
+        rec.log_text("{}", "architecture.json")
+        rec.set_tags({"where": "there"})
+        rec.flush()
+        rec.log_dict({"w": [1.0]}, "network.json")
+        rec.log_metrics({"test/acc": 0.4}, step=1)
+        rec.close("FINISHED")
+        return rec.run_id
+
+    try:
+        run_id = ray_session.get(trial.remote(writer), timeout=120)
+        assert seen == ["open_trial_run", "flush", "close"]
+        client = MlflowClient(uri)
+        run = client.get_run(run_id)
+        assert run.data.params == {"lr": "0.1", "protocol": "x"} and run.data.tags["where"] == "there"
+        assert run.data.metrics == {"val/acc": 0.5, "test/acc": 0.4} and run.info.status == "FINISHED"
+        assert sorted(a.path for a in client.list_artifacts(run_id)) == [
+            "architecture.json",
+            "config.yaml",
+            "network.json",
+        ]
     finally:
         stop_writer(writer)
 
