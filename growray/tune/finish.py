@@ -160,7 +160,10 @@ def fail_orphaned_optuna_trials(study_name: str, storage: str) -> int:
     """
     import optuna
 
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    # the sweep's searcher created (and version-checked) this storage: opening it again skips
+    # those checks, which cost 50-130 ms per sweep on these machines
+    rdb = optuna.storages.RDBStorage(storage, skip_compatibility_check=True, skip_table_creation=True)
+    study = optuna.load_study(study_name=study_name, storage=rdb)
     orphans = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     for t in orphans:
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
