@@ -23,7 +23,8 @@ The difference is growray's orchestration, which consists of:
 * per trial, in the worker: applying the sampled overrides to the validated experiment,
   sending the MLflow child run's records (tags, ~45 params, ``config.yaml``, the trainer's
   metrics: train/loss every 10 steps, architecture and cost metrics at step 0 and per
-  epoch, test metrics, ``architecture.json``) and waiting for each flush to be stored,
+  epoch, test metrics, ``architecture.json``) in three calls through the mailbox (opening
+  the run, the flush before the report, the close) and waiting for the last two,
   FLOP counting of the architecture, and a checkpoint (``state.pt`` + spec + meta) written
   for the final report, which Tune copies into the trial's storage folder;
 * per trial, in the driver: writing those records to MLflow (about 0.1 s of CPU each), and
@@ -36,7 +37,12 @@ fresh sqlite store costs a few more seconds once, for its schema). Each variant'
 covers everything from its driver-side setup (loading the data,
 creating the Optuna storage) until ``fit()`` returns. The Ray start-up (a few seconds) is
 outside both. ``trial s`` is the median of Tune's ``time_total_s`` (time inside the
-trainable, from its start to its last report).
+trainable, from its start to its last report). ``driver CPU`` is this process's CPU time
+during the variant (all its threads: Tune's loop, the Optuna searcher, growray's MLflow
+writer), ``ray CPU`` the CPU time of every other Ray process (the trial actors, growray's
+mailbox, the raylet and GCS), polled from ``/proc`` (Linux; elsewhere not shown). On a
+machine whose cores are all busy the wall time follows their sum, so these two columns say
+where an overhead goes.
 Target (issue 6): growray / raw <= 1.1.
 
     python benchmarks/orchestration_overhead.py [--n 16] [--max-concurrent 2] [--repeats 3]
@@ -242,6 +248,58 @@ def run_growray(work: Path, n: int, max_concurrent: int) -> tuple[float, Path]:
     return seconds, Path(result.storage_path)
 
 
+# ----------------------------------------------------------------------------- CPU
+class CpuMeter:
+    """CPU seconds of this process and of every other Ray process while a variant runs.
+
+    A thread polls ``/proc`` every 0.1 s and keeps each Ray process's last CPU time, so a
+    trial actor that exits before the end still counts (up to its last poll)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.available = Path("/proc/self/stat").exists()
+        self._start = self._read() if self.available else {}
+        self._last = dict(self._start)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._cpu0 = time.process_time()
+        if self.available:
+            self._thread.start()
+
+    def _read(self) -> dict[int, float]:
+        out = {}
+        me = os.getpid()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == me:
+                continue
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if b"ray" not in cmd:
+                continue
+            fields = stat[stat.rfind(")") + 2 :].split()
+            out[int(entry)] = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
+        return out
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.1):
+            self._last.update(self._read())
+
+    def stop(self) -> tuple[float, float | None]:
+        """``(driver CPU s, other Ray processes' CPU s or None)`` since the meter started."""
+        driver = time.process_time() - self._cpu0
+        if not self.available:
+            return driver, None
+        self._stop.set()
+        self._thread.join()
+        self._last.update(self._read())
+        return driver, sum(t - self._start.get(pid, 0.0) for pid, t in self._last.items())
+
+
 # ----------------------------------------------------------------------------- report
 def trial_seconds(storage: Path) -> list[float]:
     """Tune's ``time_total_s`` (time inside the trainable) of every trial, from its ``result.json``."""
@@ -279,7 +337,7 @@ def main() -> None:
         flush=True,
     )
     runners = {"growray": run_growray, "raw tune": run_raw, "tune+mlflow": run_raw_mlflow}
-    rows: list[tuple[int, str, float, list[float]]] = []
+    rows: list[tuple[int, str, float, list[float], float, float | None]] = []
     try:
         if not args.no_warmup:
             for name, fn in runners.items():
@@ -287,8 +345,9 @@ def main() -> None:
         for r in range(args.repeats):
             order = list(runners) if r % 2 == 0 else list(reversed(runners))  # alternate the order
             for name in order:
+                meter = CpuMeter()
                 seconds, storage = runners[name](root / f"r{r}-{name.replace(' ', '_')}", args.n, args.max_concurrent)
-                rows.append((r, name, seconds, trial_seconds(storage)))
+                rows.append((r, name, seconds, trial_seconds(storage), *meter.stop()))
                 print(f"  round {r} {name}: {seconds:.1f} s", flush=True)
     finally:
         ray.shutdown()
@@ -296,25 +355,32 @@ def main() -> None:
 
     header = (
         f"{'round':>5}  {'variant':<9}  {'wall s':>7}  {'s/trial':>7}  {'trial s median':>14}  "
-        f"{'trial s max':>11}  {'sum trial s':>11}"
+        f"{'trial s max':>11}  {'sum trial s':>11}  {'driver CPU s':>12}  {'ray CPU s':>9}"
     )
     print("\n" + header + "\n" + "-" * len(header))
-    for r, name, seconds, inside in rows:
+    for r, name, seconds, inside, driver_cpu, ray_cpu in rows:
         print(
             f"{r:>5}  {name:<9}  {seconds:>7.1f}  {seconds / args.n:>7.2f}  {statistics.median(inside):>14.3f}  "
-            f"{max(inside):>11.3f}  {sum(inside):>11.2f}"
+            f"{max(inside):>11.3f}  {sum(inside):>11.2f}  {driver_cpu:>12.1f}  "
+            + (f"{ray_cpu:>9.1f}" if ray_cpu is not None else f"{'-':>9}")
         )
-    total = {name: sum(s for _, v, s, _ in rows if v == name) for name in runners}
+    total = {name: sum(row[2] for row in rows if row[1] == name) for name in runners}
     print("-" * len(header))
     for other, target in (("raw tune", "target <= 1.10"), ("tune+mlflow", "growray should be below 1")):
         ratios = []
         for r in range(args.repeats):
-            by = {v: s for rr, v, s, _ in rows if rr == r}
+            by = {row[1]: row[2] for row in rows if row[0] == r}
             ratios.append(by["growray"] / by[other])
         print(
             f"growray / {other}: {total['growray'] / total[other]:.2f}x over all rounds, median round "
             f"{statistics.median(ratios):.2f}x ({', '.join(f'{x:.2f}' for x in ratios)}); {target}"
         )
+    for name in runners:
+        mine = [row for row in rows if row[1] == name]
+        driver = statistics.median(row[4] for row in mine) / args.n
+        ray_s = [row[5] for row in mine if row[5] is not None]
+        extra = f", other Ray processes {statistics.median(ray_s) / args.n * 1e3:.0f} ms" if ray_s else ""
+        print(f"CPU per trial, median round, {name}: driver {driver * 1e3:.0f} ms{extra}")
     print(f"load average at the end: {os.getloadavg()}")
     print("trial s = Tune's time_total_s, inside the trainable (a reused actor's first trial also pays its imports)")
 
