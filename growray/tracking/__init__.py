@@ -7,7 +7,7 @@ Metric keys follow DESIGN.md (``train/loss``, ``growth/width/hidden.0``, ...); M
 accepts ``/`` and ``.`` in keys.
 """
 
-from ._mlflow import MlflowRecorder
+from ._mlflow import MlflowRecorder, dict_text
 from ._models import (
     ExportSource,
     ExportTarget,
@@ -78,6 +78,7 @@ __all__ = [
     "default_artifact_location",
     "delete_run_tag",
     "describe_param",
+    "dict_text",
     "ensure_store",
     "export_targets",
     "finalize_child_run",

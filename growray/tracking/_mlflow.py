@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
-__all__ = ["MlflowRecorder"]
+__all__ = ["MlflowRecorder", "dict_text"]
 
 _T = TypeVar("_T")
 
@@ -58,20 +58,24 @@ def _chunks(items: list[_T], size: int) -> Iterator[list[_T]]:
         yield items[i : i + size]
 
 
-def dump_yaml(obj: Any, f: IO[str]) -> None:
-    """``obj`` as YAML, as MLflow's ``log_dict`` writes it (``indent=2``, block style, sorted
-    keys), through libyaml's safe dumper when PyYAML has it (about 10x faster than the pure
-    Python one). One departure: a tuple is written as a list, which ``yaml.safe_load`` reads
-    back (MLflow's full dumper writes ``!!python/tuple``, which it refuses). An object the safe
-    dumper cannot represent at all is written by PyYAML's full dumper, as MLflow would."""
+def dict_text(obj: Any, artifact_file: str) -> str:
+    """``obj`` as MLflow's ``log_dict`` writes it: YAML for a ``.yaml``/``.yml`` file, else JSON
+    with ``indent=2`` (objects it cannot serialize as ``str``).
+
+    YAML goes through libyaml's safe dumper when PyYAML has it (about 10x faster than the pure
+    Python one), block style, sorted keys. One departure: a tuple is written as a list, which
+    ``yaml.safe_load`` reads back (MLflow's full dumper writes ``!!python/tuple``, which it
+    refuses). An object the safe dumper cannot represent at all is written by PyYAML's full
+    dumper, as MLflow would."""
+    if os.path.splitext(artifact_file)[1] not in (".yml", ".yaml"):
+        return json.dumps(obj, indent=2, default=str)
     import yaml
 
     safe: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     try:
-        text = yaml.dump(obj, Dumper=safe, indent=2, default_flow_style=False)
+        return str(yaml.dump(obj, Dumper=safe, indent=2, default_flow_style=False))
     except yaml.representer.RepresenterError:
-        text = yaml.dump(obj, indent=2, default_flow_style=False)
-    f.write(text)
+        return str(yaml.dump(obj, indent=2, default_flow_style=False))
 
 
 class MlflowRecorder(_ClosingMixin):
@@ -207,11 +211,7 @@ class MlflowRecorder(_ClosingMixin):
     def log_dict(self, obj: Any, artifact_file: str) -> None:
         """Write ``obj`` as YAML (``.yaml``/``.yml``) or else JSON to the run, as MLflow's
         ``log_dict`` does (JSON with ``indent=2``, objects it cannot serialize as ``str``)."""
-        self._check_open()
-        if os.path.splitext(artifact_file)[1] in (".yml", ".yaml"):
-            self._log_file(artifact_file, lambda f: dump_yaml(obj, f))
-        else:
-            self._log_file(artifact_file, lambda f: json.dump(obj, f, indent=2, default=str))
+        self.log_text(dict_text(obj, artifact_file), artifact_file)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self._check_open()

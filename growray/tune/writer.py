@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import ray
 
-from growray.tracking import close_figure
+from growray.tracking import close_figure, dict_text
 
 from ._mailbox import _MailboxActor, _sendable
 
@@ -68,7 +68,7 @@ class MlflowWriter:
         | {"log_text", "log_image", "flush", "close"}
     )
     #: what may travel with a flush or a close (:meth:`flush`'s ``ops``)
-    OPS = frozenset({"log_params", "set_tags", "log_dict", "log_text", "log_image"})
+    OPS = frozenset({"log_params", "set_tags", "log_text", "log_image"})
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, fresh: bool = False) -> None:
         self._uri = tracking_uri
@@ -319,7 +319,7 @@ class RemoteRecorder:
         self._queue("set_tags", {str(k): str(v) for k, v in tags.items()})
 
     def log_dict(self, obj: Any, artifact_file: str) -> None:
-        self._queue("log_dict", copy.deepcopy(obj), artifact_file)
+        self._queue("log_text", dict_text(obj, artifact_file), artifact_file)  # its text now, here
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self._queue("log_text", str(text), artifact_file)
