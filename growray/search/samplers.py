@@ -60,17 +60,17 @@ def gp(seed: int | None = None, n_startup_trials: int = 10) -> Any:
 @SAMPLERS.register("nsga2", constraints=True, multi_objective=True)
 def nsga2(seed: int | None = None, population_size: int = 50, crossover_prob: float = 0.9) -> Any:
     """NSGA-II genetic algorithm (multi-objective)."""
-    import optuna
+    from .genetic import NSGAIISampler
 
-    return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size, crossover_prob=crossover_prob)
+    return NSGAIISampler(seed=seed, population_size=population_size, crossover_prob=crossover_prob)
 
 
 @SAMPLERS.register("nsga3", constraints=True, multi_objective=True)
 def nsga3(seed: int | None = None, population_size: int = 50) -> Any:
     """NSGA-III (many-objective, reference points)."""
-    import optuna
+    from .genetic import NSGAIIISampler
 
-    return optuna.samplers.NSGAIIISampler(seed=seed, population_size=population_size)
+    return NSGAIIISampler(seed=seed, population_size=population_size)
 
 
 @SAMPLERS.register("qmc", multi_objective=True)
