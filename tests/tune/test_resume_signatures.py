@@ -126,6 +126,47 @@ def test_the_callback_signs_what_changed_and_reads_nothing_else(tmp_path, monkey
     assert verify_folder(exp, manifest) == []
 
 
+def test_the_callback_stops_listing_the_folders_of_ended_trials(tmp_path, monkeypatch):
+    """A trial folder is listed until a listing after its trial ended (Tune writes nothing
+    protected there again); a running trial's rewritten params.pkl (PBT) is still signed, and
+    what was signed of an ended trial still verifies."""
+    from types import SimpleNamespace
+
+    import growray.tune.signing as signing
+
+    exp = tmp_path / "exp"
+    _state(exp)
+    for i in range(3):
+        (exp / f"trial_{i}").mkdir()
+        (exp / f"trial_{i}" / "params.pkl").write_bytes(pickle.dumps({"i": i}))
+    monkeypatch.setenv("GROWRAY_RESUME_KEY", str(tmp_path / "resume.key"))
+    listed: list[str] = []
+    scandir = os.scandir
+    monkeypatch.setattr(signing.os, "scandir", lambda p: listed.append(Path(p).name) or scandir(p))
+
+    def trial(i: int, status: str) -> SimpleNamespace:
+        storage = SimpleNamespace(experiment_driver_staging_path=str(exp), trial_dir_name=f"trial_{i}")
+        return SimpleNamespace(storage=storage, status=status)
+
+    manifest = tmp_path / "sig.json"
+    callback = signing.SigningCallback(str(manifest), min_interval_s=0.0)
+    callback.on_step_end(0, [trial(0, "TERMINATED"), trial(1, "RUNNING"), trial(2, "ERROR")])
+    assert sorted(listed) == ["exp", "trial_0", "trial_1", "trial_2", "trial_a"]  # trial_a: no trial of Tune's
+    listed.clear()
+    (exp / "trial_1" / "params.pkl").write_bytes(pickle.dumps({"i": 1, "lr": 0.5}))  # PBT's new config
+    callback.on_step_end(1, [trial(0, "TERMINATED"), trial(1, "RUNNING"), trial(2, "ERROR")])
+    assert sorted(listed) == ["exp", "trial_1", "trial_a"]
+    assert verify_folder(exp, manifest) == []
+    listed.clear()
+    callback.on_step_end(2, [trial(0, "TERMINATED"), trial(1, "TERMINATED"), trial(2, "ERROR")])
+    assert sorted(listed) == ["exp", "trial_1", "trial_a"]  # once more: it ended before this listing
+    listed.clear()
+    callback.on_step_end(3, [trial(0, "TERMINATED"), trial(1, "TERMINATED"), trial(2, "ERROR")])
+    assert sorted(listed) == ["exp", "trial_a"]
+    (exp / "trial_0" / "params.pkl").write_bytes(b"planted")  # not listed, but caught at resume
+    assert [p.split(" ")[0] for p in verify_folder(exp, manifest)] == ["trial_0/params.pkl"]
+
+
 def test_key_file_is_private(tmp_path, monkeypatch):
     monkeypatch.setenv("GROWRAY_RESUME_KEY", str(tmp_path / "k" / "resume.key"))
     _state(tmp_path / "exp")
