@@ -18,24 +18,20 @@ import optuna
 __all__ = ["NSGAIIISampler", "NSGAIISampler"]
 
 _LOCK = "_thread_lock"
-_DROPPED = "_growray_dropped_lock"
 
 
 class _LockFreePickle:
-    """Pickle without the instance's lock (if it has one); a fresh lock is made on load."""
+    """Pickle without the instance's lock; a fresh one is made on load (harmless where an
+    older Optuna has none)."""
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        if state.pop(_LOCK, None) is not None:
-            state[_DROPPED] = True
+        state.pop(_LOCK, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        dropped = state.pop(_DROPPED, False)
         self.__dict__.update(state)
-        if dropped:
-            setattr(self, _LOCK, threading.Lock())
+        setattr(self, _LOCK, threading.Lock())
 
 
 class NSGAIISampler(_LockFreePickle, optuna.samplers.NSGAIISampler):

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
+from ray.tune.experiment import Trial
 
 __all__ = ["KEY_ENV", "SigningCallback", "resume_key_path", "sign_folder", "verify_folder"]
 
@@ -168,7 +169,7 @@ def verify_folder(root: str | Path, manifest: str | Path) -> list[str]:
     return problems
 
 
-_ENDED = ("TERMINATED", "ERROR")  # Tune's final trial states (``Trial.TERMINATED``, ``Trial.ERROR``)
+_ENDED = (Trial.TERMINATED, Trial.ERROR)  # Tune's final trial states
 
 
 def _trial_folder(trial: Any) -> str | None:
@@ -225,21 +226,25 @@ class SigningCallback(tune.Callback):
         }  # before listing
         stats = _local_stats(root, skip=self._ended)
         changed = [rel for rel, st in stats.items() if self._signed.get(rel) != st]
-        unread: set[str] = set()
-        if changed:
-            if self._signatures is None:
-                self._signatures = _load(Path(self.manifest))
-            key = _key()
-            for rel in changed:
-                try:
-                    content = (root / rel).read_bytes()
-                except OSError:  # gone since the listing (Tune replaced or removed it): next time
-                    unread.add(rel.split("/", 1)[0])
-                    continue
-                _add(self._signatures, rel, hmac.new(key, content, hashlib.sha256).hexdigest())
-                self._signed[rel] = stats[rel]
-            _save(Path(self.manifest), self._signatures)
+        unread = self._sign(root, changed, stats) if changed else set()
         self._ended |= ended - unread
+
+    def _sign(self, root: Path, changed: list[str], stats: dict[str, tuple[int, int, int]]) -> set[str]:
+        """Sign the ``changed`` files; returns the top-level folders of those it could not read."""
+        if self._signatures is None:
+            self._signatures = _load(Path(self.manifest))
+        key = _key()
+        unread: set[str] = set()
+        for rel in changed:
+            try:
+                content = (root / rel).read_bytes()
+            except OSError:  # gone since the listing (Tune replaced or removed it): next time
+                unread.add(rel.split("/", 1)[0])
+                continue
+            _add(self._signatures, rel, hmac.new(key, content, hashlib.sha256).hexdigest())
+            self._signed[rel] = stats[rel]
+        _save(Path(self.manifest), self._signatures)
+        return unread
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         self._sign_if_changed(trials)
