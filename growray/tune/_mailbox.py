@@ -47,15 +47,20 @@ class _Mailbox:
             self._turn.notify_all()
             if self._closed:
                 raise RuntimeError(f"the sweep's MLflow writer has stopped; {method} was not stored")
-            cid, self._next = self._next, self._next + 1
-            answer: asyncio.Future[tuple[bool, Any]] = asyncio.get_running_loop().create_future()
-            self._answers[cid] = answer
-            self._queue.append((cid, method, args))
-            self._arrived.set()
+            answer = self._enqueue(method, args)  # in the caller's order: still holding the turn
         ok, value = await answer
         if not ok:
             raise value
         return value
+
+    def _enqueue(self, method: str, args: tuple[Any, ...]) -> asyncio.Future[tuple[bool, Any]]:
+        """Queue one call for the driver's thread; the future resolves with its answer."""
+        cid, self._next = self._next, self._next + 1
+        answer: asyncio.Future[tuple[bool, Any]] = asyncio.get_running_loop().create_future()
+        self._answers[cid] = answer
+        self._queue.append((cid, method, args))
+        self._arrived.set()
+        return answer
 
     async def take(self, timeout_s: float) -> list[tuple[int, str, tuple[Any, ...]]]:
         """The calls queued since the last take (waits up to ``timeout_s`` for one)."""

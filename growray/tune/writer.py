@@ -7,7 +7,8 @@ its calls go to a small mailbox actor (Ray only, pinned to the driver's node), a
 of the driver takes them from there and runs them on one :class:`MlflowWriter`. A sqlite
 store (with its local artifact folder) then only has to be reachable from the driver's node.
 (The writer used to be an actor of its own, which paid MLflow's import again in every sweep,
-while the trial actors started.)
+while the trial actors started.) A sweep of many short trials, whose trials wait for the driver's
+CPU, runs it in a process of its own again (``tracking.writer``; :mod:`growray.tune._writer_process`).
 
 The trial side, :class:`RemoteRecorder`, keeps the :class:`~growray.tracking.Recorder`
 contract: metrics are buffered in the trial's process and written by :meth:`flush`, which
@@ -254,13 +255,24 @@ class _Host(threading.Thread):
         self.join(timeout_s)
 
 
-def start_writer(tracking_uri: str, experiment_id: str, parent_run_id: str, fresh: bool = False) -> WriterHandle:
+def start_writer(
+    tracking_uri: str, experiment_id: str, parent_run_id: str, fresh: bool = False, own_process: bool = False
+) -> WriterHandle:
     """Start the sweep's mailbox on the driver's node and the driver's thread that serves it;
-    ``fresh``: a new sweep, whose trial runs this writer opens all (none exists yet)."""
+    ``fresh``: a new sweep, whose trial runs this writer opens all (none exists yet);
+    ``own_process``: the writer runs in an actor of its own on the driver's node instead
+    (:mod:`growray.tune._writer_process`; ``tracking.writer``)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     node = ray.get_runtime_context().get_node_id()
     strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+    if own_process:
+        from ._writer_process import _WriterProcessActor
+
+        actor = _WriterProcessActor.options(scheduling_strategy=strategy).remote(
+            tracking_uri, experiment_id, parent_run_id, fresh
+        )
+        return WriterHandle(actor)
     mailbox = _MailboxActor.options(scheduling_strategy=strategy).remote()
     handle = WriterHandle(mailbox)
     host = _Host(mailbox, MlflowWriter(tracking_uri, experiment_id, parent_run_id, fresh))
@@ -270,11 +282,14 @@ def start_writer(tracking_uri: str, experiment_id: str, parent_run_id: str, fres
 
 
 def stop_writer(writer: WriterHandle, timeout_s: float = 10.0) -> None:
-    """Stop the driver's thread (after the call it is running) and kill the mailbox (every
-    trial has ended, or the sweep failed)."""
+    """Stop the driver's thread (after the call it is running), or let the writer's own process
+    finish the calls it admitted; then kill the mailbox (every trial has ended, or the sweep failed)."""
     host, writer._host = writer._host, None
     if host is not None:
         host.stop(timeout_s)
+    else:
+        with contextlib.suppress(Exception):
+            ray.get(writer._mailbox.close.remote(), timeout=timeout_s)
     with contextlib.suppress(Exception):
         ray.kill(writer._mailbox)
 

