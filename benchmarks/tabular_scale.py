@@ -59,7 +59,7 @@ def raw_trial(config: dict[str, Any]) -> None:
     tune.report(lookup_result(TabularConfig(config=cell, cost_scale=0.06)))
 
 
-def _experiment(work: Path, n: int, max_concurrent: int) -> Any:
+def _experiment(work: Path, n: int, max_concurrent: int, writer: str) -> Any:
     from growray.config import load_experiment
 
     return load_experiment(
@@ -71,6 +71,7 @@ def _experiment(work: Path, n: int, max_concurrent: int) -> Any:
             "search.max_concurrent": max_concurrent,
             "search.time_budget_s": None,
             "search.sampler": {"name": "tpe", "n_startup_trials": 10},
+            "tracking.writer": writer,
         },
     )
 
@@ -84,11 +85,11 @@ def run_raw(work: Path, n: int, max_concurrent: int) -> tuple[float, list[float]
     return seconds, [float(r.metrics["time_total_s"]) for r in results]
 
 
-def run_growray(work: Path, n: int, max_concurrent: int) -> tuple[float, list[float], Any]:
+def run_growray(work: Path, n: int, max_concurrent: int, writer: str) -> tuple[float, list[float], Any]:
     from growray.tune.orchestrate import run_sweep
 
     work.mkdir(parents=True, exist_ok=True)
-    exp = _experiment(work, n, max_concurrent)
+    exp = _experiment(work, n, max_concurrent, writer)
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         result = run_sweep(exp, live_interval_s=3600)
@@ -141,6 +142,12 @@ def main() -> None:
     parser.add_argument("--max-concurrent", type=int, default=2)
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument(
+        "--writer",
+        choices=["auto", "driver", "process"],
+        default="auto",
+        help="growray's tracking.writer: where the trials' MLflow calls run (default: auto)",
+    )
+    parser.add_argument(
         "--growray-only", action="store_true", help="only the growray sweep and its record checks (no ratio)"
     )
     args = parser.parse_args()
@@ -158,7 +165,9 @@ def main() -> None:
         _temp_dir=str(root / "r"),
     )
     print(
-        f"ray.init {time.perf_counter() - t0:.1f} s; {args.n} trials, max_concurrent={args.max_concurrent}", flush=True
+        f"ray.init {time.perf_counter() - t0:.1f} s; {args.n} trials, max_concurrent={args.max_concurrent}, "
+        f"tracking.writer={args.writer}",
+        flush=True,
     )
     try:
         if args.growray_only:
@@ -166,7 +175,7 @@ def main() -> None:
         else:
             raw_s, raw_inside = run_raw(root / "raw", args.n, args.max_concurrent)
             print(f"  raw tune: {raw_s:.1f} s", flush=True)
-        gr_s, gr_inside, result = run_growray(root / "growray", args.n, args.max_concurrent)
+        gr_s, gr_inside, result = run_growray(root / "growray", args.n, args.max_concurrent, args.writer)
         print(f"  growray:  {gr_s:.1f} s", flush=True)
         checks = check_records(result, args.n)
     finally:

@@ -368,6 +368,12 @@ class CostsConfig(Section):
 class TrackingConfig(Section):
     uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI; sqlite paths are relative to the cwd")
     experiment: str | None = Field(None, description="MLflow experiment name (default: the experiment's name)")
+    writer: Literal["auto", "driver", "process"] = Field(
+        "auto",
+        description="where the trials' MLflow calls run: driver (a thread of the driver, which has MLflow open), "
+        "process (an actor of its own on the driver's node: ~5 s of CPU to start, frees the driver's core), "
+        "auto (process from 300 trials on)",
+    )
 
     @field_validator("uri")
     @classmethod

@@ -80,6 +80,7 @@ def run_sweep(
         sweep_params,
     )
 
+    from ._writer_process import writer_in_own_process
     from .finish import finish_sweep
     from .session import (
         check_cluster_resources,
@@ -150,7 +151,8 @@ def run_sweep(
         growray_version=__version__,
     )
     record.save(storage.state_dir)
-    writer = start_writer(uri, experiment_id, parent_id, fresh=True)  # warms up while Tune starts the trials
+    own = writer_in_own_process(exp.tracking.writer, exp.search.num_samples)
+    writer = start_writer(uri, experiment_id, parent_id, fresh=True, own_process=own)  # warms up meanwhile
     with sweep_session(parent, started_ray, writer):
         ctx = SweepContext(uri, experiment_id, parent_id, sweep_name, provenance, writer)
         columns = kind_columns(exp) if extra_columns is None else tuple(extra_columns)
@@ -190,6 +192,7 @@ def resume_sweep(
     from growray.data import load_dataset
     from growray.tracking import MlflowRecorder, ensure_store, run_status, run_tags
 
+    from ._writer_process import writer_in_own_process
     from .finish import finish_sweep
     from .session import (
         check_cluster_resources,
@@ -241,7 +244,8 @@ def resume_sweep(
     resumed = int(tags.get("growray.resumed", 0))
     parent = MlflowRecorder(uri, record.experiment_id, run_id=record.parent_run_id)
     parent.set_tags({"growray.resumed": str(resumed + 1)})
-    writer = start_writer(uri, record.experiment_id, record.parent_run_id)
+    own = writer_in_own_process(exp.tracking.writer, exp.search.num_samples)
+    writer = start_writer(uri, record.experiment_id, record.parent_run_id, own_process=own)
     with sweep_session(parent, started_ray, writer):
         ctx = SweepContext(uri, record.experiment_id, record.parent_run_id, record.sweep, record.provenance, writer)
         tuner = restore_tuner(record, build_trainable(exp, dataset, ctx))
