@@ -275,20 +275,32 @@ def _simulated_trial(
     exp: Experiment, config: dict[str, Any], results: list[dict[str, float]], dataset: Any, sweep: SweepContext
 ) -> None:
     """Record and report results that need no training: the same MLflow run as any trial
-    (params, tags, metrics at steps 1, 2, ...), closed before the reports, so a sweep that a
-    budget stops leaves no run open. A restarted trial continues its run; steps already stored
-    are skipped."""
+    (params, tags, metrics at steps 1, 2, ...). A restarted trial continues its run; steps
+    already stored are skipped.
+
+    The run's close is sent to the sweep's writer before the reports and waited for after them
+    (a trial that a scheduler or a budget stops inside a report waits for it there), so the
+    writer stores the run while Tune takes the results, a sweep that a budget stops leaves no
+    run open, and a close that fails still fails the trial. Without a writer it is closed first."""
     import ray
     from ray import tune
+
+    from .writer import RemoteRecorder
 
     trial_name = tune.get_context().get_trial_name()
     where = {"growray.pid": str(os.getpid()), "growray.node_id": ray.get_runtime_context().get_node_id()}
     recorder = _open_run(sweep, exp, dataset, trial_name, config, where, {"growray.restarted": "true", **where})
     for step, metrics in enumerate(results, start=1):
         recorder.log_metrics(metrics, step)
-    recorder.close("FINISHED")
-    for step, metrics in enumerate(results, start=1):
-        tune.report({**metrics, "step": step, "mlflow_run_id": recorder.run_id})
+    if isinstance(recorder, RemoteRecorder):
+        recorder.send_close("FINISHED")
+    else:
+        recorder.close("FINISHED")
+    try:
+        for step, metrics in enumerate(results, start=1):
+            tune.report({**metrics, "step": step, "mlflow_run_id": recorder.run_id})
+    finally:
+        recorder.close("FINISHED")  # waits for the close sent above
 
 
 @dataclass(frozen=True)

@@ -308,6 +308,7 @@ class RemoteRecorder:
         self._buffer: _Rows = []
         self._ops: list[tuple[str, tuple[Any, ...]]] = []  # params, tags, artifacts for the next flush
         self._closed = False
+        self._closing: ray.ObjectRef[None] | None = None  # a close sent and not yet waited for
 
     @property
     def run_id(self) -> str:
@@ -358,10 +359,23 @@ class RemoteRecorder:
         del self._ops[: len(ops)]
 
     def close(self, status: str = "FINISHED") -> None:
-        """Flush and end the run, in one round trip. Idempotent."""
-        if self._closed:
-            return
-        ray.get(self._writer.close.remote(self._run, status, list(self._buffer), list(self._ops)))
+        """Flush and end the run, in one round trip; after :meth:`send_close`, wait for the close
+        it sent (and raise its error). Idempotent."""
+        if self._closing is None:
+            if self._closed:
+                return
+            self.send_close(status)
+        closing, self._closing = self._closing, None
+        if closing is not None:
+            ray.get(closing)
+
+    def send_close(self, status: str = "FINISHED") -> None:
+        """Send the last metrics, params, tags and artifacts and the end of the run, without
+        waiting: the writer runs the call after this process's earlier ones, and :meth:`close`
+        waits for it. A trial that has nothing left to do but report sends its close first, so
+        the writer stores its run while Tune takes the result."""
+        self._check_open()
+        self._closing = self._writer.close.remote(self._run, status, list(self._buffer), list(self._ops))
         self._buffer.clear()
         self._ops.clear()
         self._closed = True

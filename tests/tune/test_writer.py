@@ -95,6 +95,22 @@ def test_remote_recorder_writes_in_order_and_flush_confirms(ray_session, store, 
         bad.set_tags({"a": "1"})
         with pytest.raises(Exception, match="no-such-run"):
             bad.flush()
+
+        # a close sent without waiting (a table trial, before its reports) is stored by the
+        # writer; close() then waits for it, and raises what it raised in the writer
+        sent = RemoteRecorder(writer, writer.new_run.remote("t2", {"growray.trial": "t2"}))
+        sent.log_metrics({"val/acc": 0.4}, step=1)
+        sent.send_close("FINISHED")
+        with pytest.raises(RuntimeError, match="closed"):
+            sent.log_metrics({"val/acc": 0.5}, step=2)
+        sent.close("FINISHED")
+        assert client.get_run(sent.run_id).info.status == "FINISHED"
+        assert [(m.step, m.value) for m in client.get_metric_history(sent.run_id, "val/acc")] == [(1, 0.4)]
+        lost = RemoteRecorder(writer, "no-such-run")
+        lost.log_metrics({"val/acc": 0.4}, step=1)
+        lost.send_close("FINISHED")  # returns at once
+        with pytest.raises(Exception, match="no-such-run"):
+            lost.close("FINISHED")
     finally:
         stop_writer(writer)
 
