@@ -359,23 +359,29 @@ class RemoteRecorder:
         del self._ops[: len(ops)]
 
     def close(self, status: str = "FINISHED") -> None:
-        """Flush and end the run, in one round trip; after :meth:`send_close`, wait for the close
-        it sent (and raise its error). Idempotent."""
-        if self._closing is None:
-            if self._closed:
-                return
-            self.send_close(status)
+        """Flush and end the run, in one round trip (a failed close leaves the run open here, so
+        a later close sends it again); after :meth:`send_close`, wait for the close it sent and
+        raise its error. Idempotent."""
         closing, self._closing = self._closing, None
         if closing is not None:
             ray.get(closing)
+        elif not self._closed:
+            ray.get(self._close_call(status))
+            self._mark_closed()
 
     def send_close(self, status: str = "FINISHED") -> None:
         """Send the last metrics, params, tags and artifacts and the end of the run, without
         waiting: the writer runs the call after this process's earlier ones, and :meth:`close`
         waits for it. A trial that has nothing left to do but report sends its close first, so
         the writer stores its run while Tune takes the result."""
+        self._closing = self._close_call(status)
+        self._mark_closed()
+
+    def _close_call(self, status: str) -> ray.ObjectRef[None]:
         self._check_open()
-        self._closing = self._writer.close.remote(self._run, status, list(self._buffer), list(self._ops))
+        return self._writer.close.remote(self._run, status, list(self._buffer), list(self._ops))
+
+    def _mark_closed(self) -> None:
         self._buffer.clear()
         self._ops.clear()
         self._closed = True

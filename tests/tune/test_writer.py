@@ -111,6 +111,12 @@ def test_remote_recorder_writes_in_order_and_flush_confirms(ray_session, store, 
         lost.send_close("FINISHED")  # returns at once
         with pytest.raises(Exception, match="no-such-run"):
             lost.close("FINISHED")
+        retried = RemoteRecorder(writer, "no-such-run")  # a plain close that fails stays open
+        retried.log_metrics({"val/acc": 0.4}, step=1)
+        for _ in range(2):  # and the second close sends it again (a crash path's close("FAILED"))
+            with pytest.raises(Exception, match="no-such-run"):
+                retried.close("FAILED")
+        assert retried.n_pending == 1
     finally:
         stop_writer(writer)
 
