@@ -6,9 +6,8 @@ driver pays it once anyway, for the sweep's parent run. So a trial does not impo
 its calls go to a small mailbox actor (Ray only, pinned to the driver's node), and a thread
 of the driver takes them from there and runs them on one :class:`MlflowWriter`. A sqlite
 store (with its local artifact folder) then only has to be reachable from the driver's node.
-(The writer used to be an actor of its own, which paid MLflow's import again in every sweep,
-while the trial actors started.) A sweep of many short trials, whose trials wait for the driver's
-CPU, runs it in a process of its own again (``tracking.writer``; :mod:`growray.tune._writer_process`).
+A sweep of many short trials, which wait for the driver's CPU, runs the writer in a process
+of its own (``tracking.writer``; :mod:`growray.tune._writer_process`).
 
 The trial side, :class:`RemoteRecorder`, keeps the :class:`~growray.tracking.Recorder`
 contract: metrics are buffered in the trial's process and written by :meth:`flush`, which
@@ -359,32 +358,27 @@ class RemoteRecorder:
         del self._ops[: len(ops)]
 
     def close(self, status: str = "FINISHED") -> None:
-        """Flush and end the run, in one round trip (a failed close leaves the run open here, so
-        a later close sends it again); after :meth:`send_close`, wait for the close it sent and
-        raise its error. Idempotent."""
+        """Flush and end the run in one round trip, or wait for the close :meth:`send_close`
+        sent (raising its error). Idempotent; a failed close leaves the run open, to retry."""
         closing, self._closing = self._closing, None
         if closing is not None:
             ray.get(closing)
         elif not self._closed:
-            ray.get(self._close_call(status))
-            self._mark_closed()
+            self._end(status, wait=True)
 
     def send_close(self, status: str = "FINISHED") -> None:
-        """Send the last metrics, params, tags and artifacts and the end of the run, without
-        waiting: the writer runs the call after this process's earlier ones, and :meth:`close`
-        waits for it. A trial that has nothing left to do but report sends its close first, so
-        the writer stores its run while Tune takes the result."""
-        self._closing = self._close_call(status)
-        self._mark_closed()
+        """:meth:`close` without waiting: a trial left with only its reports lets the writer store its run meanwhile."""
+        self._closing = self._end(status, wait=False)
 
-    def _close_call(self, status: str) -> ray.ObjectRef[None]:
+    def _end(self, status: str, wait: bool) -> ray.ObjectRef[None] | None:
         self._check_open()
-        return self._writer.close.remote(self._run, status, list(self._buffer), list(self._ops))
-
-    def _mark_closed(self) -> None:
+        ref = self._writer.close.remote(self._run, status, list(self._buffer), list(self._ops))
+        if wait:
+            ray.get(ref)  # an error leaves the run open here, with its buffer
         self._buffer.clear()
         self._ops.clear()
         self._closed = True
+        return None if wait else ref
 
     def discard_pending(self) -> int:
         """Drop the buffered metrics (a crashed attempt's partial epoch); returns how many.
