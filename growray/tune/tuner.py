@@ -50,6 +50,7 @@ def build_tuner(
     s = exp.search
     if s.scheduler.name == "bohb":
         return _bohb_tuner(exp, trainable, run_config)
+    _prepare_study(record)
     search = GrowrayOptunaSearch(
         SpaceFunction.from_experiment(exp),
         # one objective: plain names; several: lists (STACK_NOTES §1)
@@ -92,7 +93,18 @@ def signatures_path(record: SweepRecord) -> Path:
 
 def restore_tuner(record: SweepRecord, trainable: Any) -> tune.Tuner:
     """The interrupted sweep's Tuner, continuing its unfinished and errored trials."""
+    _prepare_study(record, create=False)  # before the searcher is unpickled and reconnects
     return tune.Tuner.restore(record.storage_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+
+
+def _prepare_study(record: SweepRecord, create: bool = True) -> None:
+    """The study's sqlite file in WAL mode where that is safe (see :mod:`growray.tune.study`);
+    ``create=False``: only a file that exists (a PBT or BOHB sweep has no study)."""
+    from .study import prepare_study_file, study_file
+
+    db = study_file(record.optuna_storage)
+    if db is not None and (create or db.exists()):
+        prepare_study_file(db)
 
 
 def _scheduler(exp: Experiment) -> TrialScheduler | None:

@@ -34,6 +34,7 @@ def test_interrupted_sweep_resumes_in_process(ray_session, tmp_path):
 
     from growray.tune.orchestrate import resume_sweep, run_sweep
     from growray.tune.record import SweepRecord
+    from growray.tune.study import LOCAL_FILESYSTEMS, filesystem_type, journal_mode, study_file
 
     exp = tiny_experiment(
         tmp_path,
@@ -78,3 +79,7 @@ def test_interrupted_sweep_resumes_in_process(ray_session, tmp_path):
     study = optuna.load_study(study_name=record.sweep, storage=record.optuna_storage)
     states = [t.state for t in study.trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) == 3 and len(states) == 3
+    db = study_file(record.optuna_storage)
+    assert db is not None and journal_mode(db) == (
+        "wal" if filesystem_type(db.parent) in LOCAL_FILESYSTEMS else "delete"
+    )
