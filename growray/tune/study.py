@@ -21,11 +21,14 @@ back into ``optuna.db`` and removes them).
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from pathlib import Path
 
 __all__ = ["LOCAL_FILESYSTEMS", "filesystem_type", "journal_mode", "prepare_study_file", "study_file"]
+
+log = logging.getLogger(__name__)
 
 #: filesystem types whose files only this machine's kernel writes: WAL is safe there
 LOCAL_FILESYSTEMS = frozenset(
@@ -66,18 +69,23 @@ def filesystem_type(path: Path, mounts: Path = Path("/proc/self/mounts")) -> str
     return best_type
 
 
-def prepare_study_file(db: Path, mounts: Path = Path("/proc/self/mounts")) -> str:
+def prepare_study_file(db: Path, mounts: Path = Path("/proc/self/mounts"), lock_timeout_s: float = 5.0) -> str:
     """Create the study's sqlite file if it is missing and set its journal mode: ``wal`` on a
     local filesystem, ``delete`` (sqlite's default) anywhere else. Returns the mode in effect.
 
     Called by the driver before it opens the study, when no other connection is open (a
     change of journal mode needs the file to itself). A driver killed in WAL mode leaves its
-    ``-wal`` file; sqlite replays it when this opens the file.
+    ``-wal`` file; sqlite replays it when this opens the file. Where another process holds
+    the file (``optuna-dashboard`` in a transaction) for ``lock_timeout_s``, the mode stays as
+    it is, with a warning, and this returns ``unchanged``.
     """
     wanted = "wal" if filesystem_type(db.parent, mounts) in LOCAL_FILESYSTEMS else "delete"
-    con = sqlite3.connect(db)
+    con = sqlite3.connect(db, timeout=lock_timeout_s)
     try:
         (mode,) = con.execute(f"PRAGMA journal_mode={wanted}").fetchone()
+    except sqlite3.OperationalError as exc:  # another process holds the file: a speed-up is not worth failing for
+        log.warning("the Optuna study %s keeps its journal mode (%s)", db, exc)
+        return "unchanged"
     finally:
         con.close()
     return str(mode).lower()

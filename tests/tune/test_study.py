@@ -69,6 +69,19 @@ def test_a_study_moved_to_a_network_filesystem_gets_its_rollback_journal_back(tm
     con.close()
 
 
+def test_a_study_file_another_process_holds_keeps_its_mode(tmp_path, caplog):
+    db = tmp_path / "optuna.db"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")  # e.g. a dashboard in the middle of a write
+    try:
+        assert prepare_study_file(db, _mounts(tmp_path, ["dev / ext4 rw 0 0"]), lock_timeout_s=0.2) == "unchanged"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert journal_mode(db) == "delete" and "keeps its journal mode" in caplog.text
+
+
 def test_study_file_reads_sqlite_uris_only():
     assert study_file("sqlite:////abs/runs/optuna.db") == Path("/abs/runs/optuna.db")
     assert study_file("sqlite:///") is None
