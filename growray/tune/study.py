@@ -14,19 +14,21 @@ tmpfs, overlay, ...: :data:`LOCAL_FILESYSTEMS`), read from ``/proc/self/mounts``
 SMB, a FUSE mount, or an unknown system (macOS has no ``/proc``) the file keeps, or gets
 back, the rollback journal. WAL is a property of the file: sqlite remembers it, and every
 later connection (the searcher unpickled by ``growray resume``, ``optuna-dashboard``)
-uses it without being told. While a sweep runs, the ``-wal`` and ``-shm`` files lie beside
-``optuna.db``; copy all three, or copy after the sweep (its last connection folds the log
-back into ``optuna.db`` and removes them).
+uses it without being told. The ``-wal`` and ``-shm`` files lie beside ``optuna.db`` while a
+process has the study open (``growray run`` until it exits; a sweep run through the Python
+API until that interpreter exits): copy all three, or copy once it has exited (sqlite folds
+the log back into ``optuna.db`` and removes them when the last connection closes).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 from pathlib import Path
 
-__all__ = ["LOCAL_FILESYSTEMS", "filesystem_type", "journal_mode", "prepare_study_file", "study_file"]
+__all__ = ["LOCAL_FILESYSTEMS", "filesystem_type", "prepare_study_file", "study_file", "wanted_journal_mode"]
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +40,7 @@ LOCAL_FILESYSTEMS = frozenset(
 
 def _unescape(field: str) -> str:
     """A ``/proc/mounts`` field with its octal escapes (``\\040`` for a space) decoded."""
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and len(field) >= i + 4 and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def filesystem_type(path: Path, mounts: Path = Path("/proc/self/mounts")) -> str | None:
@@ -69,6 +63,11 @@ def filesystem_type(path: Path, mounts: Path = Path("/proc/self/mounts")) -> str
     return best_type
 
 
+def wanted_journal_mode(folder: Path, mounts: Path = Path("/proc/self/mounts")) -> str:
+    """The journal mode a study file in ``folder`` gets: ``wal`` on a local filesystem, else ``delete``."""
+    return "wal" if filesystem_type(folder, mounts) in LOCAL_FILESYSTEMS else "delete"
+
+
 def prepare_study_file(db: Path, mounts: Path = Path("/proc/self/mounts"), lock_timeout_s: float = 5.0) -> str:
     """Create the study's sqlite file if it is missing and set its journal mode: ``wal`` on a
     local filesystem, ``delete`` (sqlite's default) anywhere else. Returns the mode in effect.
@@ -79,7 +78,7 @@ def prepare_study_file(db: Path, mounts: Path = Path("/proc/self/mounts"), lock_
     the file (``optuna-dashboard`` in a transaction) for ``lock_timeout_s``, the mode stays as
     it is, with a warning, and this returns ``unchanged``.
     """
-    wanted = "wal" if filesystem_type(db.parent, mounts) in LOCAL_FILESYSTEMS else "delete"
+    wanted = wanted_journal_mode(db.parent, mounts)
     con = sqlite3.connect(db, timeout=lock_timeout_s)
     try:
         (mode,) = con.execute(f"PRAGMA journal_mode={wanted}").fetchone()
@@ -95,12 +94,3 @@ def study_file(uri: str) -> Path | None:
     """The file of an sqlite storage URI (``sqlite:////abs/optuna.db``); None for another database."""
     prefix = "sqlite:///"
     return Path(uri[len(prefix) :]) if uri.startswith(prefix) and len(uri) > len(prefix) else None
-
-
-def journal_mode(db: Path) -> str:
-    """The journal mode an sqlite file is in (``wal``, ``delete``, ...), as a new connection sees it."""
-    con = sqlite3.connect(f"file:{db}?mode=rw", uri=True)  # never creates it
-    try:
-        return str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-    finally:
-        con.close()

@@ -30,11 +30,12 @@ def _interrupt_at_second_checkpoint(root: Path, stop: threading.Event) -> None:
 @pytest.mark.slow  # a sweep of its own: ~1-1.5 min on 2 cores (the default suite's ~10-min budget)
 def test_interrupted_sweep_resumes_in_process(ray_session, tmp_path):
     import optuna
+    from _sqlite import journal_mode
     from mlflow import MlflowClient
 
     from growray.tune.orchestrate import resume_sweep, run_sweep
     from growray.tune.record import SweepRecord
-    from growray.tune.study import LOCAL_FILESYSTEMS, filesystem_type, journal_mode, study_file
+    from growray.tune.study import study_file, wanted_journal_mode
 
     exp = tiny_experiment(
         tmp_path,
@@ -80,6 +81,4 @@ def test_interrupted_sweep_resumes_in_process(ray_session, tmp_path):
     states = [t.state for t in study.trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) == 3 and len(states) == 3
     db = study_file(record.optuna_storage)
-    assert db is not None and journal_mode(db) == (
-        "wal" if filesystem_type(db.parent) in LOCAL_FILESYSTEMS else "delete"
-    )
+    assert db is not None and journal_mode(db) == wanted_journal_mode(db.parent)  # kept across the resume

@@ -6,8 +6,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from _sqlite import journal_mode
 
-from growray.tune.study import LOCAL_FILESYSTEMS, filesystem_type, journal_mode, prepare_study_file, study_file
+from growray.tune.study import LOCAL_FILESYSTEMS, filesystem_type, prepare_study_file, study_file
 
 
 def _mounts(tmp_path: Path, lines: list[str]) -> Path:
