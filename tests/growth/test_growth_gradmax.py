@@ -2,6 +2,7 @@
 
 import copy
 import json
+import math
 
 import pytest
 import torch
@@ -162,6 +163,64 @@ def test_conv_auxiliary_gradient_matches_autograd():
         loss = F.cross_entropy(model(x), y)
         grad = torch.autograd.grad(loss, model.site_modules(site).producer.weight)[0][-1].flatten()
         assert torch.allclose(grad, cols[0] @ m, rtol=1e-3, atol=1e-6), site
+
+
+def _per_sample_flatten_matrix(conv, inputs, delta, grid, center):
+    """The conv -> flatten -> Linear grow matrix as the module docstring defines it: every
+    sample's patches unfolded, centred over samples and positions, pooled, then summed."""
+    pre_hw = tuple(conv(inputs).shape[2:])
+    p = F.unfold(inputs, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+    p = p.reshape(inputs.shape[0], p.shape[1], *pre_hw)
+    if center:
+        p = p - p.mean(dim=(0, 2, 3), keepdim=True)
+    if grid != pre_hw:
+        p = F.adaptive_avg_pool2d(p, grid)
+    return torch.einsum("nc,nip->cpi", delta, p.flatten(2)).reshape(-1, p.shape[1])
+
+
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize(
+    ("conv_kwargs", "grid"),
+    [
+        ({"kernel_size": 3, "padding": 1}, (6, 6)),  # flatten, no pooling
+        ({"kernel_size": 3, "padding": 1}, (3, 3)),  # pooled 2x2
+        ({"kernel_size": 3, "padding": 1}, (1, 1)),  # global pooling
+        ({"kernel_size": (3, 1), "stride": 2, "padding": (1, 0)}, (2, 3)),  # strided, uneven pooling
+        ({"kernel_size": 2, "dilation": 2, "padding": 1}, (2, 2)),  # dilated, pooled 3x3 -> 2x2 (adaptive)
+    ],
+)
+def test_conv_flatten_matrix_equals_the_per_sample_sum(conv_kwargs, grid, center):
+    from growray.growth.gradmax import _conv_flatten_matrix
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 5, **conv_kwargs).double()
+    inputs, delta = torch.randn(9, 3, 6, 6, dtype=torch.float64), torch.randn(9, 4, dtype=torch.float64)
+    pre = conv(inputs)
+    want = _per_sample_flatten_matrix(conv, inputs, delta, grid, center)
+    got = _conv_flatten_matrix(conv, inputs, pre, delta, grid, center)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+    got32 = _conv_flatten_matrix(conv.float(), inputs.float(), pre.float(), delta.float(), grid, center)
+    assert torch.allclose(got32.double(), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_pooled_conv_site_auxiliary_gradient_is_the_per_sample_sum(batch_norm):
+    """The benchmark CNN's last conv site (max-pooled, flattened into a Linear), GradMax's
+    centring on with a BatchNorm: the matrix equals the per-sample formula on the capture."""
+    from growray.growth.capture import capture_site
+    from growray.models.cnn import GrowableCNN
+
+    torch.manual_seed(0)
+    model = GrowableCNN((1, 12, 12), 10, channels=[4, 6], hidden=[8], batch_norm=batch_norm).eval()
+    x, y = torch.randn(16, 1, 12, 12), torch.randint(0, 10, (16,))
+    site = model.sites()[1]
+    mods = model.site_modules(site)
+    cap = capture_site(model, site, x, y, with_grad=True)
+    grid = (math.isqrt(mods.spatial),) * 2
+    want = _per_sample_flatten_matrix(mods.producer, cap.inputs, cap.gradients()[2], grid, batch_norm)
+    got = auxiliary_gradient(model, site, (x, y), center=batch_norm).matrix
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
 def _ctx(model, batch, step=200):
