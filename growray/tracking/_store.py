@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from growray.journal import set_journal_mode
+
 from ._reader import reader
 
 if TYPE_CHECKING:
@@ -34,6 +36,8 @@ __all__ = [
 ]
 
 SWEEP_KIND = "sweep"
+#: how long the journal-mode change waits for a file another process holds (``mlflow ui`` reading)
+JOURNAL_LOCK_TIMEOUT_S = 1.0
 _PAGE = 1000
 
 
@@ -79,11 +83,13 @@ def _client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri)
 
 
-def ensure_store(tracking_uri: str) -> None:
+def ensure_store(tracking_uri: str, *, journal: bool = False) -> None:
     """Make sure the store exists and answers; create the sqlite schema if needed.
 
     For sqlite, the parent folders of the database file are created and the schema is
-    migrated here, once, on the driver. For ``http(s)`` URIs the server's ``/health`` is
+    migrated here, once, on the driver. With ``journal`` (a sweep's driver) the file is also
+    put in WAL mode on a local filesystem, the rollback journal elsewhere
+    (:mod:`growray.journal`): each of a trial's commits then syncs one file instead of two. For ``http(s)`` URIs the server's ``/health`` is
     checked. Raises ``ConnectionError`` naming the URI when the server does not answer.
     """
     if _is_http(tracking_uri):
@@ -115,7 +121,14 @@ def ensure_store(tracking_uri: str) -> None:
         with open(path.with_name(path.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                # the journal mode is set before this process opens the file where it exists
+                # (leaving WAL needs the file to itself), else once MLflow has made its schema
+                existed = path.exists()
+                if journal and existed:
+                    set_journal_mode(path, "the MLflow store", lock_timeout_s=JOURNAL_LOCK_TIMEOUT_S)
                 _client(tracking_uri).search_experiments(max_results=1)
+                if journal and not existed:
+                    set_journal_mode(path, "the MLflow store", lock_timeout_s=JOURNAL_LOCK_TIMEOUT_S)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
     except OSError as exc:

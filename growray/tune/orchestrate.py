@@ -106,7 +106,7 @@ def run_sweep(
     # Everything that can fail cheaply fails before Ray starts: the store, then the data.
     try:
         uri = absolute_tracking_uri(tracking_uri or exp.tracking.uri)
-        ensure_store(uri)
+        ensure_store(uri, journal=True)  # WAL on a local disk (growray.journal)
     except (ConnectionError, ValueError) as exc:
         raise SetupError(f"tracking.uri: {exc}") from None
     dataset = load_dataset(exp.data, seed=exp.seed)
@@ -224,7 +224,7 @@ def resume_sweep(
         )
     check_machine_resources(exp.resources.cpu, exp.resources.gpu, address)
     uri = record.tracking_uri
-    ensure_store(uri)
+    ensure_store(uri, journal=True)
     tags = run_tags(uri, record.parent_run_id)
     if run_status(uri, record.parent_run_id) == "FINISHED" and tags.get("growray.interrupted") != "true":
         raise NothingToResume(

@@ -117,8 +117,10 @@ def test_optuna_study_survives_the_driver(sweep):
     study = optuna.load_study(study_name=result.name, storage=f"sqlite:///{db}")
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3
-    # the study file in WAL mode where its filesystem is local, the rollback journal elsewhere
+    # the study file and the MLflow store in WAL mode where their filesystem is local, the
+    # rollback journal elsewhere
     assert journal_mode(db) == wanted_journal_mode(db.parent)
+    assert journal_mode(tmp / "mlflow.db") == wanted_journal_mode(tmp)
     assert {tuple(sorted(t.params)) for t in complete} == {
         ("growth.initializer.name", "growth.trigger.n_units", "trainer.lr")
     }
