@@ -32,8 +32,10 @@ The difference is growray's orchestration, which consists of:
 * data: both paths fetch the same dataset from the object store; growray's trainer copies
   it to tensors once per trial, as the raw trainable does.
 
-Every growray round records into the same MLflow database (created by the warm-up round; a
-fresh sqlite store costs a few more seconds once, for its schema). Each variant's wall time
+Every growray round records into the same MLflow database, and every tune+mlflow round into
+another (each created by its warm-up round; a fresh sqlite store costs a few more seconds
+once, for its schema): growray's sweeps put their store in WAL mode, a hand-written sweep
+keeps MLflow's rollback journal. Each variant's wall time
 covers everything from its driver-side setup (loading the data,
 creating the Optuna storage) until ``fit()`` returns. The Ray start-up (a few seconds) is
 outside both. ``trial s`` is the median of Tune's ``time_total_s`` (time inside the
@@ -124,7 +126,9 @@ def run_raw_mlflow(work: Path, n: int, max_concurrent: int) -> tuple[float, Path
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
     callback = MLflowLoggerCallback(
-        tracking_uri=f"sqlite:///{work.parent / 'mlflow.db'}",
+        # its own store: growray's sweeps put theirs in WAL mode (growray.journal), and a
+        # hand-written sweep keeps MLflow's default rollback journal
+        tracking_uri=f"sqlite:///{work.parent / 'mlflow-callback.db'}",
         experiment_name="overhead-mlflow-callback",
         save_artifact=False,
     )
