@@ -137,8 +137,8 @@ def _conv_flatten_matrix(
 
     Unfolding and average pooling are linear, so the sample sum is taken first: ``T_c = sum_n
     delta[n, c] h_n`` is one ``(C x N) @ (N x C_in*H*W)`` product, and only the C maps ``T_c``
-    are unfolded and pooled, not every sample's patches (at N = 256 on the benchmark CNN that
-    was most of a GradMax or NeST event). The values are the per-sample formula's up to
+    are unfolded and pooled, not every sample's patches (at N = 256 on the benchmark CNN's last
+    conv site that was about 40% of a GradMax event). The values are the per-sample formula's up to
     float rounding (pinned in the tests). Centring subtracts the patches' mean over samples and
     positions, ``mu``, from every patch: ``M[(c, p), :] -= (sum_n delta[n, c]) mu``.
     """
@@ -189,14 +189,8 @@ def auxiliary_gradient(
         fresh = patches.untyped_storage().data_ptr() != cap.inputs.untyped_storage().data_ptr()
         patches = patches.sub_(mean) if fresh else patches - mean
     n_samples, d_in = patches.shape[:2]
-    if isinstance(consumer, nn.Linear):  # a Linear producer: (N, F_in, 1, 1) patches, one column
-        s = mods.spatial
-        grid = _flatten_grid(site, s, (int(patches.shape[2]), int(patches.shape[3])))
-        if grid != tuple(patches.shape[2:]):
-            patches = F.adaptive_avg_pool2d(patches, grid)
-        p = patches.reshape(n_samples, d_in, s)
-        m = torch.einsum("nc,nip->cpi", delta, p).reshape(delta.shape[1] * s, d_in)
-        return AuxiliaryGradient(m, cap)
+    if isinstance(consumer, nn.Linear):  # a Linear producer (conv ones returned above): one column per unit
+        return AuxiliaryGradient(delta.t() @ patches.reshape(n_samples, d_in), cap)
     if isinstance(consumer, nn.Conv2d) and consumer.groups == 1:
         h2, w2 = cap.consumer_inputs.shape[2:]
         grid = (int(h2), int(w2))
