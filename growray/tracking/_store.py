@@ -89,8 +89,10 @@ def ensure_store(tracking_uri: str, *, journal: bool = False) -> None:
     For sqlite, the parent folders of the database file are created and the schema is
     migrated here, once, on the driver. With ``journal`` (a sweep's driver) the file is also
     put in WAL mode on a local filesystem, the rollback journal elsewhere
-    (:mod:`growray.journal`): each of a trial's commits then syncs one file instead of two. For ``http(s)`` URIs the server's ``/health`` is
-    checked. Raises ``ConnectionError`` naming the URI when the server does not answer.
+    (:mod:`growray.journal`): each of a trial's commits then syncs one file instead of two.
+
+    For ``http(s)`` URIs the server's ``/health`` is checked. Raises ``ConnectionError``
+    naming the URI when the server does not answer.
     """
     if _is_http(tracking_uri):
         url = tracking_uri.rstrip("/") + "/health"

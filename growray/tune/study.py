@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from growray.journal import LOCAL_FILESYSTEMS, filesystem_type, set_journal_mode, wanted_journal_mode
+from growray.journal import set_journal_mode
 
-__all__ = ["LOCAL_FILESYSTEMS", "filesystem_type", "prepare_study_file", "study_file", "wanted_journal_mode"]
+__all__ = ["prepare_study_file", "study_file"]
 
 
 def prepare_study_file(db: Path, mounts: Path = Path("/proc/self/mounts"), lock_timeout_s: float = 5.0) -> str:

@@ -110,7 +110,7 @@ def test_optuna_study_survives_the_driver(sweep):
     import optuna
     from _sqlite import journal_mode
 
-    from growray.tune.study import wanted_journal_mode
+    from growray.journal import wanted_journal_mode
 
     _, result, tmp = sweep
     db = tmp / "runs" / "tiny" / "optuna.db"

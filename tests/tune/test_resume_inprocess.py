@@ -33,9 +33,10 @@ def test_interrupted_sweep_resumes_in_process(ray_session, tmp_path):
     from _sqlite import journal_mode
     from mlflow import MlflowClient
 
+    from growray.journal import wanted_journal_mode
     from growray.tune.orchestrate import resume_sweep, run_sweep
     from growray.tune.record import SweepRecord
-    from growray.tune.study import study_file, wanted_journal_mode
+    from growray.tune.study import study_file
 
     exp = tiny_experiment(
         tmp_path,

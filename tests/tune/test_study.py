@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from _sqlite import journal_mode
 
-from growray.tune.study import LOCAL_FILESYSTEMS, filesystem_type, prepare_study_file, study_file
+from growray.journal import LOCAL_FILESYSTEMS, filesystem_type
+from growray.tune.study import prepare_study_file, study_file
 
 
 def _mounts(tmp_path: Path, lines: list[str]) -> Path:
